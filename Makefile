@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine: `make test` and (once the CLI lands) `make demo`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check kaos tests benchmarks
+	$(BIN)/ruff format --check kaos tests benchmarks
+
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/python benchmarks/store_bench.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,3 @@
+from kaos.cli.main import main
+
+main()

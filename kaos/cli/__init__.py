@@ -1,0 +1,1 @@
+"""The kaos command line (typer + rich)."""

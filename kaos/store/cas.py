@@ -1,0 +1,150 @@
+"""The content-addressed store: one facade over index, writer, reader, checkout, gc, verify."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaos.store.backends.base import Backend
+from kaos.store.backends.local import LocalBackend
+from kaos.store.backends.url import backend_from_url
+from kaos.store.checkout import checkout
+from kaos.store.chunking import TREE_CHUNKS
+from kaos.store.filecache import FileCache
+from kaos.store.gc import GcReport, collect_garbage
+from kaos.store.hashing import hash_bytes
+from kaos.store.index import PackIndex
+from kaos.store.locks import StoreLocks
+from kaos.store.pack import KIND_BLOB
+from kaos.store.progress import NullProgress, Progress, Throttled
+from kaos.store.reader import StoreReader
+from kaos.store.scan import ScannedFolder, scan_folder
+from kaos.store.state import HashCache
+from kaos.store.tree import Tree
+from kaos.store.verify import VerifyReport, verify_store
+from kaos.store.writer import StoreWriter
+
+
+@dataclass(frozen=True)
+class PushReport:
+    tree: Tree
+    files_sent: int
+    bytes_read: int
+    bytes_uploaded: int
+
+
+class ContentStore:
+    """Blobs and trees by content on a backend, with a local file cache for checkouts.
+
+    `home` (usually KAOS_HOME) holds the local caches: the file cache used for hardlinked
+    checkouts and, for remote backends, copies of the pack indexes.
+    """
+
+    def __init__(self, backend: Backend, home: Path | None = None, uploads: int = 4) -> None:
+        self.backend = backend
+        self.home = Path(home) if home else None
+        index_cache = None
+        if self.home is not None and not isinstance(backend, LocalBackend):
+            index_cache = self.home / "index-cache" / hash_bytes(backend.location.encode())[:16]
+        self.index = PackIndex(backend, index_cache)
+        self.reader = StoreReader(backend, self.index)
+        self.locks = StoreLocks(backend)
+        self.file_cache = FileCache(self.home / "cache" / "files") if self.home else None
+        self._uploads = uploads
+
+    @classmethod
+    def from_url(cls, url: str, home: Path | None = None, endpoint_url: str | None = None) -> ContentStore:
+        return cls(backend_from_url(url, endpoint_url=endpoint_url), home)
+
+    # -- queries -------------------------------------------------------------------------
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        """The digests the store does not hold (after picking up other writers' packs)."""
+        wanted = set(digests)
+        absent = {d for d in wanted if d not in self.index}
+        if absent:
+            self.index.refresh()
+            absent = {d for d in absent if d not in self.index}
+        return absent
+
+    def __contains__(self, digest: str) -> bool:
+        return not self.missing([digest])
+
+    # -- writing -------------------------------------------------------------------------
+    def writer(self) -> StoreWriter:
+        return StoreWriter(self.backend, self.index, self.locks, uploads=self._uploads)
+
+    def put_bytes(self, data: bytes) -> str:
+        with self.writer() as w:
+            return w.put_bytes(data)
+
+    def put_tree(self, tree: Tree, writer: StoreWriter | None = None) -> str:
+        if writer is not None:
+            return writer.put_bytes(tree.serialize(), TREE_CHUNKS)
+        with self.writer() as w:
+            return w.put_bytes(tree.serialize(), TREE_CHUNKS)
+
+    def push(
+        self, scanned: ScannedFolder, progress: Progress | None = None, writer: StoreWriter | None = None
+    ) -> PushReport:
+        """Store every file of a scanned folder the store lacks, then the tree itself."""
+        if writer is None:
+            with self.writer() as w:
+                return self.push(scanned, progress, w)
+        tree = scanned.tree
+        absent = {d for d in self.missing(tree.digests()) if not writer.has(d)}
+        todo = {}
+        for entry in tree:
+            if entry.digest in absent and entry.digest not in todo:
+                todo[entry.digest] = entry
+        total = sum(e.size for e in todo.values())
+        meter = Throttled(progress or NullProgress(), "upload", total, step=max(total // 200, 1 << 20))
+        for digest, entry in todo.items():
+            writer.put_file(scanned.abspath(entry.path), digest)
+            meter.advance(entry.size)
+        self.put_tree(tree, writer)
+        writer.flush()
+        meter.finish()
+        return PushReport(tree, len(todo), total, writer.bytes_uploaded)
+
+    def add_folder(
+        self, folder: str | Path, cache: HashCache | None = None, progress: Progress | None = None
+    ) -> Tree:
+        """Hash and store a folder in one pass: files read for hashing are stored right away."""
+        self.index.refresh()
+        with self.writer() as w:
+
+            def keep(digest: str, data: bytes) -> None:
+                if not w.has(digest):
+                    w.add_raw(digest, KIND_BLOB, data)
+
+            scanned = scan_folder(folder, cache, progress, on_content=keep)
+            return self.push(scanned, progress, w).tree
+
+    # -- reading -------------------------------------------------------------------------
+    def get_bytes(self, digest: str) -> bytes:
+        return self.reader.get_bytes(digest)
+
+    def get_tree(self, digest: str) -> Tree:
+        return Tree.parse(self.reader.get_bytes(digest), digest)
+
+    def checkout(
+        self,
+        tree: Tree | str,
+        dest: str | Path,
+        link: bool = True,
+        progress: Progress | None = None,
+    ) -> Path:
+        if isinstance(tree, str):
+            tree = self.get_tree(tree)
+        return checkout(tree, Path(dest), self.reader, self.file_cache, link, progress)
+
+    # -- maintenance ---------------------------------------------------------------------
+    def gc(self, keep: Iterable[str], grace_seconds: float = 3600) -> GcReport:
+        with self.locks.hold(exclusive=True):
+            writer = StoreWriter(self.backend, self.index, None, uploads=self._uploads)
+            with writer:
+                return collect_garbage(self.backend, self.index, self.reader, writer, keep, grace_seconds)
+
+    def verify(self, trees: Iterable[str] = (), progress: Progress | None = None) -> VerifyReport:
+        return verify_store(self.backend, self.index, self.reader, trees, progress)

@@ -1,0 +1,110 @@
+"""Materialise a tree into a folder: all or nothing, never outside the destination."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from kaos.errors import BundleError
+from kaos.store.filecache import FileCache
+from kaos.store.pack import KIND_CHUNKS
+from kaos.store.paths import resolve_inside
+from kaos.store.progress import NullProgress, Progress, Throttled
+from kaos.store.reader import StoreReader
+from kaos.store.tree import Tree, TreeEntry
+
+
+def checkout(
+    tree: Tree,
+    dest: Path,
+    reader: StoreReader,
+    cache: FileCache | None = None,
+    link: bool = True,
+    progress: Progress | None = None,
+) -> Path:
+    """Write `tree` into `dest` (which must not exist or be empty).
+
+    With a file cache and `link`, files are hardlinked from the cache (read-only, as DVC does);
+    otherwise they are plain writable copies. Files go to a staging folder beside `dest` that is
+    renamed into place at the end, so an interrupted checkout leaves nothing half-written.
+    """
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise BundleError(f"destination is not empty: {dest}", "choose an empty or new folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    stage = dest.parent / f".{dest.name}.kaos-{uuid.uuid4().hex[:8]}"
+    stage.mkdir()
+    meter = Throttled(progress or NullProgress(), "checkout", tree.total_size, step=1 << 20)
+    try:
+        targets = {e.path: resolve_inside(stage, e.path) for e in tree}
+        for target in {t.parent for t in targets.values()}:
+            target.mkdir(parents=True, exist_ok=True)
+        if cache is not None and link:
+            _link_from_cache(tree, targets, reader, cache, meter)
+        else:
+            _write_copies(tree, targets, reader, meter)
+        meter.finish()
+        if dest.exists():
+            dest.rmdir()
+        os.rename(stage, dest)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return dest
+
+
+def _write_copies(tree: Tree, targets: dict[str, Path], reader: StoreReader, meter: Throttled) -> None:
+    small = [e for e in tree if not _is_chunked(reader, e.digest)]
+    by_digest: dict[str, list[TreeEntry]] = {}
+    for e in small:
+        by_digest.setdefault(e.digest, []).append(e)
+    for digest, data in reader.iter_blobs(by_digest):
+        for e in by_digest[digest]:
+            _write_file(targets[e.path], data, e.executable)
+            meter.advance(e.size)
+    for e in tree:
+        if e.digest not in by_digest:
+            with open(targets[e.path], "wb") as f:
+                reader.write_to(e.digest, f)
+            os.chmod(targets[e.path], 0o755 if e.executable else 0o644)
+            meter.advance(e.size)
+
+
+def _link_from_cache(
+    tree: Tree, targets: dict[str, Path], reader: StoreReader, cache: FileCache, meter: Throttled
+) -> None:
+    absent: dict[str, list[TreeEntry]] = {}
+    for e in tree:
+        if cache.lookup(e.digest, e.size, e.executable) is None:
+            absent.setdefault(e.digest, []).append(e)
+    plain = [d for d in absent if not _is_chunked(reader, d)]
+    for digest, data in reader.iter_blobs(plain):
+        for e in absent.pop(digest):
+            if cache.lookup(e.digest, e.size, e.executable) is None:
+                cache.add(e.digest, e.executable, lambda f, d=data: f.write(d))
+    for digest, entries in absent.items():
+        for e in entries:
+            if cache.lookup(e.digest, e.size, e.executable) is None:
+                cache.add(e.digest, e.executable, lambda f, d=digest: reader.write_to(d, f))
+    for e in tree:
+        source = cache.lookup(e.digest, e.size, e.executable)
+        if source is None:
+            raise BundleError(f"file cache lost {e.digest} during checkout", "checkout again")
+        try:
+            os.link(source, targets[e.path])
+        except OSError:
+            shutil.copyfile(source, targets[e.path])
+            os.chmod(targets[e.path], 0o755 if e.executable else 0o644)
+        meter.advance(e.size)
+
+
+def _is_chunked(reader: StoreReader, digest: str) -> bool:
+    return reader.locate(digest).kind == KIND_CHUNKS
+
+
+def _write_file(path: Path, data: bytes, executable: bool) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o755 if executable else 0o644)

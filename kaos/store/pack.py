@@ -1,0 +1,192 @@
+"""The on-store pack format (see docs/store-format.md): pure encoding, no I/O.
+
+A pack holds many objects in frames; a frame is one zstd-compressed (or raw) run of payloads.
+Small payloads share a frame (better compression, fewer calls); large ones get a frame each.
+Its index lists every object's location and is stored twice: as the pack's trailer (so a pack
+describes itself) and as a separate small object (so readers can list contents cheaply).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+import zstandard
+
+from kaos.errors import IntegrityError
+from kaos.store.hashing import bytes_to_digest, digest_to_bytes, hash_bytes
+
+KIND_BLOB = 0  # payload is the content itself
+KIND_CHUNKS = 1  # payload is a chunk list; the content is the chunks concatenated
+
+COMP_NONE = 0
+COMP_ZSTD = 1
+
+PACK_MAGIC = b"KAOSPAK1"
+INDEX_MAGIC = b"KAOSIDX1"
+_ENTRY = struct.Struct("<16sBBQIII")  # digest, kind, comp, frame_off, frame_len, inner_off, size
+_COUNT = struct.Struct("<I")
+_TRAILER = struct.Struct("<Q8s")  # index length, PACK_MAGIC
+
+BLOCK_TARGET = 256 << 10  # close a shared frame once this much raw payload is in it
+OWN_FRAME_MIN = 64 << 10  # payloads at least this large get a frame of their own
+PACK_TARGET = 32 << 20  # seal a pack once this much raw payload is in it
+_MIN_GAIN = 0.95  # keep compression only if it saves at least 5%
+
+
+class Location(NamedTuple):
+    """Where one object lives: enough to fetch and decode it with one ranged read."""
+
+    pack: str
+    kind: int
+    comp: int
+    frame_offset: int
+    frame_length: int
+    inner_offset: int
+    size: int
+
+
+class _Item(NamedTuple):
+    digest: str
+    kind: int
+    payload: bytes | memoryview
+
+
+class PackBuilder:
+    """Groups objects into frames of one future pack. Cheap: it only collects references.
+
+    `seal()` hands back a `RawPack`, whose `encode()` does the costly part (compression,
+    hashing) and so can run on a worker thread while the next pack is being filled.
+    """
+
+    def __init__(self) -> None:
+        self._frames: list[list[_Item]] = []
+        self._block: list[_Item] = []
+        self._block_size = 0
+        self.raw_size = 0
+        self.digests: set[str] = set()
+
+    @property
+    def full(self) -> bool:
+        return self.raw_size >= PACK_TARGET
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def add(self, digest: str, kind: int, payload: bytes | memoryview) -> None:
+        """Add one object. The caller has verified `digest` against the content."""
+        if digest in self.digests:
+            return
+        self.digests.add(digest)
+        self.raw_size += len(payload)
+        item = _Item(digest, kind, payload)
+        if len(payload) >= OWN_FRAME_MIN:
+            self._frames.append([item])
+            return
+        self._block.append(item)
+        self._block_size += len(payload)
+        if self._block_size >= BLOCK_TARGET:
+            self._close_block()
+
+    def seal(self) -> RawPack:
+        self._close_block()
+        return RawPack(self._frames)
+
+    def _close_block(self) -> None:
+        if self._block:
+            self._frames.append(self._block)
+            self._block = []
+            self._block_size = 0
+
+
+class RawPack:
+    def __init__(self, frames: list[list[_Item]]) -> None:
+        self._frames = frames
+
+    def encode(self, level: int = 1) -> tuple[str, bytes, bytes]:
+        """Compress and lay out the pack; returns (pack_id, pack bytes, index bytes)."""
+        compressor = zstandard.ZstdCompressor(level=level)
+        parts: list[bytes] = [PACK_MAGIC]
+        entries: list[tuple[str, int, int, int, int, int, int]] = []
+        offset = len(PACK_MAGIC)
+        for items in self._frames:
+            raw = b"".join(i.payload for i in items)
+            packed = compressor.compress(raw)
+            comp = COMP_ZSTD
+            if len(packed) > len(raw) * _MIN_GAIN:
+                packed, comp = raw, COMP_NONE
+            inner = 0
+            for item in items:
+                size = len(item.payload)
+                entries.append((item.digest, item.kind, comp, offset, len(packed), inner, size))
+                inner += size
+            parts.append(packed)
+            offset += len(packed)
+        index = encode_index(entries)
+        parts += [index, _TRAILER.pack(len(index), PACK_MAGIC)]
+        data = b"".join(parts)
+        return hash_bytes(data), data, index
+
+
+def encode_index(entries: list[tuple[str, int, int, int, int, int, int]]) -> bytes:
+    body = bytearray(INDEX_MAGIC)
+    body += _COUNT.pack(len(entries))
+    for digest, kind, comp, off, flen, inner, size in entries:
+        body += _ENTRY.pack(digest_to_bytes(digest), kind, comp, off, flen, inner, size)
+    return bytes(body) + digest_to_bytes(hash_bytes(body))
+
+
+def decode_index(pack_id: str, data: bytes) -> list[tuple[str, Location]]:
+    """Parse an index, verifying its checksum; returns one `Location` per object, digest-keyed."""
+    body, checksum = data[:-16], data[-16:]
+    if not body.startswith(INDEX_MAGIC) or digest_to_bytes(hash_bytes(body)) != checksum:
+        raise IntegrityError(f"index of pack {pack_id} is corrupt", pack_id)
+    (count,) = _COUNT.unpack_from(body, len(INDEX_MAGIC))
+    start = len(INDEX_MAGIC) + _COUNT.size
+    if len(body) != start + count * _ENTRY.size:
+        raise IntegrityError(f"index of pack {pack_id} is truncated", pack_id)
+    return [
+        (bytes_to_digest(d), Location(pack_id, k, c, off, flen, inner, size))
+        for d, k, c, off, flen, inner, size in _ENTRY.iter_unpack(body[start:])
+    ]
+
+
+def index_from_pack(pack_id: str, data: bytes) -> bytes:
+    """Recover a pack's index from its trailer (and check the pack's own hash)."""
+    if hash_bytes(data) != pack_id:
+        raise IntegrityError(f"pack {pack_id} is corrupt", pack_id)
+    length, magic = _TRAILER.unpack_from(data, len(data) - _TRAILER.size)
+    if magic != PACK_MAGIC:
+        raise IntegrityError(f"pack {pack_id} has no trailer", pack_id)
+    end = len(data) - _TRAILER.size
+    return data[end - length : end]
+
+
+def decode_frame(loc: Location, frame: bytes, decompressor: zstandard.ZstdDecompressor) -> bytes:
+    if len(frame) != loc.frame_length:
+        raise IntegrityError(f"pack {loc.pack} is truncated", loc.pack)
+    if loc.comp == COMP_NONE:
+        return frame
+    try:
+        return decompressor.decompress(frame)
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"pack {loc.pack} has a corrupt frame", loc.pack) from exc
+
+
+_CHUNK_HEAD = struct.Struct("<Q")
+_CHUNK_ITEM = struct.Struct("<16sI")
+
+
+def encode_chunk_list(total: int, chunks: list[tuple[str, int]]) -> bytes:
+    out = bytearray(_CHUNK_HEAD.pack(total))
+    for digest, size in chunks:
+        out += _CHUNK_ITEM.pack(digest_to_bytes(digest), size)
+    return bytes(out)
+
+
+def decode_chunk_list(payload: bytes) -> tuple[int, list[tuple[str, int]]]:
+    (total,) = _CHUNK_HEAD.unpack_from(payload)
+    chunks = [(bytes_to_digest(d), size) for d, size in _CHUNK_ITEM.iter_unpack(payload[_CHUNK_HEAD.size :])]
+    if sum(s for _, s in chunks) != total:
+        raise IntegrityError("chunk list does not add up to its size")
+    return total, chunks

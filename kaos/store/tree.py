@@ -1,0 +1,128 @@
+"""A bundle folder as a tree: sorted (path, executable, size, hash) entries with one hash.
+
+The canonical serialization is plain text, one entry per line, sorted by the UTF-8 bytes of the
+path, so the same content gives the same tree hash whatever the file order, mtime or machine:
+
+    kaos-tree 1
+    <hash> <size> <x|-> <path>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from operator import itemgetter
+from typing import NamedTuple
+
+from kaos.errors import BundleError, IntegrityError
+from kaos.store.hashing import hash_bytes, is_digest
+from kaos.store.paths import check_relative_path
+
+HEADER = b"kaos-tree 1\n"
+
+
+class TreeEntry(NamedTuple):
+    """One file of a tree (a tuple: cheap to make by the 100k)."""
+
+    path: str
+    digest: str
+    size: int
+    executable: bool = False
+
+    def line(self) -> str:
+        return f"{self.digest} {self.size} {'x' if self.executable else '-'} {self.path}\n"
+
+
+@dataclass(frozen=True)
+class Tree:
+    """An immutable, validated, sorted set of entries. Build with `Tree.of(entries)`."""
+
+    entries: tuple[TreeEntry, ...]
+    _by_path: dict[str, TreeEntry] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, entries: Iterable[TreeEntry]) -> Tree:
+        """Validate and sort entries from anywhere (uploads, parsed trees, callers)."""
+        ordered = sorted(entries, key=_by_path)
+        by_path: dict[str, TreeEntry] = {}
+        for entry in ordered:
+            check_relative_path(entry.path)
+            if not is_digest(entry.digest):
+                raise BundleError(f"bad digest {entry.digest!r} for {entry.path!r}")
+            if entry.size < 0:
+                raise BundleError(f"negative size for {entry.path!r}")
+            if entry.path in by_path:
+                raise BundleError(f"duplicate path in tree: {entry.path!r}")
+            by_path[entry.path] = entry
+        _check_no_file_dir_clash(by_path)
+        return cls(tuple(ordered), by_path)
+
+    @classmethod
+    def from_scan(cls, entries: Iterable[TreeEntry]) -> Tree:
+        """Entries made by walking a real folder: names were checked one by one during the walk,
+        and a file system cannot hold a file and a folder of the same name, so only sort."""
+        ordered = sorted(entries, key=_by_path)
+        return cls(tuple(ordered), {e.path: e for e in ordered})
+
+    def serialize(self) -> bytes:
+        return HEADER + "".join(e.line() for e in self.entries).encode("utf-8")
+
+    @cached_property
+    def digest(self) -> str:
+        return hash_bytes(self.serialize())
+
+    @property
+    def short(self) -> str:
+        return self.digest[:5]
+
+    @property
+    def total_size(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def __iter__(self) -> Iterator[TreeEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, path: str) -> TreeEntry | None:
+        return self._by_path.get(path)
+
+    def digests(self) -> set[str]:
+        return {e.digest for e in self.entries}
+
+    def top_level_names(self) -> list[str]:
+        return sorted({e.path.split("/", 1)[0] for e in self.entries})
+
+    @classmethod
+    def parse(cls, data: bytes, expected_digest: str | None = None) -> Tree:
+        """Parse a serialized tree, verifying it against `expected_digest` when given."""
+        if expected_digest is not None and hash_bytes(data) != expected_digest:
+            raise IntegrityError(f"tree {expected_digest} is corrupt", expected_digest)
+        if not data.startswith(HEADER):
+            raise BundleError("not a kaos tree (bad header)")
+        entries = []
+        for raw in data[len(HEADER) :].decode("utf-8").splitlines():
+            try:
+                digest, size, mode, path = raw.split(" ", 3)
+                entries.append(TreeEntry(path, digest, int(size), mode == "x"))
+            except ValueError as exc:
+                raise BundleError(f"malformed tree line: {raw!r}") from exc
+        tree = cls.of(entries)
+        if tree.serialize() != data:
+            raise BundleError("tree is not in canonical form")
+        return tree
+
+
+# Code point order equals UTF-8 byte order, so sorting the strings is canonical.
+_by_path = itemgetter(0)
+
+
+def _check_no_file_dir_clash(by_path: dict[str, TreeEntry]) -> None:
+    """A path cannot be both a file and a folder (`a` and `a/b`): checkout could not honour it."""
+    for path in by_path:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in by_path:
+                raise BundleError(f"path is both a file and a folder: {'/'.join(parts[:i])!r}")

@@ -1,0 +1,93 @@
+"""Re-hash everything stored and report what is corrupt or missing (`kaos store verify`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import zstandard
+
+from kaos.errors import IntegrityError, ObjectNotFound
+from kaos.store.backends.base import Backend
+from kaos.store.hashing import hash_bytes
+from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
+from kaos.store.pack import KIND_BLOB, decode_chunk_list, decode_frame, decode_index, index_from_pack
+from kaos.store.progress import NullProgress, Progress
+from kaos.store.reader import StoreReader
+from kaos.store.tree import Tree
+
+
+@dataclass
+class VerifyReport:
+    packs: int = 0
+    objects: int = 0
+    corrupt: list[str] = field(default_factory=list)  # pack ids or object digests
+    missing: list[str] = field(default_factory=list)  # digests referenced but not stored
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt and not self.missing
+
+
+def verify_store(
+    backend: Backend,
+    index: PackIndex,
+    reader: StoreReader,
+    trees: Iterable[str] = (),
+    progress: Progress | None = None,
+) -> VerifyReport:
+    progress = progress or NullProgress()
+    report = VerifyReport()
+    index.refresh()
+    packs = [info for info in backend.list(PACK_PREFIX)]
+    decompressor = zstandard.ZstdDecompressor()
+    for done, info in enumerate(packs, 1):
+        pack_id = info.key[len(PACK_PREFIX) :]
+        report.packs += 1
+        try:
+            _verify_pack(backend, index, pack_id, decompressor, report)
+        except (IntegrityError, ObjectNotFound, ValueError):
+            report.corrupt.append(pack_id)
+        progress("verify", done, len(packs))
+    for tree_digest in trees:
+        _verify_tree(reader, index, tree_digest, report)
+    return report
+
+
+def _verify_pack(
+    backend: Backend,
+    index: PackIndex,
+    pack_id: str,
+    decompressor: zstandard.ZstdDecompressor,
+    report: VerifyReport,
+) -> None:
+    data = backend.get(PACK_PREFIX + pack_id)
+    trailer_index = index_from_pack(pack_id, data)  # checks the pack's own hash
+    if backend.exists(INDEX_PREFIX + pack_id) and backend.get(INDEX_PREFIX + pack_id) != trailer_index:
+        raise IntegrityError(f"index of pack {pack_id} differs from the pack", pack_id)
+    frames: dict[int, bytes] = {}
+    for digest, loc in decode_index(pack_id, trailer_index):
+        report.objects += 1
+        if loc.frame_offset not in frames:
+            frame = data[loc.frame_offset : loc.frame_offset + loc.frame_length]
+            frames[loc.frame_offset] = decode_frame(loc, frame, decompressor)
+        payload = frames[loc.frame_offset][loc.inner_offset : loc.inner_offset + loc.size]
+        if loc.kind == KIND_BLOB:
+            if hash_bytes(payload) != digest:
+                report.corrupt.append(digest)
+        else:
+            for chunk, _size in decode_chunk_list(payload)[1]:
+                if chunk not in index:
+                    report.missing.append(chunk)
+
+
+def _verify_tree(reader: StoreReader, index: PackIndex, tree_digest: str, report: VerifyReport) -> None:
+    try:
+        tree = Tree.parse(reader.get_bytes(tree_digest), tree_digest)
+    except ObjectNotFound:
+        report.missing.append(tree_digest)
+        return
+    except IntegrityError:
+        report.corrupt.append(tree_digest)
+        return
+    report.missing.extend(d for d in sorted(tree.digests()) if d not in index)

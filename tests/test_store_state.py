@@ -1,0 +1,80 @@
+import os
+from pathlib import Path
+
+from kaos.store import StatCache, scan_folder
+from kaos.store import scan as scan_module
+
+
+class CountingReads:
+    """Counts content reads made by the scanner (the stat cache must make them unnecessary)."""
+
+    def __init__(self, monkeypatch):
+        self.paths: list[str] = []
+        real = scan_module._hash_one
+
+        def counted(f, *args):
+            self.paths.append(f.path)
+            return real(f, *args)
+
+        monkeypatch.setattr(scan_module, "_hash_one", counted)
+
+
+def make_old_files(root: Path, n: int) -> None:
+    for i in range(n):
+        p = root / f"f{i}.txt"
+        p.write_text(f"content {i}")
+        os.utime(p, (1_600_000_000, 1_600_000_000))
+
+
+def test_unchanged_folder_rescan_reads_no_file(tmp_path, kaos_home, monkeypatch):
+    (tmp_path / "b").mkdir()
+    make_old_files(tmp_path / "b", 20)
+    cache = StatCache(kaos_home / "state.db")
+    first = scan_folder(tmp_path / "b", cache)
+    reads = CountingReads(monkeypatch)
+    again = scan_folder(tmp_path / "b", StatCache(kaos_home / "state.db"))
+    assert reads.paths == []
+    assert again.tree == first.tree
+
+
+def test_a_changed_stat_rehashes_only_that_file(tmp_path, kaos_home, monkeypatch):
+    (tmp_path / "b").mkdir()
+    make_old_files(tmp_path / "b", 10)
+    cache = StatCache(kaos_home / "state.db")
+    before = scan_folder(tmp_path / "b", cache).tree
+    p = tmp_path / "b" / "f3.txt"
+    p.write_text("content 3")  # same bytes, new mtime: re-hashed, same digest
+    os.utime(p, (1_600_000_100, 1_600_000_100))
+    q = tmp_path / "b" / "f4.txt"
+    q.write_text("content 4 grown")  # a new size
+    os.utime(q, (1_600_000_000, 1_600_000_000))
+    reads = CountingReads(monkeypatch)
+    after = scan_folder(tmp_path / "b", cache).tree
+    assert sorted(reads.paths) == ["f3.txt", "f4.txt"]
+    assert after.get("f3.txt").digest == before.get("f3.txt").digest
+
+
+def test_rewrite_with_same_size_and_mtime_on_a_new_inode_is_rehashed(tmp_path, kaos_home, monkeypatch):
+    (tmp_path / "b").mkdir()
+    make_old_files(tmp_path / "b", 3)
+    cache = StatCache(kaos_home / "state.db")
+    before = scan_folder(tmp_path / "b", cache).tree
+    p = tmp_path / "b" / "f1.txt"
+    tmp = tmp_path / "b" / "new"
+    tmp.write_text("CONTENT 1")
+    os.utime(tmp, (1_600_000_000, 1_600_000_000))
+    os.replace(tmp, p)  # editors save this way: new inode, same size and mtime
+    reads = CountingReads(monkeypatch)
+    after = scan_folder(tmp_path / "b", cache).tree
+    assert reads.paths == ["f1.txt"]
+    assert after.get("f1.txt").digest != before.get("f1.txt").digest
+
+
+def test_recently_modified_files_are_not_cached(tmp_path, kaos_home, monkeypatch):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "fresh.txt").write_text("just written")
+    cache = StatCache(kaos_home / "state.db")
+    scan_folder(tmp_path / "b", cache)
+    reads = CountingReads(monkeypatch)
+    scan_folder(tmp_path / "b", cache)
+    assert reads.paths == ["fresh.txt"]  # could change again within the same mtime tick

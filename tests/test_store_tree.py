@@ -1,0 +1,136 @@
+import os
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kaos.errors import BundleError, UnsafePathError
+from kaos.store import NullStatCache, Tree, TreeEntry, scan_folder
+
+names = st.text(alphabet=string.ascii_letters + string.digits + "_-.", min_size=1, max_size=12).filter(
+    lambda s: s not in (".", "..")
+)
+file_maps = st.dictionaries(
+    st.lists(names, min_size=1, max_size=3).map("/".join),
+    st.binary(max_size=300),
+    min_size=1,
+    max_size=12,
+).filter(lambda files: not _file_dir_clash(files))
+
+
+def _file_dir_clash(files: dict[str, bytes]) -> bool:
+    dirs = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
+    return bool(dirs & set(files))
+
+
+def write_files(root: Path, files: dict[str, bytes], order: list[str] | None = None) -> None:
+    for rel in order or list(files):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[rel])
+
+
+common = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@common
+@given(files=file_maps, data=st.data())
+def test_tree_hash_ignores_creation_order_and_mtime(tmp_path_factory, files, data):
+    a = tmp_path_factory.mktemp("a")
+    b = tmp_path_factory.mktemp("b")
+    write_files(a, files)
+    write_files(b, files, data.draw(st.permutations(list(files))))
+    for i, rel in enumerate(files):
+        os.utime(b / rel, (1_000_000 + i, 1_000_000 + i))
+    assert scan_folder(a).tree.digest == scan_folder(b).tree.digest
+
+
+@common
+@given(files=file_maps, data=st.data())
+def test_any_byte_change_changes_the_tree_hash(tmp_path_factory, files, data):
+    root = tmp_path_factory.mktemp("t")
+    write_files(root, files)
+    before = scan_folder(root).tree.digest
+    rel = data.draw(st.sampled_from(sorted(files)))
+    content = bytearray(files[rel])
+    if content:
+        pos = data.draw(st.integers(0, len(content) - 1))
+        content[pos] ^= data.draw(st.integers(1, 255))
+    else:
+        content = bytearray(b"x")
+    (root / rel).write_bytes(bytes(content))
+    assert scan_folder(root).tree.digest != before
+
+
+def test_executable_bit_is_part_of_the_tree(tmp_path):
+    (tmp_path / "train").write_text("#!/bin/sh\n")
+    plain = scan_folder(tmp_path).tree
+    os.chmod(tmp_path / "train", 0o755)
+    executable = scan_folder(tmp_path).tree
+    assert executable.digest != plain.digest
+    assert executable.get("train").executable
+
+
+def test_serialization_round_trips_and_is_verified():
+    tree = Tree.of([TreeEntry("b/x", "0" * 32, 3), TreeEntry("a", "f" * 32, 0, True)])
+    assert [e.path for e in tree] == ["a", "b/x"]
+    assert Tree.parse(tree.serialize(), tree.digest) == tree
+    with pytest.raises(Exception, match="corrupt"):
+        Tree.parse(tree.serialize().replace(b"b/x", b"b/y"), tree.digest)
+
+
+@pytest.mark.parametrize("bad", ["../etc/passwd", "/abs", "a/../../b", "a//b", "./a", "a\nb"])
+def test_unsafe_paths_are_refused_in_trees(bad):
+    with pytest.raises(UnsafePathError):
+        Tree.of([TreeEntry(bad, "0" * 32, 1)])
+
+
+def test_file_and_folder_with_the_same_name_is_refused():
+    with pytest.raises(BundleError, match="both a file and a folder"):
+        Tree.of([TreeEntry("a", "0" * 32, 1), TreeEntry("a/b", "0" * 32, 1)])
+
+
+def test_kaosignore_and_default_ignores(tmp_path):
+    (tmp_path / "keep.py").write_text("x")
+    (tmp_path / "notes.tmp").write_text("x")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.log").write_text("x")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("x")
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "__pycache__" / "m.pyc").write_text("x")
+    (tmp_path / ".kaosignore").write_text("*.tmp\nlogs/\n")
+    paths = [e.path for e in scan_folder(tmp_path).tree]
+    assert paths == [".kaosignore", "keep.py"]
+
+
+def test_symlink_inside_bundle_is_stored_as_its_content(tmp_path):
+    (tmp_path / "real.txt").write_text("data")
+    (tmp_path / "link.txt").symlink_to("real.txt")
+    tree = scan_folder(tmp_path).tree
+    assert tree.get("link.txt").digest == tree.get("real.txt").digest
+
+
+def test_symlink_pointing_outside_the_bundle_is_refused(tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (tmp_path / "secret").write_text("s")
+    (bundle / "leak").symlink_to(tmp_path / "secret")
+    with pytest.raises(UnsafePathError, match="outside the bundle"):
+        scan_folder(bundle)
+
+
+def test_non_utf8_file_names_are_refused(tmp_path):
+    with open(os.path.join(os.fsencode(tmp_path), b"bad\xff.txt"), "wb") as f:
+        f.write(b"x")
+    with pytest.raises(BundleError, match="not valid UTF-8"):
+        scan_folder(tmp_path)
+
+
+def test_missing_and_empty_bundles_are_refused(tmp_path):
+    with pytest.raises(BundleError, match="path not found"):
+        scan_folder(tmp_path / "nope")
+    with pytest.raises(BundleError, match="empty"):
+        scan_folder(tmp_path, NullStatCache())
