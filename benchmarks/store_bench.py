@@ -84,7 +84,9 @@ def bench_files(work: Path, files: int, runs: int, s3: str) -> dict[str, float]:
     for p in data.rglob("*"):  # files older than the racy window, as in real use
         os.utime(p, (1_700_000_000, 1_700_000_000))
     scan_folder(data, state)
-    out["noop_rescan_100k_files_s"] = median_of(runs, lambda: timed(lambda: scan_folder(data, state)))
+    out["noop_rescan_100k_files_s"] = median_of(
+        runs, lambda: timed(lambda: scan_folder(data, state))
+    )
     figure("noop_rescan_100k_files_s", out["noop_rescan_100k_files_s"], "s")
 
     import boto3
@@ -157,7 +159,9 @@ def bench_dvc(work: Path, files: int, runs: int, s3: str, ours: dict[str, float]
     theirs = {"ingest_100k_files_s": median_of(runs, add_once)}
     repo = fresh_repo()
     run(["add", "-q", "data"], repo)
-    theirs["noop_rescan_100k_files_s"] = median_of(runs, lambda: timed(lambda: run(["status", "-q"], repo)))
+    theirs["noop_rescan_100k_files_s"] = median_of(
+        runs, lambda: timed(lambda: run(["status", "-q"], repo))
+    )
 
     def push_once() -> float:
         bucket = f"dvc-{uuid.uuid4().hex[:10]}"
@@ -174,11 +178,15 @@ def bench_dvc(work: Path, files: int, runs: int, s3: str, ours: dict[str, float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--vs-dvc", action="store_true")
-    parser.add_argument("--workdir", default=None, help="where to generate data (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", default=None, help="where to generate data (default: a temp dir)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kaos-bench-", dir=args.workdir))
     try:

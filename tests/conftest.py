@@ -51,3 +51,64 @@ def s3_bucket(s3_endpoint: str) -> str:
     name = f"kaos-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+class KaosServer:
+    """A real `kaos server start` process on 127.0.0.1 with its own KAOS_HOME."""
+
+    def __init__(self, home: Path, extra_args: list[str] | None = None) -> None:
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "KAOS_HOME": str(home)}
+        self.log = open(home.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kaos",
+                "server",
+                "start",
+                "--port",
+                str(self.port),
+                *(extra_args or []),
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"kaos server exited: {(home.parent / f'server-{self.port}.log').read_text()}"
+                )
+            try:
+                httpx.get(self.url + "/health", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("kaos server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except Exception:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def kaos_server(tmp_path_factory) -> Iterator[KaosServer]:
+    home = tmp_path_factory.mktemp("server") / "home"
+    home.mkdir()
+    server = KaosServer(home)
+    yield server
+    server.stop()

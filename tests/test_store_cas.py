@@ -107,7 +107,9 @@ def test_appending_rows_stores_only_new_chunks(store, tmp_path):
     with csv.open("a") as f:
         f.write("".join(rows[:18_000]))  # +30%
     store.push(scan_folder(src))
-    new_chunks = set(store.reader.chunk_digests(scan_folder(src).tree.get("train.csv").digest)) - before
+    new_chunks = (
+        set(store.reader.chunk_digests(scan_folder(src).tree.get("train.csv").digest)) - before
+    )
     new_bytes = sum(store.reader.locate(d).size for d in new_chunks)
     assert new_bytes / csv.stat().st_size < 0.3
     copy = store.checkout(scan_folder(src).tree, tmp_path / "copy", link=False)
@@ -254,7 +256,9 @@ def test_interrupted_upload_leaves_nothing_visible(store, tmp_path, monkeypatch)
 
 
 def test_tree_objects_are_chunked_so_big_trees_dedupe(store):
-    entries = [TreeEntry(f"data/f{i:06d}.txt", hash_bytes(str(i).encode()), 10) for i in range(5000)]
+    entries = [
+        TreeEntry(f"data/f{i:06d}.txt", hash_bytes(str(i).encode()), 10) for i in range(5000)
+    ]
     tree = Tree.of(entries)
     store.put_tree(tree)
     assert store.reader.locate(tree.digest).kind == KIND_CHUNKS

@@ -54,7 +54,9 @@ def test_a_changed_stat_rehashes_only_that_file(tmp_path, kaos_home, monkeypatch
     assert after.get("f3.txt").digest == before.get("f3.txt").digest
 
 
-def test_rewrite_with_same_size_and_mtime_on_a_new_inode_is_rehashed(tmp_path, kaos_home, monkeypatch):
+def test_rewrite_with_same_size_and_mtime_on_a_new_inode_is_rehashed(
+    tmp_path, kaos_home, monkeypatch
+):
     (tmp_path / "b").mkdir()
     make_old_files(tmp_path / "b", 3)
     cache = StatCache(kaos_home / "state.db")

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from kaos.errors import BundleError, UnsafePathError
 from kaos.store import NullStatCache, Tree, TreeEntry, scan_folder
 
-names = st.text(alphabet=string.ascii_letters + string.digits + "_-.", min_size=1, max_size=12).filter(
-    lambda s: s not in (".", "..")
-)
+names = st.text(
+    alphabet=string.ascii_letters + string.digits + "_-.", min_size=1, max_size=12
+).filter(lambda s: s not in (".", ".."))
 file_maps = st.dictionaries(
     st.lists(names, min_size=1, max_size=3).map("/".join),
     st.binary(max_size=300),
@@ -32,7 +32,9 @@ def write_files(root: Path, files: dict[str, bytes], order: list[str] | None = N
         path.write_bytes(files[rel])
 
 
-common = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+common = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @common

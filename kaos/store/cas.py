@@ -19,11 +19,12 @@ from kaos.store.locks import StoreLocks
 from kaos.store.pack import KIND_BLOB
 from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.reader import StoreReader
+from kaos.store.receive import receive_pack
 from kaos.store.scan import ScannedFolder, scan_folder
 from kaos.store.state import HashCache
 from kaos.store.tree import Tree
 from kaos.store.verify import VerifyReport, verify_store
-from kaos.store.writer import StoreWriter
+from kaos.store.writer import BackendSink, StoreWriter
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class ContentStore:
         self._uploads = uploads
 
     @classmethod
-    def from_url(cls, url: str, home: Path | None = None, endpoint_url: str | None = None) -> ContentStore:
+    def from_url(
+        cls, url: str, home: Path | None = None, endpoint_url: str | None = None
+    ) -> ContentStore:
         return cls(backend_from_url(url, endpoint_url=endpoint_url), home)
 
     # -- queries -------------------------------------------------------------------------
@@ -72,7 +75,9 @@ class ContentStore:
 
     # -- writing -------------------------------------------------------------------------
     def writer(self) -> StoreWriter:
-        return StoreWriter(self.backend, self.index, self.locks, uploads=self._uploads)
+        return StoreWriter(
+            BackendSink(self.backend, self.index), self.index, self.locks, self._uploads
+        )
 
     def put_bytes(self, data: bytes) -> str:
         with self.writer() as w:
@@ -85,7 +90,10 @@ class ContentStore:
             return w.put_bytes(tree.serialize(), TREE_CHUNKS)
 
     def push(
-        self, scanned: ScannedFolder, progress: Progress | None = None, writer: StoreWriter | None = None
+        self,
+        scanned: ScannedFolder,
+        progress: Progress | None = None,
+        writer: StoreWriter | None = None,
     ) -> PushReport:
         """Store every file of a scanned folder the store lacks, then the tree itself."""
         if writer is None:
@@ -98,7 +106,9 @@ class ContentStore:
             if entry.digest in absent and entry.digest not in todo:
                 todo[entry.digest] = entry
         total = sum(e.size for e in todo.values())
-        meter = Throttled(progress or NullProgress(), "upload", total, step=max(total // 200, 1 << 20))
+        meter = Throttled(
+            progress or NullProgress(), "upload", total, step=max(total // 200, 1 << 20)
+        )
         for digest, entry in todo.items():
             writer.put_file(scanned.abspath(entry.path), digest)
             meter.advance(entry.size)
@@ -142,9 +152,18 @@ class ContentStore:
     # -- maintenance ---------------------------------------------------------------------
     def gc(self, keep: Iterable[str], grace_seconds: float = 3600) -> GcReport:
         with self.locks.hold(exclusive=True):
-            writer = StoreWriter(self.backend, self.index, None, uploads=self._uploads)
+            writer = StoreWriter(
+                BackendSink(self.backend, self.index), self.index, None, self._uploads
+            )
             with writer:
-                return collect_garbage(self.backend, self.index, self.reader, writer, keep, grace_seconds)
+                return collect_garbage(
+                    self.backend, self.index, self.reader, writer, keep, grace_seconds
+                )
+
+    def receive_pack(self, data: bytes) -> list[str]:
+        """Store a pack uploaded by a client, once every object in it is verified."""
+        with self.locks.hold(exclusive=False):
+            return receive_pack(data, BackendSink(self.backend, self.index), self.reader.get_bytes)
 
     def verify(self, trees: Iterable[str] = (), progress: Progress | None = None) -> VerifyReport:
         return verify_store(self.backend, self.index, self.reader, trees, progress)

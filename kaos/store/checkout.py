@@ -5,21 +5,34 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from kaos.errors import BundleError
+from kaos.store.chunking import FILE_CHUNKS
 from kaos.store.filecache import FileCache
-from kaos.store.pack import KIND_CHUNKS
 from kaos.store.paths import resolve_inside
 from kaos.store.progress import NullProgress, Progress, Throttled
-from kaos.store.reader import StoreReader
 from kaos.store.tree import Tree, TreeEntry
+
+
+class ObjectSource(Protocol):
+    """Where checkout gets content: the store's reader, or a kaos server through the client."""
+
+    def iter_blobs(self, digests: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """Verified contents of plain (unchunked) objects, in any order."""
+        ...
+
+    def write_to(self, digest: str, out: BinaryIO) -> int:
+        """Stream verified content (chunked or not) into `out`."""
+        ...
 
 
 def checkout(
     tree: Tree,
     dest: Path,
-    reader: StoreReader,
+    reader: ObjectSource,
     cache: FileCache | None = None,
     link: bool = True,
     progress: Progress | None = None,
@@ -55,8 +68,10 @@ def checkout(
     return dest
 
 
-def _write_copies(tree: Tree, targets: dict[str, Path], reader: StoreReader, meter: Throttled) -> None:
-    small = [e for e in tree if not _is_chunked(reader, e.digest)]
+def _write_copies(
+    tree: Tree, targets: dict[str, Path], reader: ObjectSource, meter: Throttled
+) -> None:
+    small = [e for e in tree if not is_chunked(e)]
     by_digest: dict[str, list[TreeEntry]] = {}
     for e in small:
         by_digest.setdefault(e.digest, []).append(e)
@@ -73,13 +88,13 @@ def _write_copies(tree: Tree, targets: dict[str, Path], reader: StoreReader, met
 
 
 def _link_from_cache(
-    tree: Tree, targets: dict[str, Path], reader: StoreReader, cache: FileCache, meter: Throttled
+    tree: Tree, targets: dict[str, Path], reader: ObjectSource, cache: FileCache, meter: Throttled
 ) -> None:
     absent: dict[str, list[TreeEntry]] = {}
     for e in tree:
         if cache.lookup(e.digest, e.size, e.executable) is None:
             absent.setdefault(e.digest, []).append(e)
-    plain = [d for d in absent if not _is_chunked(reader, d)]
+    plain = [d for d, entries in absent.items() if not is_chunked(entries[0])]
     for digest, data in reader.iter_blobs(plain):
         for e in absent.pop(digest):
             if cache.lookup(e.digest, e.size, e.executable) is None:
@@ -100,8 +115,9 @@ def _link_from_cache(
         meter.advance(e.size)
 
 
-def _is_chunked(reader: StoreReader, digest: str) -> bool:
-    return reader.locate(digest).kind == KIND_CHUNKS
+def is_chunked(entry: TreeEntry) -> bool:
+    """Content above the chunking threshold is stored as chunks (see docs/store-format.md)."""
+    return entry.size > FILE_CHUNKS.threshold
 
 
 def _write_file(path: Path, data: bytes, executable: bool) -> None:

@@ -20,7 +20,9 @@ class ChunkParams:
 
 
 # Files: chunks of about 512 KiB keep an append's overhead to one chunk (~0.5% of 100 MB).
-FILE_CHUNKS = ChunkParams(threshold=2 << 20, min_size=128 << 10, avg_size=512 << 10, max_size=2 << 20)
+FILE_CHUNKS = ChunkParams(
+    threshold=2 << 20, min_size=128 << 10, avg_size=512 << 10, max_size=2 << 20
+)
 # Trees: small chunks, so one changed entry in a 100k-file tree re-stores only a few KiB.
 TREE_CHUNKS = ChunkParams(threshold=64 << 10, min_size=4 << 10, avg_size=8 << 10, max_size=32 << 10)
 

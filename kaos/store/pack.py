@@ -27,6 +27,7 @@ INDEX_MAGIC = b"KAOSIDX1"
 _ENTRY = struct.Struct("<16sBBQIII")  # digest, kind, comp, frame_off, frame_len, inner_off, size
 _COUNT = struct.Struct("<I")
 _TRAILER = struct.Struct("<Q8s")  # index length, PACK_MAGIC
+TRAILER_SIZE = _TRAILER.size
 
 BLOCK_TARGET = 256 << 10  # close a shared frame once this much raw payload is in it
 OWN_FRAME_MIN = 64 << 10  # payloads at least this large get a frame of their own
@@ -162,12 +163,21 @@ def index_from_pack(pack_id: str, data: bytes) -> bytes:
     return data[end - length : end]
 
 
+MAX_FRAME_RAW = 8 << 20  # no frame kaos writes decompresses to more (chunks are <= 2 MiB)
+
+
 def decode_frame(loc: Location, frame: bytes, decompressor: zstandard.ZstdDecompressor) -> bytes:
+    """A frame's raw bytes; refuses frames that would inflate beyond MAX_FRAME_RAW (bombs)."""
     if len(frame) != loc.frame_length:
         raise IntegrityError(f"pack {loc.pack} is truncated", loc.pack)
     if loc.comp == COMP_NONE:
         return frame
+    if loc.comp != COMP_ZSTD:
+        raise IntegrityError(f"pack {loc.pack} uses unknown compression {loc.comp}", loc.pack)
     try:
+        size = zstandard.frame_content_size(frame)
+        if size < 0 or size > MAX_FRAME_RAW:
+            raise IntegrityError(f"pack {loc.pack} has an unsized or oversized frame", loc.pack)
         return decompressor.decompress(frame)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"pack {loc.pack} has a corrupt frame", loc.pack) from exc
@@ -186,7 +196,10 @@ def encode_chunk_list(total: int, chunks: list[tuple[str, int]]) -> bytes:
 
 def decode_chunk_list(payload: bytes) -> tuple[int, list[tuple[str, int]]]:
     (total,) = _CHUNK_HEAD.unpack_from(payload)
-    chunks = [(bytes_to_digest(d), size) for d, size in _CHUNK_ITEM.iter_unpack(payload[_CHUNK_HEAD.size :])]
+    chunks = [
+        (bytes_to_digest(d), size)
+        for d, size in _CHUNK_ITEM.iter_unpack(payload[_CHUNK_HEAD.size :])
+    ]
     if sum(s for _, s in chunks) != total:
         raise IntegrityError("chunk list does not add up to its size")
     return total, chunks

@@ -46,6 +46,14 @@ class StoreReader:
             out += part
         return bytes(out)
 
+    def open_content(self, digest: str) -> tuple[int, Iterator[bytes]]:
+        """(size, verified pieces) of any content: one piece for a blob, its chunks otherwise."""
+        loc, payload = self.payload(digest)
+        if loc.kind == KIND_BLOB:
+            return len(payload), iter([_verified(digest, payload)])
+        total, _chunks = decode_chunk_list(payload)
+        return total, self._chunks(digest, payload)
+
     def write_to(self, digest: str, out: BinaryIO) -> int:
         """Stream verified content into `out` chunk by chunk; returns the size written."""
         loc, payload = self.payload(digest)
@@ -77,7 +85,9 @@ class StoreReader:
         _loc, payload = self.payload(digest)
         return [c for c, _ in decode_chunk_list(payload)[1]]
 
-    def iter_blobs(self, digests: Iterable[str], keep_order: bool = False) -> Iterator[tuple[str, bytes]]:
+    def iter_blobs(
+        self, digests: Iterable[str], keep_order: bool = False
+    ) -> Iterator[tuple[str, bytes]]:
         """Yield (digest, verified content) of plain blobs, reading each needed frame once.
 
         Frames are grouped per pack and neighbouring frames fetched with one ranged read.
@@ -99,7 +109,9 @@ class StoreReader:
         yield from self._read_frames(locs)
 
     def _read_frames(self, locs: dict[str, Location]) -> Iterator[tuple[str, bytes]]:
-        by_pack: dict[str, dict[int, list[tuple[str, Location]]]] = defaultdict(lambda: defaultdict(list))
+        by_pack: dict[str, dict[int, list[tuple[str, Location]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         for d, loc in locs.items():
             by_pack[loc.pack][loc.frame_offset].append((d, loc))
         decompressor = zstandard.ZstdDecompressor()
@@ -115,7 +127,9 @@ class StoreReader:
                         yield d, _verified(d, raw[loc.inner_offset : loc.inner_offset + loc.size])
 
 
-def _coalesce(frames: dict[int, list[tuple[str, Location]]]) -> Iterator[tuple[int, int, list[int]]]:
+def _coalesce(
+    frames: dict[int, list[tuple[str, Location]]],
+) -> Iterator[tuple[int, int, list[int]]]:
     """Merge frames into ranged reads: (start, end, frame offsets inside)."""
     current: list[int] = []
     start = end = 0

@@ -100,7 +100,11 @@ def scan_folder(
     """
     with _gc_paused():
         return _scan(
-            Path(root), cache or NullStatCache(), progress or NullProgress(), allow_empty, on_content
+            Path(root),
+            cache or NullStatCache(),
+            progress or NullProgress(),
+            allow_empty,
+            on_content,
         )
 
 
@@ -118,7 +122,11 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _scan(
-    root: Path, cache: HashCache, progress: Progress, allow_empty: bool, on_content: ContentHook | None
+    root: Path,
+    cache: HashCache,
+    progress: Progress,
+    allow_empty: bool,
+    on_content: ContentHook | None,
 ) -> ScannedFolder:
     files = walk_folder(root)
     if not files and not allow_empty:
@@ -138,7 +146,9 @@ def _scan(
         meter.advance(f.key[2])
     meter.finish()
     cache.record(fresh)
-    tree = Tree.from_scan([TreeEntry(f.path, digests[f.key], f.key[2], f.executable) for f in files])
+    tree = Tree.from_scan(
+        [TreeEntry(f.path, digests[f.key], f.key[2], f.executable) for f in files]
+    )
     return ScannedFolder(root, tree, {f.path: f.abspath for f in files})
 
 
@@ -178,5 +188,7 @@ def _inside_symlink_stat(path: str, root_real: str, rel: str) -> os.stat_result:
     except FileNotFoundError:
         raise BundleError(f"broken symlink: {rel}", "remove it or fix its target") from None
     if S_ISDIR(st.st_mode):
-        raise BundleError(f"symlinked folders are not supported: {rel}", "replace the link with the folder")
+        raise BundleError(
+            f"symlinked folders are not supported: {rel}", "replace the link with the folder"
+        )
     return st

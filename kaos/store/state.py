@@ -75,7 +75,8 @@ class StatCache:
             for dev, wanted in by_dev.items():
                 for low, high in _inode_runs(sorted(wanted)):
                     rows = self._db.execute(
-                        "SELECT ino, size, mtime_ns, digest FROM state WHERE dev = ? AND ino BETWEEN ? AND ?",
+                        "SELECT ino, size, mtime_ns, digest FROM state"
+                        " WHERE dev = ? AND ino BETWEEN ? AND ?",
                         (dev, low, high),
                     ).fetchall()
                     for ino, size, mtime_ns, digest in rows:

@@ -11,7 +11,13 @@ from kaos.errors import IntegrityError, ObjectNotFound
 from kaos.store.backends.base import Backend
 from kaos.store.hashing import hash_bytes
 from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
-from kaos.store.pack import KIND_BLOB, decode_chunk_list, decode_frame, decode_index, index_from_pack
+from kaos.store.pack import (
+    KIND_BLOB,
+    decode_chunk_list,
+    decode_frame,
+    decode_index,
+    index_from_pack,
+)
 from kaos.store.progress import NullProgress, Progress
 from kaos.store.reader import StoreReader
 from kaos.store.tree import Tree
@@ -63,7 +69,10 @@ def _verify_pack(
 ) -> None:
     data = backend.get(PACK_PREFIX + pack_id)
     trailer_index = index_from_pack(pack_id, data)  # checks the pack's own hash
-    if backend.exists(INDEX_PREFIX + pack_id) and backend.get(INDEX_PREFIX + pack_id) != trailer_index:
+    if (
+        backend.exists(INDEX_PREFIX + pack_id)
+        and backend.get(INDEX_PREFIX + pack_id) != trailer_index
+    ):
         raise IntegrityError(f"index of pack {pack_id} differs from the pack", pack_id)
     frames: dict[int, bytes] = {}
     for digest, loc in decode_index(pack_id, trailer_index):
@@ -81,7 +90,9 @@ def _verify_pack(
                     report.missing.append(chunk)
 
 
-def _verify_tree(reader: StoreReader, index: PackIndex, tree_digest: str, report: VerifyReport) -> None:
+def _verify_tree(
+    reader: StoreReader, index: PackIndex, tree_digest: str, report: VerifyReport
+) -> None:
     try:
         tree = Tree.parse(reader.get_bytes(tree_digest), tree_digest)
     except ObjectNotFound:

@@ -1,12 +1,18 @@
-"""A write session: verified objects go into packs; sealed packs upload in the background."""
+"""A write session: verified objects go into packs; sealed packs upload in the background.
+
+Chunk lists are held back and sent in a last pack once every other pack has landed, so a
+chunk list is never visible (or sent to a server that verifies it) before its chunks.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Container
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Protocol
 
 import xxhash
 
@@ -19,20 +25,42 @@ from kaos.store.locks import StoreLocks
 from kaos.store.pack import KIND_BLOB, KIND_CHUNKS, PackBuilder, RawPack, encode_chunk_list
 
 
+class PackSink(Protocol):
+    """Where sealed packs go: a backend (local store) or a kaos server (the client)."""
+
+    def store_pack(self, pack_id: str, data: bytes, index: bytes) -> None: ...
+
+
+class BackendSink:
+    def __init__(self, backend: Backend, index: PackIndex) -> None:
+        self._backend = backend
+        self._index = index
+
+    def store_pack(self, pack_id: str, data: bytes, index: bytes) -> None:
+        """Pack first, index second: an index that is visible always names a complete pack."""
+        self._backend.put(PACK_PREFIX + pack_id, data)
+        self._backend.put(INDEX_PREFIX + pack_id, index)
+        self._index.remember(pack_id, index)
+
+
 class StoreWriter:
-    """Use as a context manager: on a clean exit every object added is stored and indexed."""
+    """Use as a context manager: on a clean exit every object added is stored and indexed.
+
+    `known` answers "is this digest already stored?" (the store's index, or what a server said).
+    """
 
     def __init__(
         self,
-        backend: Backend,
-        index: PackIndex,
-        locks: StoreLocks | None,
+        sink: PackSink,
+        known: Container[str],
+        locks: StoreLocks | None = None,
         uploads: int = 4,
     ) -> None:
-        self._backend = backend
-        self._index = index
+        self._sink = sink
+        self._known = known
         self._locks = locks
         self._builder = PackBuilder()
+        self._deferred = PackBuilder()
         self._pool = ThreadPoolExecutor(max_workers=uploads, thread_name_prefix="kaos-upload")
         self._slots = threading.BoundedSemaphore(uploads)
         self._futures: list[Future[None]] = []
@@ -56,7 +84,7 @@ class StoreWriter:
             self._stack.close()
 
     def has(self, digest: str) -> bool:
-        return digest in self._index or digest in self._pending
+        return digest in self._known or digest in self._pending
 
     def add_blob(self, digest: str, data: bytes | memoryview) -> None:
         """Store content under its digest, after checking that the digest is right."""
@@ -66,11 +94,15 @@ class StoreWriter:
 
     def add_raw(self, digest: str, kind: int, payload: bytes | memoryview) -> None:
         """Add an already verified payload (also used by gc to move live objects)."""
-        self._builder.add(digest, kind, payload)
         self._pending.add(digest)
         self.objects_added += 1
+        if kind == KIND_CHUNKS:
+            self._deferred.add(digest, kind, payload)
+            return
+        self._builder.add(digest, kind, payload)
         if self._builder.full:
-            self._seal()
+            self._seal(self._builder)
+            self._builder = PackBuilder()
 
     def put_bytes(self, data: bytes, params: ChunkParams = FILE_CHUNKS) -> str:
         digest = hash_bytes(data)
@@ -113,26 +145,31 @@ class StoreWriter:
         return digest, len(chunk)
 
     def flush(self) -> None:
+        """Store everything added so far; chunk lists last, after their chunks have landed."""
         if len(self._builder):
-            self._seal()
-        for future in self._futures:
-            future.result()
-        self._futures.clear()
+            self._seal(self._builder)
+            self._builder = PackBuilder()
+        self._wait()
+        if len(self._deferred):
+            self._seal(self._deferred)
+            self._deferred = PackBuilder()
+            self._wait()
 
-    def _seal(self) -> None:
-        raw = self._builder.seal()
-        self._builder = PackBuilder()
+    def _wait(self) -> None:
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()
+
+    def _seal(self, builder: PackBuilder) -> None:
+        raw = builder.seal()
         self._slots.acquire()
         self._futures.append(self._pool.submit(self._upload, raw))
 
     def _upload(self, raw: RawPack) -> None:
-        """Compress on this worker thread, then store the pack first and its index second: an
-        index that is visible always names a complete pack."""
+        """Compress on this worker thread, then hand the pack to the sink."""
         try:
             pack_id, data, index = raw.encode()
-            self._backend.put(PACK_PREFIX + pack_id, data)
-            self._backend.put(INDEX_PREFIX + pack_id, index)
-            self._index.remember(pack_id, index)
+            self._sink.store_pack(pack_id, data, index)
             with self._count_lock:
                 self.bytes_uploaded += len(data) + len(index)
         finally:

@@ -1,0 +1,168 @@
+"""Pipeline benchmark: deploy-to-train latency, grid parallelism, environment build times.
+
+    python benchmarks/pipeline_bench.py [--runs 3]
+
+Prints (medians):
+  env_build_uv_s           a new environment (scikit-learn, numpy) with uv, packages in its cache
+  env_build_pip_s          the same environment with python -m venv + pip (the peer)
+  env_build_uv_vs_pip      ratio of the two
+  env_reuse_s              a code-only change: the environment is found by requirements hash
+  deploy_to_train_start_s  deploy of new data (environment built) until the train script runs
+  grid12_p2_vs_sequential  wall time of a 12-combination grid at -p 2 divided by -p 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from _common import figure, median_of, timed
+
+from kaos.executors.base import BuildRequest, Cancel
+from kaos.executors.local import LocalExecutor
+from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.engine import Pipeline
+from kaos.pipeline.inputs import Grid, InputsChange
+from kaos.pipeline.logs import JobLogs
+from kaos.store import ContentStore, scan_folder
+from kaos.store.backends import LocalBackend
+from tests.fixtures.bundles import write_data, write_source
+
+REQUIREMENTS = "scikit-learn\nnumpy\n"
+
+
+def make_engine(root: Path, parallel: int) -> tuple[Pipeline, ContentStore]:
+    store = ContentStore(LocalBackend(root / "store"), root / "home")
+    catalog = SqliteCatalog(root / f"catalog-{time.monotonic_ns()}.db")
+    pipeline = Pipeline(
+        catalog, store, LocalExecutor(store, root / "home"), JobLogs(root / "logs"), parallel
+    )
+    catalog.create_workspace("bench")
+    return pipeline, store
+
+
+def bench_env_builds(work: Path, runs: int) -> None:
+    store = ContentStore(LocalBackend(work / "envstore"), work / "envhome")
+    executor = LocalExecutor(store, work / "envhome")
+    log = JobLogs(work / "envlogs").writer("bench")
+    counter = iter(range(10**6))
+
+    def uv_build() -> float:
+        src = write_source(
+            work / f"envsrc-{next(counter)}", requirements=REQUIREMENTS + f"# {time.time_ns()}\n"
+        )
+        digest = store.push(scan_folder(src)).tree.digest
+        return timed(lambda: executor.build(BuildRequest("bench", digest, "digits"), log, Cancel()))
+
+    uv_build()  # warm uv's cache, as on any machine that built once
+    uv = median_of(runs, uv_build)
+
+    def pip_build() -> float:
+        env = work / f"pipenv-{next(counter)}"
+        req = work / "req.txt"
+        req.write_text(REQUIREMENTS)
+
+        def run() -> None:
+            subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+            subprocess.run([str(env / "bin/pip"), "install", "-q", "-r", str(req)], check=True)
+
+        seconds = timed(run)
+        shutil.rmtree(env)
+        return seconds
+
+    pip_build()
+    pip = median_of(runs, pip_build)
+
+    def reuse() -> float:
+        src = write_source(
+            work / f"envsrc-{next(counter)}", kernel=f"k{time.time_ns()}", requirements=REQUIREMENTS
+        )
+        digest = store.push(scan_folder(src)).tree.digest
+        return timed(lambda: executor.build(BuildRequest("bench", digest, "digits"), log, Cancel()))
+
+    reuse()
+    figure("env_build_uv_s", uv, "s")
+    figure("env_build_pip_s", pip, "s")
+    figure("env_build_uv_vs_pip", uv / pip)
+    figure("env_reuse_s", median_of(runs, reuse), "s")
+
+
+def bench_deploy_latency(work: Path, runs: int) -> None:
+    pipeline, store = make_engine(work / "latency", 2)
+    src = write_source(work / "lat-src", kernel="linear")
+    data = write_data(work / "lat-data", train_rows=100)
+    pipeline.deploy(
+        "bench",
+        InputsChange(
+            store.push(scan_folder(src)).tree.digest, store.push(scan_folder(data)).tree.digest
+        ),
+        "bench",
+    )
+    pipeline.wait_all()
+    offsets = iter(range(1, 10**6))
+
+    def once() -> float:
+        write_data(data, train_rows=100, offset=next(offsets))
+        start = time.time()
+        digest = store.push(scan_folder(data)).tree.digest
+        result = pipeline.deploy("bench", InputsChange(data=digest), "bench")
+        job = result.train_job
+        assert job is not None
+        while (models := pipeline.catalog.models(job.id)) and models[0].started is None:
+            time.sleep(0.002)
+        started = models[0].started or 0
+        pipeline.wait_all()
+        return started - start
+
+    once()
+    figure("deploy_to_train_start_s", median_of(runs, once), "s")
+
+
+def bench_grid(work: Path, runs: int) -> None:
+    src = write_source(work / "grid-src", kernel="rbf")
+    data = write_data(work / "grid-data", train_rows=1000)
+    grid = Grid.from_json({"gamma": [0.0005, 0.001, 0.002, 0.004], "C": [0.5, 1.0, 2.0]})
+
+    def run(parallel: int) -> float:
+        pipeline, store = make_engine(work / f"grid-{parallel}", parallel)
+        change = InputsChange(
+            store.push(scan_folder(src)).tree.digest, store.push(scan_folder(data)).tree.digest
+        )
+        pipeline.deploy("bench", InputsChange(source=change.source, data=change.data), "bench")
+        pipeline.wait_all()  # the build, and the one default model
+        start = time.perf_counter()
+        pipeline.deploy("bench", InputsChange(grid=grid), "bench", parallelism=parallel)
+        pipeline.wait_all()
+        return time.perf_counter() - start
+
+    sequential = median_of(runs, lambda: run(1))
+    parallel = median_of(runs, lambda: run(2))
+    figure("grid12_sequential_s", sequential, "s")
+    figure("grid12_p2_s", parallel, "s")
+    figure("grid12_p2_vs_sequential", parallel / sequential)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kaos-pipeline-bench-"))
+    try:
+        bench_env_builds(work, args.runs)
+        bench_deploy_latency(work, args.runs)
+        bench_grid(work, args.runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The executor contract: build an image for a source, train one model in it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kaos.errors import KaosError
+from kaos.pipeline.inputs import Resources, Scalar
+from kaos.pipeline.logs import LogWriter
+
+
+class BuildFailed(KaosError):
+    """The build ran and failed; the reason is one line, the details are in the build log."""
+
+
+class TrainFailed(KaosError):
+    """The train script failed, or its outputs break the contract."""
+
+
+class Killed(KaosError):
+    """The job was killed on request."""
+
+
+class Cancel:
+    """A kill switch shared by a job and whatever it started (processes, containers, tasks)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._killed = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def killed(self) -> bool:
+        return self._killed
+
+    def on_kill(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._killed:
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def kill(self) -> None:
+        with self._lock:
+            self._killed = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    job_id: str
+    source: str  # tree digest
+    bundle_name: str
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    job_id: str
+    index: int
+    source: str
+    data: str
+    bundle_name: str
+    image: str  # what build returned
+    params: Mapping[str, Scalar] | None
+    resources: Resources = field(default_factory=Resources)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    output_tree: str
+    metrics: dict[str, Any]
+    node: str | None = None
+
+
+class Executor(Protocol):
+    kind: str
+
+    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> str:
+        """Build (or find) the image for a source; return what `train` needs to run in it."""
+        ...
+
+    def image_exists(self, image: str) -> bool:
+        """Whether a previously built image is still there (a docker image may be pruned)."""
+        ...
+
+    def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome: ...

@@ -1,0 +1,60 @@
+"""Run a command with its output streamed into a job log, killable as a whole process group."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kaos.executors.base import Cancel
+from kaos.pipeline.logs import LogWriter
+
+KILL_GRACE_S = 5.0
+
+
+def run_logged(
+    cmd: Sequence[str],
+    log: LogWriter,
+    cancel: Cancel,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run `cmd` in its own session; every line it prints goes to `log`. Returns the exit code.
+
+    A kill sends SIGTERM to the whole process group, then SIGKILL after a grace period, so
+    children the command started (data loaders, pip) die with it.
+    """
+    proc = subprocess.Popen(
+        list(cmd),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    cancel.on_kill(lambda: _kill_group(proc))
+    assert proc.stdout is not None
+    for raw in iter(proc.stdout.readline, b""):
+        log.write(raw.decode("utf-8", errors="replace"))
+    proc.stdout.close()
+    return proc.wait()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+
+    def finish() -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=KILL_GRACE_S)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group, even if the leader died
+
+    threading.Thread(target=finish, daemon=True).start()

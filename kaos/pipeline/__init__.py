@@ -1,0 +1,1 @@
+"""The pipeline: workspace inputs, planning what reruns, jobs and their states, the catalog."""

@@ -1,0 +1,46 @@
+"""What makes a tree a valid source or data bundle (pure checks on the tree's entries)."""
+
+from __future__ import annotations
+
+from kaos.errors import BundleError
+from kaos.store.tree import Tree
+
+
+def source_bundle_name(tree: Tree) -> str:
+    """A source bundle holds one top-level folder `<name>/` with a Dockerfile and model/train."""
+    name = _single_top_folder(tree, "source")
+    missing = [p for p in ("Dockerfile", "model/train") if tree.get(f"{name}/{p}") is None]
+    if missing:
+        raise BundleError(
+            f"source bundle /{name} has no {' and no '.join(missing)}",
+            f"add {name}/{missing[0]} (see templates/mnist/model-train)",
+        )
+    if not tree.get(f"{name}/model/train").executable:  # type: ignore[union-attr]
+        raise BundleError(
+            f"{name}/model/train is not executable", f"run: chmod +x {name}/model/train"
+        )
+    return name
+
+
+def data_bundle_name(tree: Tree) -> str:
+    """A data bundle holds one top-level folder, e.g. `features/`."""
+    return _single_top_folder(tree, "data")
+
+
+def _single_top_folder(tree: Tree, kind: str) -> str:
+    tops = tree.top_level_names()
+    folders = sorted({e.path.split("/", 1)[0] for e in tree if "/" in e.path})
+    loose = [t for t in tops if t not in folders and not t.startswith(".")]
+    if len(folders) != 1 or loose:
+        raise BundleError(
+            f"a {kind} bundle must hold exactly one top-level folder, "
+            f"found: {', '.join(tops) or 'nothing'}",
+            f"pass the folder that contains the {kind} folder (e.g. templates/mnist/"
+            + ("model-train)" if kind == "source" else "data)"),
+        )
+    return folders[0]
+
+
+def bundle_label(name: str, digest: str) -> str:
+    """How bundles are shown: `/mnist:e23a2`."""
+    return f"/{name}:{digest[:5]}"

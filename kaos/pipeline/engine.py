@@ -1,0 +1,396 @@
+"""The engine: turns deploys into jobs by the plan, runs them in the background, answers
+for their state. Decisions come from `plan` (pure); this module only carries them out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kaos.errors import KaosError, ObjectNotFound
+from kaos.executors.base import (
+    BuildFailed,
+    BuildRequest,
+    Cancel,
+    Executor,
+    Killed,
+    TrainFailed,
+    TrainRequest,
+)
+from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
+from kaos.pipeline.catalog import Catalog
+from kaos.pipeline.ids import image_name, model_id, new_job_id
+from kaos.pipeline.inputs import InputsChange, TrainingInputs
+from kaos.pipeline.logs import JobLogs, LogWriter
+from kaos.pipeline.plan import ImageState, Plan, TrainTask, plan, tasks_for
+from kaos.pipeline.records import Deploy, Image, Job, Model
+from kaos.pipeline.states import JobState, overall_state
+from kaos.store import ContentStore, Tree
+
+RESTART_REASON = "the server stopped while this job was running; deploy again to retry"
+
+
+class JobFinished(KaosError):
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    deploy: Deploy
+    plan: Plan
+    image: Image | None
+    build_job: Job | None = None
+    train_job: Job | None = None
+    names: dict[str, str] = field(default_factory=dict)  # "source"/"data" -> bundle folder name
+
+
+class Pipeline:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: ContentStore,
+        executor: Executor,
+        logs: JobLogs,
+        max_parallel: int = 2,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.executor = executor
+        self.logs = logs
+        self._slots = threading.BoundedSemaphore(max(1, max_parallel))
+        self._deploy_lock = threading.RLock()
+        self._cancels: dict[str, Cancel] = {}
+        self._threads: dict[str, threading.Thread] = {}
+
+    def recover(self) -> int:
+        """Jobs left running by a previous process are failed, with the reason recorded."""
+        return self.catalog.fail_interrupted(RESTART_REASON)
+
+    # -- deploys ----------------------------------------------------------------------------
+    def deploy(
+        self,
+        workspace: str,
+        change: InputsChange,
+        author: str,
+        force: bool = False,
+        parallelism: int = 1,
+    ) -> DeployResult:
+        if change.empty and not force:
+            raise KaosError("nothing to deploy", "pass -s SOURCE, -d DATA and/or -h GRID")
+        if parallelism < 1:
+            raise KaosError("parallelism (-p) must be at least 1")
+        self.catalog.workspace(workspace)  # an unknown workspace is the first thing to report
+        names = self._bundle_names(change)
+        with self._deploy_lock:
+            current = self.catalog.workspace(workspace).inputs
+            inputs = current.merged(change)
+            changed: dict[str, Any] = {
+                "source": change.source,
+                "data": change.data,
+                "grid": change.grid.to_json() if change.grid else None,
+                "resources": change.resources.to_json() if change.resources else None,
+                "parallelism": parallelism,
+            }
+            deploy = self.catalog.record_deploy(workspace, author, inputs, changed, force)
+            return self._advance(workspace, inputs, deploy, force, parallelism, names)
+
+    def _bundle_names(self, change: InputsChange) -> dict[str, str]:
+        """Validate the deployed bundles (complete in the store, right shape); their names."""
+        names = {}
+        if change.source:
+            names["source"] = source_bundle_name(self._complete_tree(change.source, "source"))
+        if change.data:
+            names["data"] = data_bundle_name(self._complete_tree(change.data, "data"))
+        return names
+
+    def _complete_tree(self, digest: str, kind: str) -> Tree:
+        try:
+            tree = self.store.get_tree(digest)
+        except ObjectNotFound:
+            raise KaosError(
+                f"the {kind} bundle {digest[:5]} was never uploaded",
+                f"deploy it from its folder with {'-s' if kind == 'source' else '-d'}",
+            ) from None
+        absent = self.store.missing(tree.digests())
+        if absent:
+            raise KaosError(
+                f"the {kind} bundle {digest[:5]} is incomplete: "
+                f"{len(absent)} files were not uploaded",
+                "deploy again to upload them",
+            )
+        return tree
+
+    def _advance(
+        self,
+        workspace: str,
+        inputs: TrainingInputs,
+        deploy: Deploy,
+        force: bool,
+        parallelism: int,
+        names: dict[str, str] | None = None,
+    ) -> DeployResult:
+        """Plan against the catalog and start what the plan says (under the deploy lock)."""
+        names = dict(names or {})
+        if inputs.source and "source" not in names:
+            names["source"] = source_bundle_name(self.store.get_tree(inputs.source))
+        self._forget_vanished_image(inputs.source)
+        view = self.catalog.view(self.executor.kind, [t.key for t in tasks_for(inputs)])
+        decided = plan(inputs, view, force)
+        build_job = train_job = None
+        if decided.build:
+            build_job = self._start_build(workspace, deploy, decided.build, names["source"])
+        image = self.catalog.image(inputs.source, self.executor.kind) if inputs.source else None
+        if decided.train and image is not None and image.ref:
+            train_job = self._start_train(
+                workspace, deploy, inputs, decided.train, image, names, parallelism
+            )
+        if build_job is None and image is not None and image.state == ImageState.BUILDING:
+            build_job = self.catalog.job(image.job_id)
+        return DeployResult(deploy, decided, image, build_job, train_job, names)
+
+    def _forget_vanished_image(self, source: str | None) -> None:
+        if source is None:
+            return
+        image = self.catalog.image(source, self.executor.kind)
+        if (
+            image
+            and image.state == ImageState.READY
+            and not self.executor.image_exists(image.ref or "")
+        ):
+            self.catalog.set_image(Image(source, image.builder, "failed", image.job_id, None))
+
+    # -- builds -----------------------------------------------------------------------------
+    def _start_build(self, workspace: str, deploy: Deploy, source: str, name: str) -> Job:
+        job = Job(
+            new_job_id(),
+            "build",
+            workspace,
+            deploy.id,
+            JobState.STARTING,
+            time.time(),
+            source=source,
+            author=deploy.author,
+            image=image_name(name, source),
+        )
+        self.catalog.add_job(job)
+        self.catalog.set_image(Image(source, self.executor.kind, ImageState.BUILDING, job.id, None))
+        self._spawn(job.id, self._run_build, job, name)
+        return job
+
+    def _run_build(self, job: Job, name: str, cancel: Cancel) -> None:
+        log = self.logs.writer(job.id)
+        assert job.source is not None
+        with self._slots:
+            if cancel.killed:
+                self._finish_build(job, JobState.KILLED, None, "killed before it started")
+                return
+            self.catalog.update_job(job.id, state=JobState.RUNNING, started=time.time())
+            try:
+                ref = self.executor.build(BuildRequest(job.id, job.source, name), log, cancel)
+            except Killed:
+                self._finish_build(job, JobState.KILLED, None, "killed on request")
+                return
+            except BuildFailed as exc:
+                log.write(f"kaos: build failed: {exc}\n")
+                self._finish_build(job, JobState.FAILURE, None, str(exc))
+                return
+            except Exception as exc:  # an executor bug must not leave the job running forever
+                log.write(f"kaos: build crashed: {exc!r}\n")
+                self._finish_build(job, JobState.FAILURE, None, f"build crashed: {exc!r}")
+                return
+        self._finish_build(job, JobState.SUCCESS, ref, None)
+        self._start_waiting_trains(job.source)
+
+    def _finish_build(self, job: Job, state: JobState, ref: str | None, reason: str | None) -> None:
+        assert job.source is not None
+        image_state = ImageState.READY.value if state == JobState.SUCCESS else "failed"
+        self.catalog.set_image(Image(job.source, self.executor.kind, image_state, job.id, ref))
+        self.catalog.update_job(job.id, state=state, finished=time.time(), reason=reason)
+
+    def _start_waiting_trains(self, source: str) -> None:
+        """A finished build starts the trains of every workspace whose current source it is."""
+        with self._deploy_lock:
+            for ws in self.catalog.workspaces_using_source(source):
+                deploys = self.catalog.deploys(ws.name)
+                if not deploys or ws.inputs.data is None:
+                    continue
+                last = deploys[-1]
+                parallelism = int(last.changed.get("parallelism") or 1)
+                self._advance(ws.name, ws.inputs, last, False, parallelism)
+
+    # -- trains -----------------------------------------------------------------------------
+    def _start_train(
+        self,
+        workspace: str,
+        deploy: Deploy,
+        inputs: TrainingInputs,
+        tasks: tuple[TrainTask, ...],
+        image: Image,
+        names: dict[str, str],
+        parallelism: int,
+    ) -> Job:
+        assert inputs.source and inputs.data
+        job = Job(
+            new_job_id(),
+            "train",
+            workspace,
+            deploy.id,
+            JobState.STARTING,
+            time.time(),
+            source=inputs.source,
+            data=inputs.data,
+            image=image.ref,
+            author=deploy.author,
+            hyperopt=inputs.grid is not None,
+            parallelism=parallelism,
+        )
+        models = [
+            Model(job.id, i, t.key, dict(t.params) if t.params else None, JobState.STARTING)
+            for i, t in enumerate(tasks)
+        ]
+        self.catalog.add_job(job, models)
+        self._spawn(job.id, self._run_train, job, inputs, names["source"])
+        return job
+
+    def _run_train(self, job: Job, inputs: TrainingInputs, name: str, cancel: Cancel) -> None:
+        log = self.logs.writer(job.id)
+        models = self.catalog.models(job.id)
+        several = len(models) > 1
+        with ThreadPoolExecutor(max_workers=min(job.parallelism, len(models))) as pool:
+            for model in models:
+                model_log = log.with_prefix(f"[{model.index}] ") if several else log
+                pool.submit(self._run_model, job, model, inputs, name, model_log, cancel)
+        states = [m.state for m in self.catalog.models(job.id)]
+        final = overall_state(states, cancel.killed)
+        reason = None
+        if final == JobState.FAILURE:
+            failed = [m for m in self.catalog.models(job.id) if m.state == JobState.FAILURE]
+            reason = (
+                failed[0].reason
+                if len(failed) == 1
+                else f"{len(failed)} of {len(states)} models failed"
+            )
+        self.catalog.update_job(job.id, state=final, finished=time.time(), reason=reason)
+
+    def _run_model(
+        self,
+        job: Job,
+        model: Model,
+        inputs: TrainingInputs,
+        name: str,
+        log: LogWriter,
+        cancel: Cancel,
+    ) -> None:
+        with self._slots:
+            if cancel.killed:
+                self.catalog.update_model(
+                    job.id, model.index, state=JobState.KILLED, reason="killed before it started"
+                )
+                return
+            now = time.time()
+            self.catalog.update_model(job.id, model.index, state=JobState.RUNNING, started=now)
+            if self.catalog.job(job.id).started is None:
+                self.catalog.update_job(job.id, state=JobState.RUNNING, started=now)
+            request = TrainRequest(
+                job.id,
+                model.index,
+                job.source or "",
+                job.data or "",
+                name,
+                job.image or "",
+                model.params,
+                inputs.resources,
+            )
+            try:
+                outcome = self.executor.train(request, log, cancel)
+            except Killed:
+                self.catalog.update_model(
+                    job.id,
+                    model.index,
+                    state=JobState.KILLED,
+                    finished=time.time(),
+                    reason="killed on request",
+                )
+                return
+            except (TrainFailed, KaosError) as exc:
+                log.write(f"kaos: train failed: {exc}\n")
+                self.catalog.update_model(
+                    job.id,
+                    model.index,
+                    state=JobState.FAILURE,
+                    finished=time.time(),
+                    reason=str(exc),
+                )
+                return
+            except Exception as exc:  # never leave a model running forever
+                log.write(f"kaos: train crashed: {exc!r}\n")
+                self.catalog.update_model(
+                    job.id,
+                    model.index,
+                    state=JobState.FAILURE,
+                    finished=time.time(),
+                    reason=f"train crashed: {exc!r}",
+                )
+                return
+        self.catalog.update_model(
+            job.id,
+            model.index,
+            state=JobState.SUCCESS,
+            finished=time.time(),
+            model_id=model_id(request.source, request.data, outcome.output_tree),
+            output_tree=outcome.output_tree,
+            metrics=outcome.metrics,
+            node=outcome.node,
+        )
+
+    # -- running, killing, waiting ------------------------------------------------------------
+    def _spawn(self, job_id: str, target: Any, *args: Any) -> None:
+        cancel = Cancel()
+        self._cancels[job_id] = cancel
+        thread = threading.Thread(
+            target=target, args=(*args, cancel), name=f"kaos-job-{job_id[:8]}", daemon=True
+        )
+        self._threads[job_id] = thread
+        thread.start()
+
+    def kill(self, job_id_prefix: str) -> Job:
+        job = self.catalog.find_job(job_id_prefix)
+        if job.state.finished:
+            raise JobFinished(
+                f"job {job.id} has already finished ({job.state.value}); nothing to kill"
+            )
+        cancel = self._cancels.get(job.id)
+        if cancel is None:  # active in the catalog but not in this process: left by a crash
+            self.catalog.update_job(
+                job.id, state=JobState.KILLED, finished=time.time(), reason="killed on request"
+            )
+        else:
+            cancel.kill()
+        return job
+
+    def shutdown(self, timeout: float = 15) -> None:
+        """Kill what still runs (its processes too) so nothing outlives the server unrecorded."""
+        for job_id, thread in list(self._threads.items()):
+            if thread.is_alive():
+                self._cancels[job_id].kill()
+        deadline = time.time() + timeout
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.time()))
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+        return self.catalog.job(job_id)
+
+    def wait_all(self, timeout: float = 600) -> None:
+        deadline = time.time() + timeout
+        while True:
+            alive = [t for t in list(self._threads.values()) if t.is_alive()]
+            if not alive:
+                return
+            alive[0].join(max(0.0, deadline - time.time()))
+            if time.time() >= deadline:
+                raise TimeoutError("jobs still running")

@@ -1,0 +1,174 @@
+"""A workspace's training inputs and the values they are made of (frozen, hashable, pure)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kaos.errors import KaosError
+from kaos.store.hashing import hash_bytes
+
+Scalar = str | int | float | bool | None
+DEFAULT_MAX_COMBINATIONS = 1000
+
+
+class InputError(KaosError):
+    """Training inputs that cannot be used as given (bad grid, bad resources...)."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float | None = None
+    memory: str | None = None  # as docker takes it: "512m", "4g"
+    gpu: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cpu": self.cpu, "memory": self.memory, "gpu": self.gpu}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | None) -> Resources:
+        obj = obj or {}
+        resources = cls(obj.get("cpu"), obj.get("memory"), int(obj.get("gpu") or 0))
+        if resources.cpu is not None and resources.cpu <= 0:
+            raise InputError(f"--cpu must be positive, got {resources.cpu}")
+        if resources.gpu < 0:
+            raise InputError(f"--gpu must not be negative, got {resources.gpu}")
+        if resources.memory is not None:
+            memory_bytes(resources.memory)
+        return resources
+
+
+def memory_bytes(text: str) -> int:
+    """Parse "512m", "4g", "1024" (bytes) the way docker does."""
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    value = text.strip().lower()
+    unit = value[-1] if value and value[-1] in units else "b"
+    number = value[:-1] if value and value[-1] in units else value
+    try:
+        amount = float(number)
+    except ValueError:
+        raise InputError(f"bad memory size {text!r}", "use a size such as 512m or 4g") from None
+    if amount <= 0:
+        raise InputError(f"bad memory size {text!r}", "use a size such as 512m or 4g")
+    return int(amount * units[unit])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Hyperparameters: name -> list of values; their cartesian product are the combinations."""
+
+    params: tuple[tuple[str, tuple[Scalar, ...]], ...]
+
+    @classmethod
+    def from_json(cls, obj: Any, max_combinations: int = DEFAULT_MAX_COMBINATIONS) -> Grid:
+        if not isinstance(obj, dict) or not obj:
+            raise InputError("a hyperparameter grid is a non-empty JSON object of name -> list")
+        params = []
+        count = 1
+        for name, values in obj.items():
+            if not isinstance(values, list):
+                values = [values]
+            if not values:
+                raise InputError(f"hyperparameter {name!r} has an empty list of values")
+            for v in values:
+                if isinstance(v, dict | list) or (isinstance(v, float) and not math.isfinite(v)):
+                    raise InputError(f"hyperparameter {name!r} has a non-scalar value: {v!r}")
+            if len(set(map(json.dumps, values))) != len(values):
+                raise InputError(f"hyperparameter {name!r} lists a value twice")
+            count *= len(values)
+            params.append((str(name), tuple(values)))
+        if count > max_combinations:
+            raise InputError(
+                f"grid has {count} combinations, more than the limit of {max_combinations}",
+                "split the grid or raise the server's max_combinations setting",
+            )
+        return cls(tuple(params))
+
+    def to_json(self) -> dict[str, list[Scalar]]:
+        return {name: list(values) for name, values in self.params}
+
+    def combinations(self) -> list[dict[str, Scalar]]:
+        names = [n for n, _ in self.params]
+        products = itertools.product(*(values for _, values in self.params))
+        return [dict(zip(names, combo, strict=True)) for combo in products]
+
+    @property
+    def digest(self) -> str:
+        return hash_bytes(_canonical(self.to_json()))
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What a workspace trains on now. `None` means "not deployed yet"."""
+
+    source: str | None = None
+    data: str | None = None
+    grid: Grid | None = None
+    resources: Resources = field(default_factory=Resources)
+
+    def merged(self, change: InputsChange) -> TrainingInputs:
+        """The inputs after a deploy: what the deploy names replaces, the rest stays."""
+        return replace(
+            self,
+            source=change.source or self.source,
+            data=change.data or self.data,
+            grid=change.grid if change.grid is not None else self.grid,
+            resources=change.resources if change.resources is not None else self.resources,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "data": self.data,
+            "grid": self.grid.to_json() if self.grid else None,
+            "resources": self.resources.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | None) -> TrainingInputs:
+        obj = obj or {}
+        grid = obj.get("grid")
+        return cls(
+            obj.get("source"),
+            obj.get("data"),
+            Grid.from_json(grid, max_combinations=10**9) if grid else None,
+            Resources.from_json(obj.get("resources")),
+        )
+
+
+@dataclass(frozen=True)
+class InputsChange:
+    """What one deploy changes; fields left `None` keep their current value."""
+
+    source: str | None = None
+    data: str | None = None
+    grid: Grid | None = None
+    resources: Resources | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.source is None
+            and self.data is None
+            and self.grid is None
+            and self.resources is None
+        )
+
+
+def train_key(
+    source: str, data: str, params: Mapping[str, Scalar] | None, resources: Resources
+) -> str:
+    """The cache key of one model: identical keys never train twice."""
+    return hash_bytes(
+        _canonical(
+            {"source": source, "data": data, "params": params, "resources": resources.to_json()}
+        )
+    )
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()

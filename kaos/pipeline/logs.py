@@ -1,0 +1,57 @@
+"""Job logs: append-only files, readable from an offset while the job still writes them."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from kaos.pipeline.ids import NotFound
+
+
+class LogWriter:
+    """Thread-safe line writer; an optional prefix tells parallel models apart."""
+
+    def __init__(self, path: Path, lock: threading.Lock, prefix: str = "") -> None:
+        self._path = path
+        self._lock = lock
+        self._prefix = prefix
+
+    def with_prefix(self, prefix: str) -> LogWriter:
+        return LogWriter(self._path, self._lock, prefix)
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        lines = text.splitlines(keepends=True)
+        if not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        payload = "".join(self._prefix + line for line in lines)
+        with self._lock, open(self._path, "a", encoding="utf-8", errors="replace") as f:
+            f.write(payload)
+
+
+class JobLogs:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def path(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.log"
+
+    def writer(self, job_id: str) -> LogWriter:
+        with self._guard:
+            lock = self._locks.setdefault(job_id, threading.Lock())
+        self.path(job_id).touch()
+        return LogWriter(self.path(job_id), lock)
+
+    def read(self, job_id: str, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
+        """Text from byte `offset` (at most `limit` bytes) and the offset to continue from."""
+        path = self.path(job_id)
+        if not path.exists():
+            raise NotFound(f"no logs for job {job_id}")
+        with open(path, "rb") as f:
+            f.seek(max(0, offset))
+            data = f.read(limit)
+        return data.decode("utf-8", errors="replace"), max(0, offset) + len(data)

@@ -1,0 +1,34 @@
+"""Job states, as shown to users (the seed's wording)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    STARTING = "JOB_STARTING"
+    RUNNING = "JOB_RUNNING"
+    SUCCESS = "JOB_SUCCESS"
+    FAILURE = "JOB_FAILURE"
+    KILLED = "JOB_KILLED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCESS, JobState.FAILURE, JobState.KILLED)
+
+
+ACTIVE_STATES = (JobState.STARTING.value, JobState.RUNNING.value)
+
+
+def overall_state(model_states: list[JobState], killed: bool) -> JobState:
+    """A train job's state from its models': running while any runs; failed if any failed."""
+    if killed:
+        return JobState.KILLED
+    if any(not s.finished for s in model_states):
+        started = any(s != JobState.STARTING for s in model_states)
+        return JobState.RUNNING if started else JobState.STARTING
+    if any(s == JobState.FAILURE for s in model_states):
+        return JobState.FAILURE
+    if any(s == JobState.KILLED for s in model_states):
+        return JobState.KILLED
+    return JobState.SUCCESS

@@ -1,0 +1,95 @@
+"""Uploaded packs are stored only when every byte checks out."""
+
+import pytest
+
+from kaos.errors import IntegrityError, ObjectNotFound
+from kaos.store import ContentStore
+from kaos.store.backends import LocalBackend
+from kaos.store.hashing import hash_bytes
+from kaos.store.index import PACK_PREFIX
+from kaos.store.pack import KIND_BLOB, KIND_CHUNKS, PackBuilder, encode_chunk_list
+
+
+@pytest.fixture
+def store(tmp_path, kaos_home):
+    return ContentStore(LocalBackend(tmp_path / "store"), kaos_home)
+
+
+def pack_of(*objects):
+    builder = PackBuilder()
+    for digest, kind, payload in objects:
+        builder.add(digest, kind, payload)
+    return builder.seal().encode()
+
+
+def test_a_valid_pack_is_stored_and_served(store):
+    data = b"weights" * 1000
+    _pack_id, pack, _index = pack_of((hash_bytes(data), KIND_BLOB, data))
+    assert store.receive_pack(pack) == [hash_bytes(data)]
+    assert store.get_bytes(hash_bytes(data)) == data
+
+
+def test_a_blob_under_a_wrong_digest_is_refused(store):
+    _id, pack, _index = pack_of((hash_bytes(b"claimed"), KIND_BLOB, b"something else"))
+    with pytest.raises(IntegrityError, match="does not match"):
+        store.receive_pack(pack)
+    assert list(store.backend.list(PACK_PREFIX)) == []
+
+
+def test_a_flipped_byte_is_refused(store):
+    data = bytes(range(256)) * 100
+    _id, pack, _index = pack_of((hash_bytes(data), KIND_BLOB, data))
+    bad = bytearray(pack)
+    bad[20] ^= 1
+    with pytest.raises(IntegrityError):
+        store.receive_pack(bytes(bad))
+    assert list(store.backend.list(PACK_PREFIX)) == []
+
+
+def test_a_truncated_pack_is_refused(store):
+    data = b"x" * 5000
+    _id, pack, _index = pack_of((hash_bytes(data), KIND_BLOB, data))
+    with pytest.raises(IntegrityError):
+        store.receive_pack(pack[:-10])
+
+
+def test_a_chunk_list_needs_all_its_chunks(store):
+    a, b = b"a" * 70_000, b"b" * 70_000
+    whole = a + b
+    chunk_list = encode_chunk_list(len(whole), [(hash_bytes(a), len(a)), (hash_bytes(b), len(b))])
+    _id, pack, _index = pack_of(
+        (hash_bytes(a), KIND_BLOB, a), (hash_bytes(whole), KIND_CHUNKS, chunk_list)
+    )
+    with pytest.raises(ObjectNotFound):
+        store.receive_pack(pack)
+    _id, pack, _index = pack_of((hash_bytes(b), KIND_BLOB, b))
+    store.receive_pack(pack)
+    _id, pack, _index = pack_of(
+        (hash_bytes(a), KIND_BLOB, a), (hash_bytes(whole), KIND_CHUNKS, chunk_list)
+    )
+    store.receive_pack(pack)
+    assert store.get_bytes(hash_bytes(whole)) == whole
+
+
+def test_a_chunk_list_that_lies_about_its_content_is_refused(store):
+    a = b"a" * 1000
+    lie = hash_bytes(b"not the concatenation")
+    _id, pack, _index = pack_of(
+        (hash_bytes(a), KIND_BLOB, a),
+        (lie, KIND_CHUNKS, encode_chunk_list(1000, [(hash_bytes(a), 1000)])),
+    )
+    with pytest.raises(IntegrityError, match="do not add up"):
+        store.receive_pack(pack)
+
+
+def test_a_decompression_bomb_is_refused(store):
+    big = b"\0" * (64 << 20)  # compresses to almost nothing
+    digest = hash_bytes(big[: 1 << 16])
+    builder = PackBuilder()
+    builder.add(digest, KIND_BLOB, big[: 1 << 16])
+    raw = builder.seal()
+    raw._frames[0] = [raw._frames[0][0]._replace(payload=big)]  # 64 MiB of zeros: a tiny frame
+    _id, pack, _index = raw.encode()
+    assert len(pack) < 64 << 10
+    with pytest.raises(IntegrityError, match="oversized"):
+        store.receive_pack(pack)
