@@ -1,9 +1,9 @@
-# Two commands do everything on a fresh machine: `make test` and (once the CLI lands) `make demo`.
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint bench clean
+.PHONY: install test lint demo bench clean
 
 install: $(VENV)/.installed
 
@@ -20,8 +20,13 @@ lint: install
 test: lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
+demo: install
+	bash scripts/demo.sh
+
 bench: install
 	$(BIN)/python benchmarks/store_bench.py
+	$(BIN)/python benchmarks/pipeline_bench.py
+	$(BIN)/python benchmarks/cli_bench.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info .kaos-demo

@@ -1,0 +1,122 @@
+"""All terminal output lives here: the seed's ASCII tables, progress bars, times, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from email.utils import formatdate
+from typing import Any
+
+from kaos.store.progress import Progress
+
+CHECK, CROSS, BUSY = "✔", "✗", "⨂"
+
+
+def ascii_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
+) -> str:
+    """A grid table as in the seed: centred cells, a rule under every row, optional title.
+
+    Cells may span several lines ("✔\\n/features:9fd9d").
+    """
+    cells = [[_lines(c) for c in row] for row in rows]
+    head = [_lines(h) for h in headers]
+    widths = [
+        max(len(line) for col in [head[i], *(r[i] for r in cells)] for line in col)
+        for i in range(len(headers))
+    ]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out: list[str] = []
+    if title is not None:
+        inner = len(rule) - 2
+        if inner < len(title) + 2:  # widen the last column to fit the title
+            widths[-1] += len(title) + 2 - inner
+            rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+            inner = len(rule) - 2
+        out += ["+" + "-" * inner + "+", "|" + title.center(inner) + "|"]
+    out.append(rule)
+    for row in [head, *cells]:
+        height = max(len(c) for c in row)
+        for line in range(height):
+            parts = [
+                (c[line] if line < len(c) else "").center(w)
+                for c, w in zip(row, widths, strict=True)
+            ]
+            out.append("| " + " | ".join(parts) + " |")
+        out.append(rule)
+    return "\n".join(out)
+
+
+def _lines(value: Any) -> list[str]:
+    return str("" if value is None else value).split("\n")
+
+
+def http_date(epoch: float | None) -> str:
+    """`Mon, 29 Jul 2019 09:18:20 GMT`, as the seed shows start times."""
+    return formatdate(epoch, usegmt=True) if epoch else "?"
+
+
+def seconds(value: float | None) -> str:
+    return "?" if value is None else str(round(value))
+
+
+def echo(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str), flush=True)
+
+
+def error(message: str) -> None:
+    red = sys.stderr.isatty()
+    line = f"Error: {message}"
+    print(f"\x1b[31m{line}\x1b[0m" if red else line, file=sys.stderr, flush=True)
+
+
+class BarProgress:
+    """A `Progress` callback drawing `Label: 100%|█████|` (the seed's bars) on stderr.
+
+    On a terminal the bar redraws in place; elsewhere (CI logs, pipes) it prints once, when
+    complete, so logs stay readable.
+    """
+
+    def __init__(self, label: str, width: int = 27) -> None:
+        self.label = label
+        self.width = width
+        self._tty = sys.stderr.isatty()
+        self._last = -1.0
+        self._done = False
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        fraction = 1.0 if total <= 0 else min(1.0, done / total)
+        if self._tty and (fraction == 1.0 or time.monotonic() - self._last > 0.05):
+            self._last = time.monotonic()
+            print("\r" + self._render(fraction), end="", file=sys.stderr, flush=True)
+        if fraction >= 1.0 and not self._done:
+            self._done = True
+            if self._tty:
+                print(file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            print(("\r" if self._tty else "") + self._render(1.0), file=sys.stderr, flush=True)
+        elif not self._tty:
+            print(self._render(1.0), file=sys.stderr, flush=True)
+
+    def _render(self, fraction: float) -> str:
+        filled = round(fraction * self.width)
+        return (
+            f"{self.label}: {int(fraction * 100):3d}%|{'█' * filled}{' ' * (self.width - filled)}|"
+        )
+
+
+@contextmanager
+def bar(label: str) -> Iterator[Progress]:
+    progress = BarProgress(label)
+    yield progress
+    progress.close()

@@ -1,0 +1,123 @@
+"""`kaos server start|stop`: run the API server in the foreground or in the background."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import typer
+
+app = typer.Typer(help="Run a kaos server.", no_args_is_help=True)
+
+
+@app.command()
+def start(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="address to bind (127.0.0.1: this machine only)"
+    ),
+    port: int | None = typer.Option(None, "--port"),
+    store: str | None = typer.Option(None, "--store", help="a folder or s3://BUCKET/PREFIX"),
+    s3_endpoint_url: str | None = typer.Option(
+        None, "--s3-endpoint-url", help="for MinIO and other S3"
+    ),
+    executor: str | None = typer.Option(None, "--executor", help="local (default), docker or ray"),
+    background: bool = typer.Option(
+        False, "--background", help="detach; stop with 'kaos server stop'"
+    ),
+) -> None:
+    """Start a kaos server (settings also from KAOS_* environment variables)."""
+    from kaos.cli import context
+    from kaos.cli.render import echo
+    from kaos.config import DEFAULT_PORT
+
+    overrides = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "store": store,
+            "s3_endpoint_url": s3_endpoint_url,
+            "executor": executor,
+        }.items()
+        if v is not None
+    }
+    if background:
+        args = []
+        for key in ("store", "s3_endpoint_url", "executor"):
+            if key in overrides:
+                args += [f"--{key.replace('_', '-')}", str(overrides[key])]
+        port_used = port or int(os.environ.get("KAOS_PORT") or DEFAULT_PORT)
+        pid = context.start_background_server(f"http://{host}:{port_used}", args)
+        echo(f"kaos server running at http://{host}:{port_used} (pid {pid})")
+        return
+    _serve(overrides)
+
+
+def _serve(overrides: dict) -> None:
+    import uvicorn
+
+    from kaos.cli import context
+    from kaos.server.app import create_app
+    from kaos.server.settings import Settings
+
+    settings = Settings(**overrides)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    pid_file = context.pid_file()
+    pid_file.write_text(
+        json.dumps({"pid": os.getpid(), "url": f"http://{settings.host}:{settings.port}"})
+    )
+    print(
+        f"kaos server on http://{settings.host}:{settings.port} (store: {settings.store_url})",
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_level="warning"
+        )
+    finally:
+        try:
+            if json.loads(pid_file.read_text()).get("pid") == os.getpid():
+                pid_file.unlink()
+        except (FileNotFoundError, ValueError):
+            pass
+
+
+@app.command()
+def stop() -> None:
+    """Stop the background server started from this KAOS_HOME."""
+    from kaos.cli import context
+    from kaos.cli.render import echo
+    from kaos.errors import KaosError
+
+    pid_file = context.pid_file()
+    try:
+        pid = int(json.loads(pid_file.read_text())["pid"])
+    except (FileNotFoundError, ValueError, KeyError):
+        raise KaosError("no kaos server is running from this KAOS_HOME") from None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        echo("kaos server was not running")
+        return
+    deadline = time.time() + 20
+    while time.time() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    echo(f"kaos server stopped (pid {pid})")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,428 @@
+"""`kaos train`: deploy, list, info, get, logs, build-logs, kill (the seed's commands)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kaos.cli.common import JsonOpt, WorkspaceOpt
+
+app = typer.Typer(help="Deploy training inputs and follow what they train.", no_args_is_help=True)
+PAGE_SIZE = 20
+
+IndexOpt = Annotated[int | None, typer.Option("-i", "--ind", help="index in 'kaos train list'")]
+JobOpt = Annotated[str | None, typer.Option("-j", "--job", help="job id (any unique prefix)")]
+
+
+@app.command()
+def deploy(
+    source: Annotated[
+        Path | None, typer.Option("-s", "--source", help="source bundle folder")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("-d", "--data", help="data bundle folder")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("-m", "--manifest", help="remote data manifest")
+    ] = None,
+    grid: Annotated[
+        Path | None, typer.Option("-h", "--hyperparams", help="hyperparameter grid JSON")
+    ] = None,
+    parallelism: Annotated[
+        int, typer.Option("-p", "--parallelism", min=1, help="models at once")
+    ] = 1,
+    cpu: Annotated[float | None, typer.Option("--cpu", help="CPUs per model")] = None,
+    memory: Annotated[
+        str | None, typer.Option("--memory", help="memory per model, e.g. 4g")
+    ] = None,
+    gpu: Annotated[int | None, typer.Option("--gpu", help="GPUs per model")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="retrain even if identical inputs trained")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the jobs until they end")] = False,
+    ws: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change any of the training inputs; kaos reruns only what the change invalidates."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+    from kaos.errors import KaosError
+
+    if manifest is not None:
+        raise KaosError(
+            "remote data manifests (-m) are not supported yet", "deploy a data folder with -d"
+        )
+    if (
+        source is None
+        and data is None
+        and grid is None
+        and not force
+        and all(v is None for v in (cpu, memory, gpu))
+    ):
+        raise KaosError("nothing to deploy", "pass -s SOURCE, -d DATA and/or -h GRID")
+    grid_json = _read_grid(grid) if grid else None
+    name = context.workspace(ws)
+    _check_folder(source, "source")
+    _check_folder(data, "data")
+    api = context.client()
+    body: dict[str, Any] = {"parallelism": parallelism, "force": force, "grid": grid_json}
+    if any(v is not None for v in (cpu, memory, gpu)):
+        body["resources"] = {"cpu": cpu, "memory": memory, "gpu": gpu or 0}
+    for kind, folder in (("source", source), ("data", data)):
+        if folder is not None:
+            body[kind] = _submit(api, kind, folder, quiet=as_json)
+    result = api.deploy(name, **body)
+    if as_json:
+        print_json(result)
+    else:
+        echo("CURRENT TRAINING INPUTS\n")
+        echo(inputs_table(result["inputs"]))
+        if result["reused"] and not result["train_job"] and not result["build_job"]:
+            echo(f"\nInputs unchanged: model {', '.join(result['reused'])} is already trained "
+                 "(use --force to retrain)")  # fmt: skip
+    if wait:
+        _follow(api, name, result["deploy_id"], quiet=as_json)
+
+
+def _submit(api, kind: str, folder: Path, quiet: bool) -> str:
+    """Hash, check and upload one bundle, with the seed's messages and bars."""
+    from kaos.cli.render import BarProgress, echo
+    from kaos.config import kaos_home
+    from kaos.pipeline.bundles import bundle_label, data_bundle_name, source_bundle_name
+    from kaos.store.scan import scan_folder
+    from kaos.store.state import StatCache
+
+    if not quiet:
+        echo(f"Submitting {kind} bundle: {folder}")
+    scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"))
+    name = (source_bundle_name if kind == "source" else data_bundle_name)(scanned.tree)
+    progress = BarProgress(f"Compressing {kind} bundle") if not quiet else None
+    api.push(scanned, progress)
+    if progress:
+        progress.close()
+        echo(f" ✔ Setting {kind} bundle: {bundle_label(name, scanned.tree.digest)}\n")
+    return scanned.tree.digest
+
+
+def _check_folder(folder: Path | None, kind: str) -> None:
+    from kaos.errors import BundleError
+
+    if folder is not None and not folder.exists():
+        raise BundleError(f"{kind} bundle path not found: {folder}", "check the path you passed")
+
+
+def _read_grid(path: Path) -> dict[str, Any]:
+    from kaos.errors import KaosError
+    from kaos.pipeline.inputs import Grid
+
+    try:
+        grid = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KaosError(f"grid file not found: {path}") from None
+    except ValueError as exc:
+        raise KaosError(f"invalid JSON in grid {path}: {exc}", "fix the file") from None
+    Grid.from_json(grid, max_combinations=10**9)  # shape errors early; the server checks the size
+    return grid
+
+
+def inputs_table(inputs: dict[str, Any]) -> str:
+    """The CURRENT TRAINING INPUTS table."""
+    from kaos.cli.render import BUSY, CHECK, CROSS, ascii_table
+
+    image = inputs.get("image")
+    if inputs.get("source") is None:
+        image_cell = f"{CROSS}\n"
+    elif image and image["state"] == "ready":
+        image_cell = f"{CHECK}\n{image['name']}"
+    elif image and image["state"] == "failed":
+        image_cell = f"{CROSS}\n<build failed>"
+    else:
+        image_cell = f"{BUSY}\n<building>"
+    data_cell = (
+        f"{CHECK}\n/{inputs['data_name']}:{inputs['data'][:5]}"
+        if inputs.get("data")
+        else f"{CROSS}\n"
+    )
+    grid = inputs.get("grid")
+    if grid:
+        count = math.prod(len(v) for v in grid.values())
+        grid_cell = f"{CHECK}\n{count} combination{'s' if count != 1 else ''}"
+    else:
+        grid_cell = f"{CROSS}\n"
+    return ascii_table(["Image", "Data", "Hyperparams"], [[image_cell, data_cell, grid_cell]])
+
+
+def _follow(api, workspace: str, deploy_id: int, quiet: bool) -> None:
+    """Print each job state change of this deploy until all end; exit 1 if one failed."""
+    from kaos.cli.render import echo
+
+    seen: dict[str, str] = {}
+    while True:
+        jobs = [j for j in api.jobs(workspace) if j["deploy_id"] == deploy_id]
+        for job in sorted(jobs, key=lambda j: j["created"]):
+            if seen.get(job["id"]) != job["state"]:
+                seen[job["id"]] = job["state"]
+                if not quiet:
+                    reason = f" ({job['reason']})" if job["reason"] else ""
+                    echo(f"{job['kind']} {job['id']}: {job['state']}{reason}")
+        building = any(
+            j["kind"] == "build" and j["state"] in ("JOB_STARTING", "JOB_RUNNING") for j in jobs
+        )
+        active = [j for j in jobs if j["state"] in ("JOB_STARTING", "JOB_RUNNING")]
+        if not active and not building:
+            break
+        time.sleep(0.5)
+    failed = [j for j in jobs if j["state"] != "JOB_SUCCESS"]
+    for job in jobs:
+        if job["kind"] == "train" and job["state"] == "JOB_SUCCESS" and not quiet:
+            for model in api.job(job["id"])["models"]:
+                echo(f"model {model['model_id']}: {json.dumps(model['metrics'])}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_(ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """BUILDING and TRAINING jobs, latest first."""
+    from kaos.cli import context
+    from kaos.cli.render import ascii_table, echo, http_date, print_json, seconds
+
+    api = context.client()
+    name = context.workspace(ws)
+    builds, trains = api.jobs(name, "build"), api.jobs(name, "train")
+    if as_json:
+        print_json({"building": builds, "training": trains})
+        return
+    if builds:
+        rows = [
+            [seconds(j["duration"]), j["id"], http_date(j["started"] or j["created"]), j["state"]]
+            for j in builds
+        ]
+        echo(ascii_table(["duration", "job_id", "started", "state"], rows, title="BUILDING"))
+    if builds and trains:
+        echo()
+    if trains:
+        rows = [
+            [i, seconds(j["duration"]), j["hyperopt"] if j["started"] else "?", j["id"],
+             http_date(j["started"] or j["created"]), j["state"]]
+            for i, j in enumerate(trains)
+        ]  # fmt: skip
+        echo(
+            ascii_table(
+                ["ind", "duration", "hyperopt", "job_id", "started", "state"],
+                rows,
+                title="TRAINING",
+            )
+        )
+    if not builds and not trains:
+        echo(f"No jobs yet in workspace {name}: deploy with 'kaos train deploy -s SOURCE -d DATA'")
+
+
+def resolve_job(
+    api, workspace: str, index: int | None, job: str | None, kind: str = "train"
+) -> str:
+    from kaos.errors import KaosError
+
+    if job:
+        return job
+    if index is None:
+        raise KaosError("pass -i INDEX or -j JOB_ID", "see 'kaos train list'")
+    jobs = api.jobs(workspace, kind)
+    if not 0 <= index < len(jobs):
+        what = "training" if kind == "train" else "build"
+        raise KaosError(
+            f"no {what} job at index {index} (there are {len(jobs)})", "see 'kaos train list'"
+        )
+    return jobs[index]["id"]
+
+
+@app.command()
+def info(
+    index: IndexOpt = None,
+    job: JobOpt = None,
+    sort_by: Annotated[
+        str | None, typer.Option("-s", "--sort_by", "--sort-by", help="metric to rank by")
+    ] = None,
+    page: Annotated[int, typer.Option("-p", "--page", min=0, help="page of the models table")] = 0,
+    ws: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A training job's models, their inputs and scores."""
+    from kaos.cli import context
+    from kaos.cli.render import ascii_table, echo, print_json, seconds
+    from kaos.errors import KaosError
+
+    api = context.client()
+    detail = api.job(resolve_job(api, context.workspace(ws), index, job))
+    metrics = _metric_order(detail["models"]) or detail["available_metrics"]
+    if sort_by is not None and sort_by not in metrics:
+        raise KaosError(f"unknown metric {sort_by!r}", f"available metrics: {metrics}")
+    metric = sort_by or (metrics[0] if metrics else None)
+    models = sorted(
+        detail["models"], key=lambda m: _score_key(m, metric), reverse=sort_by is not None
+    )
+    pages = max(1, math.ceil(len(models) / PAGE_SIZE))
+    if page >= pages:
+        raise KaosError(f"no page {page} (there are {pages})")
+    shown = models[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    if as_json:
+        print_json(
+            {**detail, "models": shown, "sort_by": metric, "page": page, "page_count": pages}
+        )
+        return
+    j = detail["job"]
+    source_path = f"/{detail['source_name']}:{(j['source'] or '')[:5]}"
+    data_path = f"/{detail['data_name']}:{(j['data'] or '')[:5]}"
+    echo()
+    echo(f"    Job ID: {j['id']}")
+    echo(f"    Process time: {seconds(j['duration'])}s")
+    echo(f"    State: {j['state']}")
+    echo(f"    Available metrics: {metrics}")
+    echo()
+    echo(f"    Page count: {pages}")
+    echo(f"    Page ID: {page}")
+    rows = []
+    for i, m in enumerate(shown, start=page * PAGE_SIZE):
+        score = m["metrics"].get(metric) if metric else None
+        rows.append([
+            i,
+            f"Author: {j['author']}\nPath: {source_path}",
+            f"Author: {j['author']}\nPath: {data_path}",
+            m["model_id"] or m["state"],
+            _params_cell(m["params"]),
+            "None" if score is None else score,
+        ])  # fmt: skip
+    echo(ascii_table(["ind", "Code", "Data", "Model ID", "Hyperparams", "Score"], rows))
+    failed = [m for m in shown if m["state"] == "JOB_FAILURE" and m["reason"]]
+    for m in failed[:5]:
+        echo(f"model {m['index']} failed: {m['reason']}")
+
+
+def _metric_order(models: list[dict[str, Any]]) -> list[str]:
+    order: list[str] = []
+    for m in models:
+        order += [k for k in m["metrics"] if k not in order]
+    return order
+
+
+def _score_key(model: dict[str, Any], metric: str | None) -> tuple[int, float, int]:
+    value = model["metrics"].get(metric) if metric else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return (0, 0.0, -model["index"])
+    return (1, float(value), -model["index"])
+
+
+def _params_cell(params: dict[str, Any] | None) -> str:
+    if not params:
+        return "None"
+    return "\n".join(f"{k}: {v}" for k, v in params.items())
+
+
+@app.command()
+def get(
+    index: IndexOpt = None,
+    job: JobOpt = None,
+    code: Annotated[bool, typer.Option("-c", "--code", help="the source bundle")] = False,
+    data: Annotated[bool, typer.Option("-d", "--data", help="the data bundle")] = False,
+    model: Annotated[bool, typer.Option("-m", "--model", help="the trained models")] = False,
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder to write into")] = Path(
+        "out"
+    ),
+    ws: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a run's exact code, data and models (byte-identical to what was deployed)."""
+    from kaos.cli import context
+    from kaos.cli.render import BarProgress, echo, print_json
+
+    api = context.client()
+    name = context.workspace(ws)
+    detail = api.job(resolve_job(api, name, index, job))
+    j = detail["job"]
+    everything = not (code or data or model)
+    root = output / name / f"train-{j['id']}"
+    written = []
+    parts = []
+    if code or everything:
+        parts.append(("source bundle", j["source"], root / "model-train"))
+    if data or everything:
+        parts.append(("data bundle", j["data"], root / "data"))
+    if model or everything:
+        for m in detail["models"]:
+            if m["output_tree"]:
+                parts.append(
+                    (f"model {m['model_id']}", m["output_tree"], root / "models" / m["model_id"])
+                )
+    for label, digest, dest in parts:
+        progress = None if as_json else BarProgress(f"Extracting {label}")
+        api.checkout(digest, dest, progress)
+        if progress:
+            progress.close()
+        written.append(str(dest))
+    if as_json:
+        print_json({"job": j["id"], "written": written})
+    else:
+        echo(f"Successfully extracted job {j['id']} to {root}")
+
+
+@app.command()
+def logs(
+    index: IndexOpt = None,
+    job: JobOpt = None,
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="keep streaming until it ends")
+    ] = False,
+    ws: WorkspaceOpt = None,
+) -> None:
+    """A training job's logs (stdout and stderr of its train script)."""
+    from kaos.cli import context
+
+    api = context.client()
+    _print_logs(api, resolve_job(api, context.workspace(ws), index, job), follow)
+
+
+@app.command("build-logs")
+def build_logs(
+    job: JobOpt = None,
+    index: Annotated[int | None, typer.Option("-i", "--ind", help="index in BUILDING")] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+    ws: WorkspaceOpt = None,
+) -> None:
+    """A build job's logs (the environment or image build)."""
+    from kaos.cli import context
+
+    api = context.client()
+    _print_logs(api, resolve_job(api, context.workspace(ws), index, job, kind="build"), follow)
+
+
+def _print_logs(api, job_id: str, follow: bool) -> None:
+    offset = 0
+    while True:
+        chunk = api.logs(job_id, offset)
+        sys.stdout.write(chunk["text"])
+        sys.stdout.flush()
+        offset = chunk["offset"]
+        if not follow or (chunk["finished"] and not chunk["text"]):
+            return
+        if not chunk["text"]:
+            time.sleep(0.5)
+
+
+@app.command()
+def kill(
+    job: Annotated[str, typer.Option("-j", "--job", help="job id (any unique prefix)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Kill a running build or training job (and every process it started)."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+
+    killed = context.client().kill(job)
+    if as_json:
+        print_json(killed)
+    else:
+        echo(f"Successfully killed job {killed['id']}")

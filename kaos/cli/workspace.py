@@ -1,0 +1,105 @@
+"""`kaos workspace`: create, list, set, current, info."""
+
+from __future__ import annotations
+
+import typer
+
+from kaos.cli.common import JsonOpt
+
+app = typer.Typer(help="Create and choose workspaces.", no_args_is_help=True)
+
+
+@app.command()
+def create(name: str = typer.Option(..., "-n", "--name"), as_json: JsonOpt = False) -> None:
+    """Create a workspace and make it the current one."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+    from kaos.config import ClientConfig
+
+    created = context.client().create_workspace(name)
+    _set_current(ClientConfig, name)
+    if as_json:
+        print_json(created)
+    else:
+        echo(f"Successfully set {name} workspace")
+
+
+@app.command("list")
+def list_(as_json: JsonOpt = False) -> None:
+    """List workspaces."""
+    from kaos.cli import context
+    from kaos.cli.render import ascii_table, echo, print_json
+    from kaos.config import ClientConfig
+
+    spaces = context.client().workspaces()
+    if as_json:
+        print_json(spaces)
+        return
+    current = ClientConfig.load().workspace
+    rows = [
+        [i, ("* " if w["name"] == current else "") + w["name"], w["jobs"]]
+        for i, w in enumerate(spaces)
+    ]
+    echo(ascii_table(["ind", "name", "jobs"], rows, title="WORKSPACES"))
+
+
+@app.command("set")
+def set_(
+    name: str | None = typer.Option(None, "-n", "--name"),
+    index: int | None = typer.Option(None, "-i", "--ind", help="index in 'kaos workspace list'"),
+) -> None:
+    """Make a workspace the current one."""
+    from kaos.cli import context
+    from kaos.cli.render import echo
+    from kaos.config import ClientConfig
+    from kaos.errors import KaosError
+
+    api = context.client()
+    if index is not None:
+        spaces = api.workspaces()
+        if not 0 <= index < len(spaces):
+            raise KaosError(
+                f"no workspace at index {index} (there are {len(spaces)})",
+                "see 'kaos workspace list'",
+            )
+        name = spaces[index]["name"]
+    if not name:
+        raise KaosError("pass -n NAME or -i INDEX")
+    api.workspace(name)  # must exist
+    _set_current(ClientConfig, name)
+    echo(f"Successfully set {name} workspace")
+
+
+@app.command()
+def current(as_json: JsonOpt = False) -> None:
+    """Show the current workspace."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+
+    name = context.workspace()
+    if as_json:
+        print_json({"workspace": name})
+    else:
+        echo(f"Current workspace: {name}")
+
+
+@app.command()
+def info(as_json: JsonOpt = False) -> None:
+    """Show the current workspace's training inputs."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+    from kaos.cli.train import inputs_table
+
+    space = context.client().workspace(context.workspace())
+    if as_json:
+        print_json(space)
+        return
+    echo(f"Workspace: {space['name']} ({space['jobs']} jobs)\n")
+    echo("CURRENT TRAINING INPUTS\n")
+    echo(inputs_table(space["inputs"]))
+
+
+def _set_current(config_cls, name: str) -> None:
+    config = config_cls.load()
+    config.workspace = name
+    config.save()

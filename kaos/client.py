@@ -1,0 +1,280 @@
+"""The HTTP client of a kaos server, used by the CLI and by anyone scripting kaos.
+
+It hashes bundles locally (with the stat cache), asks the server which objects it lacks, and
+uploads only those, packed and compressed, in the store's own pack format; downloads are
+verified against their digests before anything is written.
+"""
+
+from __future__ import annotations
+
+import getpass
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import xxhash
+
+from kaos.config import kaos_home
+from kaos.errors import IntegrityError, KaosError
+from kaos.store.checkout import checkout
+from kaos.store.chunking import FILE_CHUNKS, TREE_CHUNKS, split_buffer, split_file
+from kaos.store.hashing import bytes_to_digest, hash_bytes
+from kaos.store.progress import NullProgress, Progress, Throttled
+from kaos.store.scan import ScannedFolder, scan_folder
+from kaos.store.state import StatCache
+from kaos.store.tree import Tree
+from kaos.store.writer import StoreWriter
+
+_FRAME = struct.Struct("<16sQ")
+_MISSING_BATCH = 20_000
+_FETCH_BATCH = 5_000
+
+
+class ServerUnreachable(KaosError):
+    pass
+
+
+class ServerError(KaosError):
+    def __init__(self, message: str, fix: str | None, status: int) -> None:
+        super().__init__(message, fix)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PushResult:
+    tree: Tree
+    files_sent: int
+    bytes_uploaded: int
+
+
+class KaosClient:
+    def __init__(
+        self,
+        endpoint: str,
+        token: str | None = None,
+        author: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        headers = {"X-Kaos-Author": author or _user()}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"cannot reach the kaos server at {self.endpoint} ({type(exc).__name__})",
+                "start one with 'kaos server start' or point to one with 'kaos init -e URL'",
+            ) from None
+        _raise_for_error(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    # -- simple resources -------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/health")
+
+    def create_workspace(self, name: str) -> dict[str, Any]:
+        return self._json("POST", "/workspaces", json={"name": name})
+
+    def workspaces(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/workspaces")
+
+    def workspace(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/workspaces/{name}")
+
+    def deploy(self, workspace: str, **body: Any) -> dict[str, Any]:
+        return self._json("POST", f"/workspaces/{workspace}/deploy", json=body)
+
+    def jobs(self, workspace: str, kind: str | None = None) -> list[dict[str, Any]]:
+        params = {"kind": kind} if kind else {}
+        return self._json("GET", f"/workspaces/{workspace}/jobs", params=params)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/jobs/{job_id}")
+
+    def logs(self, job_id: str, offset: int = 0) -> dict[str, Any]:
+        return self._json("GET", f"/jobs/{job_id}/logs", params={"offset": offset})
+
+    def kill(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/jobs/{job_id}/kill")
+
+    def provenance(self, model_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/models/{model_id}")
+
+    # -- uploads ----------------------------------------------------------------------------
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        wanted = sorted(set(digests))
+        absent: set[str] = set()
+        for start in range(0, len(wanted), _MISSING_BATCH):
+            batch = wanted[start : start + _MISSING_BATCH]
+            absent.update(
+                self._json("POST", "/objects/missing", json={"digests": batch})["missing"]
+            )
+        return absent
+
+    def store_pack(self, pack_id: str, data: bytes, index: bytes) -> None:
+        """The writer's sink: the server verifies the pack before storing it."""
+        self._request(
+            "POST",
+            "/objects/packs",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=300,
+        )
+
+    def push_folder(
+        self,
+        folder: str | Path,
+        hash_progress: Progress | None = None,
+        upload_progress: Progress | None = None,
+    ) -> PushResult:
+        """Hash a bundle and upload what the server lacks; returns its tree."""
+        scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"), hash_progress)
+        return self.push(scanned, upload_progress)
+
+    def push(self, scanned: ScannedFolder, progress: Progress | None = None) -> PushResult:
+        tree = scanned.tree
+        serialized = tree.serialize()
+        candidates = tree.digests() | {tree.digest}
+        absent = self.missing(candidates)
+        todo = {e.digest: e for e in tree if e.digest in absent}
+        # Large files and trees are chunked: ask which chunks the server has, so an append or
+        # a one-file change sends only new chunks.
+        chunk_digests = {hash_bytes(c) for c in split_buffer(serialized, TREE_CHUNKS)}
+        for entry in todo.values():
+            if entry.size > FILE_CHUNKS.threshold:
+                path = scanned.abspath(entry.path)
+                chunk_digests.update(hash_bytes(c) for c in split_file(path, FILE_CHUNKS))
+        absent |= self.missing(chunk_digests)
+        known = (candidates | chunk_digests) - absent
+        total = sum(e.size for e in todo.values())
+        meter = Throttled(progress or NullProgress(), "upload", total, step=max(total // 100, 1))
+        with StoreWriter(self, known, uploads=2) as writer:
+            for digest, entry in todo.items():
+                writer.put_file(scanned.abspath(entry.path), digest)
+                meter.advance(entry.size)
+            if tree.digest in absent:
+                writer.put_bytes(serialized, TREE_CHUNKS)
+        meter.finish()
+        return PushResult(tree, len(todo), writer.bytes_uploaded)
+
+    # -- downloads --------------------------------------------------------------------------
+    def get_tree(self, digest: str) -> Tree:
+        return Tree.parse(self._request("GET", f"/trees/{digest}").content, digest)
+
+    def checkout(self, digest: str, dest: str | Path, progress: Progress | None = None) -> Path:
+        """Write a stored tree into `dest` as plain files (all verified; nothing outside dest)."""
+        return checkout(
+            self.get_tree(digest), Path(dest), RemoteObjects(self), None, False, progress
+        )
+
+    def fetch(self, digests: list[str]) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+        """Stream objects: (digest, size, pieces); the caller must consume pieces in order."""
+        try:
+            with self._http.stream(
+                "POST", "/objects/fetch", json={"digests": digests}, timeout=300
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for_error(response)
+                reader = _StreamReader(response.iter_bytes())
+                for _ in range(len(dict.fromkeys(digests))):
+                    raw, size = _FRAME.unpack(reader.read_exact(_FRAME.size))
+                    yield bytes_to_digest(raw), size, reader.pieces(size)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"download from {self.endpoint} failed ({exc})") from None
+
+
+class RemoteObjects:
+    """An `ObjectSource` for checkout, reading from the server and verifying every object."""
+
+    def __init__(self, client: KaosClient) -> None:
+        self._client = client
+
+    def iter_blobs(self, digests: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        wanted = list(dict.fromkeys(digests))
+        for start in range(0, len(wanted), _FETCH_BATCH):
+            for digest, _size, pieces in self._client.fetch(wanted[start : start + _FETCH_BATCH]):
+                data = b"".join(pieces)
+                if hash_bytes(data) != digest:
+                    raise IntegrityError(f"downloaded object {digest} is corrupt", digest)
+                yield digest, data
+
+    def write_to(self, digest: str, out: BinaryIO) -> int:
+        hasher = xxhash.xxh3_128()
+        written = 0
+        for got, _size, pieces in self._client.fetch([digest]):
+            for piece in pieces:
+                hasher.update(piece)
+                out.write(piece)
+                written += len(piece)
+            if got != digest or hasher.hexdigest() != digest:
+                raise IntegrityError(f"downloaded object {digest} is corrupt", digest)
+        return written
+
+
+class _StreamReader:
+    """Exact-size reads over an iterator of byte strings."""
+
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self._parts = parts
+        self._buffer = bytearray()
+
+    def read_exact(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            part = next(self._parts, None)
+            if part is None:
+                raise IntegrityError("download ended early (truncated stream)")
+            self._buffer += part
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    def pieces(self, n: int) -> Iterator[bytes]:
+        while n > 0:
+            if not self._buffer:
+                part = next(self._parts, None)
+                if part is None:
+                    raise IntegrityError("download ended early (truncated stream)")
+                self._buffer += part
+            take = min(n, len(self._buffer))
+            yield bytes(self._buffer[:take])
+            del self._buffer[:take]
+            n -= take
+
+
+def _raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        detail, fix = body.get("detail"), body.get("fix")
+    except ValueError:
+        detail, fix = response.text.strip()[:200], None
+    if isinstance(detail, list):  # FastAPI's own validation shape
+        detail = "; ".join(str(d.get("msg", d)) for d in detail)
+    if response.status_code == 401:
+        fix = fix or "log in with 'kaos init -e URL -t TOKEN'"
+    raise ServerError(
+        str(detail or f"server answered {response.status_code}"), fix, response.status_code
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "anonymous"

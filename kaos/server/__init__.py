@@ -1,0 +1,1 @@
+"""The kaos server: a FastAPI app over the pipeline and the store."""

@@ -1,0 +1,51 @@
+"""The FastAPI application: routes, error mapping, and the services made at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from kaos import __version__
+from kaos.errors import KaosError
+from kaos.server.routes import health, objects, train, workspaces
+from kaos.server.services import Services
+from kaos.server.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = Services(settings)
+        yield
+        app.state.services.pipeline.shutdown()
+
+    app = FastAPI(
+        title="kaos",
+        version=__version__,
+        description="Incremental, content-addressed model training.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(KaosError)
+    async def kaos_error(_request: Request, exc: KaosError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.http_status, content={"detail": exc.message, "fix": exc.fix}
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"invalid request: {where}: {first.get('msg', 'bad value')}".replace(": :", ":")
+        return JSONResponse(status_code=422, content={"detail": message, "fix": None})
+
+    for module in (health, workspaces, objects, train):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,98 @@
+"""Deploys, jobs, models, logs and kills."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from kaos.pipeline.inputs import Grid, InputsChange, Resources
+from kaos.server.routes import author, services
+from kaos.server.routes.workspaces import inputs_out
+from kaos.server.schemas import (
+    DeployIn,
+    DeployOut,
+    JobDetailOut,
+    JobOut,
+    LogsOut,
+    ModelOut,
+    ProvenanceOut,
+)
+from kaos.server.services import Services
+
+router = APIRouter(tags=["train"])
+Svc = Annotated[Services, Depends(services)]
+Author = Annotated[str, Depends(author)]
+
+
+@router.post("/workspaces/{name}/deploy", status_code=201)
+def deploy(name: str, body: DeployIn, svc: Svc, who: Author) -> DeployOut:
+    change = InputsChange(
+        source=body.source,
+        data=body.data,
+        grid=Grid.from_json(body.grid, svc.settings.max_combinations)
+        if body.grid is not None
+        else None,
+        resources=Resources.from_json(body.resources.model_dump()) if body.resources else None,
+    )
+    result = svc.pipeline.deploy(name, change, who, force=body.force, parallelism=body.parallelism)
+    workspace = svc.catalog.workspace(name)
+    return DeployOut(
+        deploy_id=result.deploy.id,
+        inputs=inputs_out(svc, workspace),
+        build_job=JobOut.of(result.build_job) if result.build_job else None,
+        train_job=JobOut.of(result.train_job) if result.train_job else None,
+        reused=[model_id for _, model_id in result.plan.reused],
+        waiting=len(result.plan.waiting),
+        in_progress=len(result.plan.in_progress),
+    )
+
+
+@router.get("/workspaces/{name}/jobs")
+def list_jobs(
+    name: str, svc: Svc, kind: Annotated[str | None, Query(pattern="^(build|train)$")] = None
+) -> list[JobOut]:
+    svc.catalog.workspace(name)
+    return [JobOut.of(job) for job in svc.catalog.jobs(name, kind)]
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, svc: Svc) -> JobDetailOut:
+    job = svc.catalog.find_job(job_id)
+    models = svc.catalog.models(job.id)
+    metrics = sorted({name for m in models for name in m.metrics})
+    return JobDetailOut(
+        job=JobOut.of(job),
+        models=[ModelOut.of(m) for m in models],
+        available_metrics=metrics,
+        source_name=svc.bundle_name(job.source, "source"),
+        data_name=svc.bundle_name(job.data, "data"),
+    )
+
+
+@router.get("/jobs/{job_id}/logs")
+def job_logs(job_id: str, svc: Svc, offset: Annotated[int, Query(ge=0)] = 0) -> LogsOut:
+    job = svc.catalog.find_job(job_id)
+    text, next_offset = svc.logs.read(job.id, offset)
+    finished = svc.catalog.job(job.id).state.finished
+    return LogsOut(text=text, offset=next_offset, finished=finished)
+
+
+@router.post("/jobs/{job_id}/kill")
+def kill(job_id: str, svc: Svc) -> JobOut:
+    return JobOut.of(svc.pipeline.kill(job_id))
+
+
+@router.get("/models/{model_id}")
+def provenance(model_id: str, svc: Svc) -> ProvenanceOut:
+    model = svc.catalog.find_model(model_id)
+    job = svc.catalog.job(model.job_id)
+    deploy = svc.catalog.deploy(job.deploy_id) if job.deploy_id else None
+    return ProvenanceOut(
+        model=ModelOut.of(model),
+        job=JobOut.of(job),
+        source_name=svc.bundle_name(job.source, "source"),
+        data_name=svc.bundle_name(job.data, "data"),
+        deploy_author=deploy.author if deploy else job.author,
+        deploy_time=deploy.time if deploy else job.created,
+    )

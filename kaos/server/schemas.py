@@ -1,0 +1,202 @@
+"""The API's request and response bodies (pydantic), and their making from catalog records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from kaos.pipeline.records import Image, Job, Model
+from kaos.store.hashing import is_digest
+
+Digest = str
+
+
+def _check_digest(value: str | None) -> str | None:
+    if value is not None and not is_digest(value):
+        raise ValueError("must be a 32-character lowercase hex digest")
+    return value
+
+
+class WorkspaceIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ResourcesIn(BaseModel):
+    cpu: float | None = Field(default=None, gt=0)
+    memory: str | None = None
+    gpu: int = Field(default=0, ge=0)
+
+
+class ImageOut(BaseModel):
+    name: str | None
+    state: str  # ready | building | failed
+    job_id: str
+
+
+class InputsOut(BaseModel):
+    source: Digest | None
+    data: Digest | None
+    source_name: str | None
+    data_name: str | None
+    grid: dict[str, list[Any]] | None
+    resources: dict[str, Any]
+    image: ImageOut | None
+
+
+class WorkspaceOut(BaseModel):
+    name: str
+    created: float
+    inputs: InputsOut
+    jobs: int = 0
+
+
+class MissingIn(BaseModel):
+    digests: list[Digest] = Field(max_length=100_000)
+
+    @field_validator("digests")
+    @classmethod
+    def _digests(cls, values: list[str]) -> list[str]:
+        for v in values:
+            _check_digest(v)
+        return values
+
+
+class MissingOut(BaseModel):
+    missing: list[Digest]
+
+
+class PackOut(BaseModel):
+    stored: int
+
+
+class DeployIn(BaseModel):
+    source: Digest | None = None
+    data: Digest | None = None
+    grid: dict[str, Any] | None = None
+    resources: ResourcesIn | None = None
+    parallelism: int = Field(default=1, ge=1, le=256)
+    force: bool = False
+
+    _source = field_validator("source")(classmethod(lambda cls, v: _check_digest(v)))
+    _data = field_validator("data")(classmethod(lambda cls, v: _check_digest(v)))
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    workspace: str
+    deploy_id: int | None
+    state: str
+    created: float
+    started: float | None
+    finished: float | None
+    duration: float | None
+    source: Digest | None
+    data: Digest | None
+    image: str | None
+    author: str
+    hyperopt: bool
+    parallelism: int
+    reason: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            workspace=job.workspace,
+            deploy_id=job.deploy_id,
+            state=job.state.value,
+            created=job.created,
+            started=job.started,
+            finished=job.finished,
+            duration=job.duration,
+            source=job.source,
+            data=job.data,
+            image=job.image,
+            author=job.author,
+            hyperopt=job.hyperopt,
+            parallelism=job.parallelism,
+            reason=job.reason,
+        )
+
+
+class ModelOut(BaseModel):
+    job_id: str
+    index: int
+    model_id: str | None
+    params: dict[str, Any] | None
+    state: str
+    metrics: dict[str, Any]
+    started: float | None
+    finished: float | None
+    reason: str | None
+    output_tree: Digest | None
+    node: str | None
+
+    @classmethod
+    def of(cls, m: Model) -> ModelOut:
+        return cls(
+            job_id=m.job_id,
+            index=m.index,
+            model_id=m.model_id,
+            params=m.params,
+            state=m.state.value,
+            metrics=m.metrics,
+            started=m.started,
+            finished=m.finished,
+            reason=m.reason,
+            output_tree=m.output_tree,
+            node=m.node,
+        )
+
+
+class DeployOut(BaseModel):
+    deploy_id: int
+    inputs: InputsOut
+    build_job: JobOut | None
+    train_job: JobOut | None
+    reused: list[str]  # model ids answering for identical inputs
+    waiting: int  # combinations waiting for the image
+    in_progress: int  # combinations already training
+
+
+class JobDetailOut(BaseModel):
+    job: JobOut
+    models: list[ModelOut]
+    available_metrics: list[str]
+    source_name: str | None
+    data_name: str | None
+
+
+class LogsOut(BaseModel):
+    text: str
+    offset: int
+    finished: bool
+
+
+class ProvenanceOut(BaseModel):
+    model: ModelOut
+    job: JobOut
+    source_name: str | None
+    data_name: str | None
+    deploy_author: str
+    deploy_time: float
+
+
+class FetchIn(BaseModel):
+    digests: list[Digest] = Field(max_length=100_000)
+
+    @field_validator("digests")
+    @classmethod
+    def _digests(cls, values: list[str]) -> list[str]:
+        for v in values:
+            _check_digest(v)
+        return values
+
+
+def image_out(image: Image | None, name: str | None) -> ImageOut | None:
+    if image is None:
+        return None
+    return ImageOut(name=name, state=image.state, job_id=image.job_id)

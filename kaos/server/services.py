@@ -1,0 +1,50 @@
+"""The server's long-lived parts, made once at start-up and handed to routes as a dependency."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from kaos.errors import ConfigError
+from kaos.executors.base import Executor
+from kaos.executors.local import BuildSettings, LocalExecutor
+from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
+from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.engine import Pipeline
+from kaos.pipeline.logs import JobLogs
+from kaos.server.settings import Settings
+from kaos.store import ContentStore
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        home = settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        self.store = ContentStore.from_url(settings.store_url, home, settings.s3_endpoint_url)
+        self.catalog = SqliteCatalog(home / "catalog.db")
+        self.logs = JobLogs(home / "logs")
+        self.executor = make_executor(settings, self.store)
+        self.pipeline = Pipeline(
+            self.catalog, self.store, self.executor, self.logs, settings.max_parallel
+        )
+        self.recovered = self.pipeline.recover()
+        self._names = lru_cache(maxsize=4096)(self._bundle_name)
+
+    def bundle_name(self, digest: str | None, kind: str) -> str | None:
+        return self._names(digest, kind) if digest else None
+
+    def _bundle_name(self, digest: str, kind: str) -> str | None:
+        try:
+            tree = self.store.get_tree(digest)
+            return source_bundle_name(tree) if kind == "source" else data_bundle_name(tree)
+        except Exception:  # a name is decoration; never fail a listing over it
+            return None
+
+
+def make_executor(settings: Settings, store: ContentStore) -> Executor:
+    build = BuildSettings(settings.index_url, settings.extra_index_url, settings.ca_bundle)
+    if settings.executor == "local":
+        return LocalExecutor(store, settings.home, build)
+    raise ConfigError(
+        f"the {settings.executor} executor is not available yet", "use --executor local"
+    )

@@ -1,0 +1,33 @@
+"""Server settings, from flags or environment variables (KAOS_*), via pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kaos.config import DEFAULT_PORT, kaos_home
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAOS_", extra="ignore")
+
+    home: Path = Field(default_factory=kaos_home)
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    store: str | None = None  # a folder or s3://bucket/prefix; default: <home>/store
+    s3_endpoint_url: str | None = None
+    executor: Literal["local", "docker", "ray"] = "local"
+    max_parallel: int = 2
+    max_combinations: int = 1000
+    max_upload_bytes: int = 256 << 20
+    # Build settings, for networks that mirror PyPI or intercept TLS.
+    index_url: str | None = None
+    extra_index_url: str | None = None
+    ca_bundle: str | None = None
+
+    @property
+    def store_url(self) -> str:
+        return self.store or str(self.home / "store")

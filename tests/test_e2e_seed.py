@@ -1,0 +1,94 @@
+"""The seed walkthrough end to end: the real CLI against a real kaos server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kaos.pipeline.ids import MODEL_ID
+from kaos.store import scan_folder
+from tests.cli import Cli
+
+pytestmark = pytest.mark.slow
+
+
+def counts(cli: Cli) -> tuple[int, int]:
+    jobs = cli.ok("train", "list", "--json").json()
+    return len(jobs["building"]), len(jobs["training"])
+
+
+def newest_model(cli: Cli) -> dict:
+    info = cli.ok("train", "info", "-i", "0", "--json").json()
+    (model,) = info["models"]
+    return model
+
+
+def test_seed_walkthrough(kaos_server, tmp_path):
+    cli = Cli(tmp_path / "client-home", tmp_path, kaos_server.url)
+    assert (
+        cli.ok("workspace", "create", "-n", "mnist").out.strip()
+        == "Successfully set mnist workspace"
+    )
+    assert (
+        cli.ok("template", "get", "--name", "mnist").out.strip()
+        == "Successfully loaded mnist template"
+    )
+    source, data = "templates/mnist/model-train", "templates/mnist/data"
+
+    # 1. the initial deploy: poly kernel
+    first = cli.ok("train", "deploy", "-s", source, "-d", data, "--wait")
+    assert f"Submitting source bundle: {source}" in first.out
+    assert re.search(r" ✔ Setting source bundle: /mnist:[0-9a-f]{5}", first.out)
+    assert re.search(r" ✔ Setting data bundle: /features:[0-9a-f]{5}", first.out)
+    assert "Compressing source bundle: 100%|" in first.err
+    assert "CURRENT TRAINING INPUTS" in first.out
+    assert "| <building> | /features:" in first.out
+    assert counts(cli) == (1, 1)
+    poly = newest_model(cli)
+    assert MODEL_ID.match(poly["model_id"]), poly
+
+    # 2. a changed kernel: rebuild and retrain, with the exact same command
+    train_script = tmp_path / source / "mnist" / "model" / "train"
+    train_script.write_text(
+        train_script.read_text().replace("KERNEL = 'poly'", "KERNEL = 'linear'")
+    )
+    cli.ok("train", "deploy", "-s", source, "--wait")
+    assert counts(cli) == (2, 2)
+    linear = newest_model(cli)
+    assert linear["model_id"][:5] != poly["model_id"][:5]
+    assert linear["metrics"]["accuracy_test"] > poly["metrics"]["accuracy_test"]
+
+    # 3. more training data: retrain on the existing image
+    extra = (tmp_path / "templates/mnist/more-data/training-extra.csv.gz").read_bytes()
+    with open(tmp_path / data / "features/training/training.csv.gz", "ab") as f:
+        f.write(extra)
+    third = cli.ok("train", "deploy", "-d", data, "--wait")
+    assert re.search(r"\| build-train-mnist:[0-9a-f]{5} \| /features:[0-9a-f]{5} \|", third.out), (
+        third.out
+    )
+    assert counts(cli) == (2, 3)
+    more = newest_model(cli)
+    assert more["model_id"][6:11] != linear["model_id"][6:11]
+
+    # the same inputs again: nothing runs, the same model answers
+    again = cli.ok("train", "deploy", "-s", source, "-d", data, "--json").json()
+    assert again["build_job"] is None and again["train_job"] is None
+    assert again["reused"] == [more["model_id"]]
+    assert counts(cli) == (2, 3)
+
+    info = cli.ok("train", "info", "-i", "0", "-s", "accuracy_test").out
+    assert "Available metrics: [" in info and "'accuracy_test'" in info
+    assert more["model_id"] in info and str(more["metrics"]["accuracy_test"]) in info
+
+    listing = cli.ok("train", "list").out
+    assert "BUILDING" in listing and "TRAINING" in listing and listing.count("JOB_SUCCESS") == 5
+
+    # get returns byte-identical code and data
+    job = cli.ok("train", "info", "-i", "0", "--json").json()["job"]
+    cli.ok("train", "get", "-i", "0", "-o", "got")
+    root = tmp_path / "got" / "mnist" / f"train-{job['id']}"
+    assert scan_folder(root / "model-train").tree.digest == job["source"]
+    assert scan_folder(root / "data").tree.digest == job["data"]
+    assert scan_folder(root / "model-train").tree == scan_folder(tmp_path / source).tree
+    assert (root / "models" / more["model_id"] / "metrics" / "metrics.json").is_file()

@@ -1,0 +1,148 @@
+"""The HTTP API and client against a real kaos server process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from kaos.client import KaosClient, ServerError, ServerUnreachable
+from kaos.store import scan_folder
+from kaos.store.hashing import hash_bytes
+from kaos.store.pack import KIND_BLOB, PackBuilder
+from tests.cli import Cli
+from tests.fixtures.bundles import write_data, write_source
+
+
+@pytest.fixture
+def api(kaos_server) -> KaosClient:
+    return KaosClient(kaos_server.url, author="alice")
+
+
+@pytest.fixture
+def workspace(api) -> str:
+    name = f"ws-{uuid.uuid4().hex[:8]}"
+    api.create_workspace(name)
+    return name
+
+
+def test_push_uploads_only_what_is_missing_and_round_trips(api, tmp_path):
+    src = write_source(tmp_path / "src")
+    (src / "digits" / "big.bin").write_bytes(bytes(range(256)) * 20_000)  # chunked (5 MB)
+    first = api.push(scan_folder(src))
+    assert first.files_sent == 5
+    again = api.push(scan_folder(src))
+    assert again.files_sent == 0 and again.bytes_uploaded == 0
+    out = api.checkout(first.tree.digest, tmp_path / "out")
+    assert scan_folder(out).tree == first.tree
+
+
+def test_a_one_line_edit_sends_one_small_file(api, tmp_path):
+    data = write_data(tmp_path / "data", train_rows=1000)
+    api.push(scan_folder(data))
+    (data / "features" / "extra.txt").write_text("note\n")
+    result = api.push(scan_folder(data))
+    assert result.files_sent == 1
+    assert result.bytes_uploaded < 8 << 10
+
+
+def test_a_tampered_pack_is_refused_and_nothing_stored(api, kaos_server):
+    payload = b"honest bytes" * 100
+    builder = PackBuilder()
+    builder.add(hash_bytes(b"other bytes"), KIND_BLOB, payload)
+    _pack_id, data, _index = builder.seal().encode()
+    response = httpx.post(kaos_server.url + "/objects/packs", content=data)
+    assert response.status_code == 422
+    assert "does not match its hash" in response.json()["detail"]
+    assert api.missing([hash_bytes(b"other bytes")]) == {hash_bytes(b"other bytes")}
+
+
+def test_a_truncated_upload_is_refused(kaos_server):
+    payload = b"x" * 10_000
+    builder = PackBuilder()
+    builder.add(hash_bytes(payload), KIND_BLOB, payload)
+    _pack_id, data, _index = builder.seal().encode()
+    response = httpx.post(kaos_server.url + "/objects/packs", content=data[: len(data) // 2])
+    assert response.status_code == 422
+
+
+def test_deploy_of_an_incompletely_uploaded_bundle_is_refused(api, workspace, tmp_path):
+    src = write_source(tmp_path / "src", kernel=uuid.uuid4().hex)  # content the server never saw
+    scanned = scan_folder(src)
+    builder = PackBuilder()
+    serialized = scanned.tree.serialize()
+    builder.add(scanned.tree.digest, KIND_BLOB, serialized)  # the tree, but none of its files
+    api.store_pack(*builder.seal().encode())
+    with pytest.raises(ServerError, match="incomplete"):
+        api.deploy(workspace, source=scanned.tree.digest)
+    assert api.workspace(workspace)["inputs"]["source"] is None
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"source": "not-a-digest"}, 422, "hex digest"),
+        ({"grid": {"a": []}}, 400, "empty list"),
+        ({"grid": {"a": list(range(50)), "b": list(range(50))}}, 400, "more than the limit"),
+        ({"parallelism": 0}, 422, "parallelism"),
+        ({}, 400, "nothing to deploy"),
+    ],
+)
+def test_bad_deploys_get_a_clear_4xx(api, workspace, body, status, message):
+    with pytest.raises(ServerError, match=message) as err:
+        api.deploy(workspace, **body)
+    assert err.value.status == status
+
+
+def test_unknown_things_are_404_with_the_fix(api):
+    with pytest.raises(ServerError, match="no workspace named") as err:
+        api.deploy("nope", data="0" * 32)
+    assert err.value.status == 404 and "kaos workspace create" in err.value.fix
+    with pytest.raises(ServerError, match="no job matches"):
+        api.job("0123456789")
+
+
+def test_unreachable_server_names_the_fix():
+    with pytest.raises(ServerUnreachable, match="kaos server start"):
+        KaosClient("http://127.0.0.1:9").health()
+
+
+def test_openapi_docs_are_served(kaos_server):
+    assert httpx.get(kaos_server.url + "/docs").status_code == 200
+    paths = httpx.get(kaos_server.url + "/openapi.json").json()["paths"]
+    assert "/workspaces/{name}/deploy" in paths and "/objects/missing" in paths
+
+
+def test_cli_errors_are_one_line_with_a_non_zero_exit(kaos_server, tmp_path):
+    cli = Cli(tmp_path / "home", tmp_path, kaos_server.url)
+    no_ws = cli.fails("train", "list")
+    assert (
+        no_ws.err.strip()
+        == "Error: no workspace is set (create one with 'kaos workspace create -n NAME')"
+    )
+    cli.ok("workspace", "create", "-n", f"cli-{uuid.uuid4().hex[:6]}")
+    missing = cli.fails("train", "deploy", "-s", "does/not/exist")
+    assert "source bundle path not found: does/not/exist" in missing.err
+    (tmp_path / "grid.json").write_text("{not json")
+    assert "invalid JSON in grid" in cli.fails("train", "deploy", "-h", "grid.json").err
+    empty = tmp_path / "empty-src" / "x"
+    empty.mkdir(parents=True)
+    (empty / "Dockerfile").write_text("FROM x\n")
+    assert (
+        "has no model/train" in cli.fails("train", "deploy", "-s", str(tmp_path / "empty-src")).err
+    )
+    assert "no training job at index 3" in cli.fails("train", "info", "-i", "3").err
+    for result in (no_ws, missing):
+        assert len(result.err.strip().splitlines()) == 1
+
+
+def test_cli_reports_an_unreachable_server(tmp_path):
+    cli = Cli(tmp_path / "home", tmp_path)
+    cli.env["KAOS_HOME"] = str(tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "config.json").write_text(
+        '{"endpoint": "http://127.0.0.1:9", "workspace": "w"}'
+    )
+    result = cli.fails("train", "list")
+    assert "cannot reach the kaos server at http://127.0.0.1:9" in result.err
