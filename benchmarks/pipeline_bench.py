@@ -70,8 +70,9 @@ def bench_env_builds(work: Path, runs: int) -> None:
         req.write_text(REQUIREMENTS)
 
         def run() -> None:
-            subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-            subprocess.run([str(env / "bin/pip"), "install", "-q", "-r", str(req)], check=True)
+            quiet = {"check": True, "capture_output": True}
+            subprocess.run([sys.executable, "-m", "venv", str(env)], **quiet)
+            subprocess.run([str(env / "bin/pip"), "install", "-q", "-r", str(req)], **quiet)
 
         seconds = timed(run)
         shutil.rmtree(env)

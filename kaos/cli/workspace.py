@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from kaos.cli.common import JsonOpt
+from kaos.config import ClientConfig
 
 app = typer.Typer(help="Create and choose workspaces.", no_args_is_help=True)
 
@@ -14,10 +15,9 @@ def create(name: str = typer.Option(..., "-n", "--name"), as_json: JsonOpt = Fal
     """Create a workspace and make it the current one."""
     from kaos.cli import context
     from kaos.cli.render import echo, print_json
-    from kaos.config import ClientConfig
 
     created = context.client().create_workspace(name)
-    _set_current(ClientConfig, name)
+    _set_current(name)
     if as_json:
         print_json(created)
     else:
@@ -29,7 +29,6 @@ def list_(as_json: JsonOpt = False) -> None:
     """List workspaces."""
     from kaos.cli import context
     from kaos.cli.render import ascii_table, echo, print_json
-    from kaos.config import ClientConfig
 
     spaces = context.client().workspaces()
     if as_json:
@@ -51,7 +50,6 @@ def set_(
     """Make a workspace the current one."""
     from kaos.cli import context
     from kaos.cli.render import echo
-    from kaos.config import ClientConfig
     from kaos.errors import KaosError
 
     api = context.client()
@@ -66,7 +64,7 @@ def set_(
     if not name:
         raise KaosError("pass -n NAME or -i INDEX")
     api.workspace(name)  # must exist
-    _set_current(ClientConfig, name)
+    _set_current(name)
     echo(f"Successfully set {name} workspace")
 
 

@@ -51,6 +51,8 @@ class BuildSettings:
             env["UV_EXTRA_INDEX_URL"] = env["PIP_EXTRA_INDEX_URL"] = self.extra_index_url
         if self.ca_bundle:
             env["SSL_CERT_FILE"] = env["PIP_CERT"] = self.ca_bundle
+        else:
+            env["UV_NATIVE_TLS"] = "1"  # trust the system's CAs, as pip does
         return env
 
 

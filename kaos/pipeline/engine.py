@@ -10,15 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaos.errors import KaosError, ObjectNotFound
-from kaos.executors.base import (
-    BuildFailed,
-    BuildRequest,
-    Cancel,
-    Executor,
-    Killed,
-    TrainFailed,
-    TrainRequest,
-)
+from kaos.executors.base import BuildFailed, BuildRequest, Cancel, Executor, Killed, TrainRequest
 from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import Catalog
 from kaos.pipeline.ids import image_name, model_id, new_job_id
@@ -285,54 +277,28 @@ class Pipeline:
     ) -> None:
         with self._slots:
             if cancel.killed:
-                self.catalog.update_model(
-                    job.id, model.index, state=JobState.KILLED, reason="killed before it started"
-                )
+                self._end_model(job, model, JobState.KILLED, "killed before it started")
                 return
             now = time.time()
             self.catalog.update_model(job.id, model.index, state=JobState.RUNNING, started=now)
             if self.catalog.job(job.id).started is None:
                 self.catalog.update_job(job.id, state=JobState.RUNNING, started=now)
             request = TrainRequest(
-                job.id,
-                model.index,
-                job.source or "",
-                job.data or "",
-                name,
-                job.image or "",
-                model.params,
-                inputs.resources,
-            )
+                job.id, model.index, job.source or "", job.data or "", name, job.image or "",
+                model.params, inputs.resources,
+            )  # fmt: skip
             try:
                 outcome = self.executor.train(request, log, cancel)
             except Killed:
-                self.catalog.update_model(
-                    job.id,
-                    model.index,
-                    state=JobState.KILLED,
-                    finished=time.time(),
-                    reason="killed on request",
-                )
+                self._end_model(job, model, JobState.KILLED, "killed on request")
                 return
-            except (TrainFailed, KaosError) as exc:
+            except KaosError as exc:  # TrainFailed, or a store error while collecting outputs
                 log.write(f"kaos: train failed: {exc}\n")
-                self.catalog.update_model(
-                    job.id,
-                    model.index,
-                    state=JobState.FAILURE,
-                    finished=time.time(),
-                    reason=str(exc),
-                )
+                self._end_model(job, model, JobState.FAILURE, str(exc))
                 return
-            except Exception as exc:  # never leave a model running forever
+            except Exception as exc:  # an executor bug must not leave a model running forever
                 log.write(f"kaos: train crashed: {exc!r}\n")
-                self.catalog.update_model(
-                    job.id,
-                    model.index,
-                    state=JobState.FAILURE,
-                    finished=time.time(),
-                    reason=f"train crashed: {exc!r}",
-                )
+                self._end_model(job, model, JobState.FAILURE, f"train crashed: {exc!r}")
                 return
         self.catalog.update_model(
             job.id,
@@ -343,6 +309,11 @@ class Pipeline:
             output_tree=outcome.output_tree,
             metrics=outcome.metrics,
             node=outcome.node,
+        )
+
+    def _end_model(self, job: Job, model: Model, state: JobState, reason: str) -> None:
+        self.catalog.update_model(
+            job.id, model.index, state=state, finished=time.time(), reason=reason
         )
 
     # -- running, killing, waiting ------------------------------------------------------------
