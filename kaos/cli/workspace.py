@@ -97,7 +97,7 @@ def info(as_json: JsonOpt = False) -> None:
     echo(inputs_table(space["inputs"]))
 
 
-def _set_current(config_cls, name: str) -> None:
-    config = config_cls.load()
+def _set_current(name: str) -> None:
+    config = ClientConfig.load()
     config.workspace = name
     config.save()
