@@ -9,8 +9,32 @@ import pytest
 from kaos.pipeline.ids import MODEL_ID
 from kaos.store import scan_folder
 from tests.cli import Cli
+from tests.conftest import KaosServer
+from tests.docker_env import BASE_IMAGE, docker_unavailable
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["local-store", "s3-store", "docker-executor"])
+def seed_server(request, tmp_path_factory):
+    """The same walkthrough on each way to run a server: nothing may assume a local store."""
+    if request.param == "local-store":
+        yield request.getfixturevalue("kaos_server")
+        return
+    home = tmp_path_factory.mktemp(request.param) / "home"
+    home.mkdir()
+    if request.param == "s3-store":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        bucket = request.getfixturevalue("s3_bucket")
+        args = ["--store", f"s3://{bucket}/kaos", "--s3-endpoint-url", endpoint]
+    else:
+        reason = docker_unavailable()
+        if reason:
+            pytest.skip(reason)
+        args = ["--executor", "docker", "--base-image", BASE_IMAGE]
+    server = KaosServer(home, args)
+    yield server
+    server.stop()
 
 
 def counts(cli: Cli) -> tuple[int, int]:
@@ -24,8 +48,8 @@ def newest_model(cli: Cli) -> dict:
     return model
 
 
-def test_seed_walkthrough(kaos_server, tmp_path):
-    cli = Cli(tmp_path / "client-home", tmp_path, kaos_server.url)
+def test_seed_walkthrough(seed_server, tmp_path):
+    cli = Cli(tmp_path / "client-home", tmp_path, seed_server.url)
     assert (
         cli.ok("workspace", "create", "-n", "mnist").out.strip()
         == "Successfully set mnist workspace"

@@ -23,6 +23,9 @@ def start(
         None, "--s3-endpoint-url", help="for MinIO and other S3"
     ),
     executor: str | None = typer.Option(None, "--executor", help="local (default), docker or ray"),
+    base_image: str | None = typer.Option(
+        None, "--base-image", help="BASE_IMAGE for docker builds"
+    ),
     background: bool = typer.Option(
         False, "--background", help="detach; stop with 'kaos server stop'"
     ),
@@ -40,12 +43,13 @@ def start(
             "store": store,
             "s3_endpoint_url": s3_endpoint_url,
             "executor": executor,
+            "base_image": base_image,
         }.items()
         if v is not None
     }
     if background:
         args = []
-        for key in ("store", "s3_endpoint_url", "executor"):
+        for key in ("store", "s3_endpoint_url", "executor", "base_image"):
             if key in overrides:
                 args += [f"--{key.replace('_', '-')}", str(overrides[key])]
         port_used = port or int(os.environ.get("KAOS_PORT") or DEFAULT_PORT)
@@ -60,9 +64,11 @@ def _serve(overrides: dict) -> None:
 
     from kaos.cli import context
     from kaos.server.app import create_app
+    from kaos.server.services import check_executor
     from kaos.server.settings import Settings
 
     settings = Settings(**overrides)
+    check_executor(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     pid_file = context.pid_file()
     pid_file.write_text(

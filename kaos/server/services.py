@@ -41,10 +41,29 @@ class Services:
             return None
 
 
+def check_executor(settings: Settings) -> None:
+    """Fail before serving when the chosen executor cannot work here (one clear error)."""
+    if settings.executor == "docker":
+        from kaos.executors.docker import connect
+
+        connect()
+
+
 def make_executor(settings: Settings, store: ContentStore) -> Executor:
-    build = BuildSettings(settings.index_url, settings.extra_index_url, settings.ca_bundle)
     if settings.executor == "local":
+        build = BuildSettings(settings.index_url, settings.extra_index_url, settings.ca_bundle)
         return LocalExecutor(store, settings.home, build)
+    if settings.executor == "docker":
+        from kaos.executors.docker import DockerExecutor, DockerSettings
+
+        docker_settings = DockerSettings(
+            base_image=settings.base_image,
+            build_args=settings.build_args,
+            ca_bundle=settings.ca_bundle,
+            index_url=settings.index_url,
+            extra_index_url=settings.extra_index_url,
+        )
+        return DockerExecutor(store, settings.home, docker_settings)
     raise ConfigError(
         f"the {settings.executor} executor is not available yet", "use --executor local"
     )

@@ -23,7 +23,10 @@ class Settings(BaseSettings):
     max_parallel: int = 2
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20
-    # Build settings, for networks that mirror PyPI or intercept TLS.
+    # Build settings, for networks that mirror PyPI or intercept TLS, and sites without a
+    # registry (the docker executor passes base_image as the BASE_IMAGE build argument).
+    base_image: str | None = None
+    build_args: dict[str, str] = Field(default_factory=dict)  # KAOS_BUILD_ARGS='{"K": "V"}'
     index_url: str | None = None
     extra_index_url: str | None = None
     ca_bundle: str | None = None

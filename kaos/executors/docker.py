@@ -1,0 +1,277 @@
+"""The Docker executor: the source's Dockerfile becomes an image; each model trains in a
+container, per the train contract (data read-only, output writable, network none).
+
+Images are tagged `build-train-<name>:<5 hex>` and labelled with the full source hash, so an
+unchanged source is found by its tag and never sent to the engine to build again. The source
+checkout is mounted into the container and run from there: every executor runs exactly the
+same code, and the image only provides the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kaos.errors import ConfigError
+from kaos.executors.base import (
+    BuildFailed,
+    BuildRequest,
+    Cancel,
+    Killed,
+    TrainFailed,
+    TrainOutcome,
+    TrainRequest,
+)
+from kaos.executors.workdir import TrainDirs, collect, prepare
+from kaos.pipeline.ids import image_name
+from kaos.pipeline.inputs import Resources, memory_bytes
+from kaos.pipeline.logs import LogWriter
+from kaos.store import ContentStore
+
+SOURCE_LABEL = "kaos.source"
+JOB_LABEL = "kaos.job"
+CA_FILE = ".kaos-ca.crt"
+IN_CONTAINER = Path("/kaos")
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """Build settings from the server's settings, never hard-coded paths."""
+
+    base_image: str | None = None  # passed as the BASE_IMAGE build argument
+    build_args: dict[str, str] = field(default_factory=dict)
+    ca_bundle: str | None = None  # a CA file added to builds (TLS-intercepting networks)
+    index_url: str | None = None
+    extra_index_url: str | None = None
+    build_network: str = "host"
+
+
+class DockerExecutor:
+    kind = "docker"
+
+    def __init__(
+        self,
+        store: ContentStore,
+        home: Path,
+        settings: DockerSettings | None = None,
+        client: Any = None,
+    ) -> None:
+        self.store = store
+        self.jobs = Path(home) / "jobs"
+        self.settings = settings or DockerSettings()
+        self.client = client or connect()
+
+    # -- build ------------------------------------------------------------------------------
+    def image_exists(self, image: str) -> bool:
+        import docker.errors
+
+        try:
+            self.client.images.get(image)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> str:
+        tag = image_name(request.bundle_name, request.source)
+        if self._built_from(tag) == request.source:
+            log.write(f"kaos: reusing image {tag} (same source)\n")
+            return tag
+        with tempfile.TemporaryDirectory(prefix="kaos-build-") as tmp:
+            context = self._context(request, Path(tmp))
+            self._run_build(context, tag, request.source, log, cancel)
+        return tag
+
+    def _built_from(self, tag: str) -> str | None:
+        import docker.errors
+
+        try:
+            return (self.client.images.get(tag).labels or {}).get(SOURCE_LABEL)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def _context(self, request: BuildRequest, tmp: Path) -> Path:
+        """The bundle's folder as build context; with a CA bundle set, the Dockerfile is given
+        the CA right after each FROM (the user's file in the store is not changed)."""
+        checkout = self.store.checkout(request.source, tmp / "source", link=False)
+        context = checkout / request.bundle_name
+        if self.settings.ca_bundle:
+            shutil.copyfile(self.settings.ca_bundle, context / CA_FILE)
+            dockerfile = context / "Dockerfile"
+            dockerfile.write_text(_with_ca(dockerfile.read_text()))
+        return context
+
+    def _run_build(
+        self, context: Path, tag: str, source: str, log: LogWriter, cancel: Cancel
+    ) -> None:
+        args = dict(self.settings.build_args)
+        if self.settings.base_image:
+            args["BASE_IMAGE"] = self.settings.base_image
+        if self.settings.index_url:
+            args["PIP_INDEX_URL"] = self.settings.index_url
+        if self.settings.extra_index_url:
+            args["PIP_EXTRA_INDEX_URL"] = self.settings.extra_index_url
+        stream = self.client.api.build(
+            path=str(context),
+            tag=tag,
+            buildargs=args,
+            labels={SOURCE_LABEL: source},
+            network_mode=self.settings.build_network,
+            rm=True,
+            forcerm=True,  # no containers left behind, even when a step fails
+            decode=True,
+        )
+        cancel.on_kill(stream.close)
+        try:
+            for chunk in stream:
+                if cancel.killed:
+                    raise Killed("killed on request")
+                if "stream" in chunk:
+                    log.write(chunk["stream"])
+                elif "error" in chunk:
+                    log.write(chunk["error"] + "\n")
+                    raise BuildFailed(f"docker build failed: {_last_line(chunk['error'])}")
+        except Exception as exc:
+            if cancel.killed:
+                raise Killed("killed on request") from None
+            if isinstance(exc, BuildFailed | Killed):
+                raise
+            raise BuildFailed(f"docker build failed: {exc}") from None
+        if cancel.killed:
+            raise Killed("killed on request")
+
+    # -- train ------------------------------------------------------------------------------
+    def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome:
+        import docker.errors
+
+        root = self.jobs / f"{request.job_id}-{request.index}-{uuid.uuid4().hex[:6]}"
+        container = None
+        try:
+            dirs = prepare(self.store, request, root)
+            inside = _container_dirs(dirs)
+            container = self.client.containers.run(
+                request.image,
+                command=[str(inside.model_dir / "train"), str(inside.output)],
+                working_dir=str(inside.model_dir),
+                environment={**dirs.contract_env(inside), "PYTHONUNBUFFERED": "1"},
+                volumes=_mounts(dirs, inside),
+                network_mode="none",
+                init=True,
+                detach=True,
+                labels={JOB_LABEL: request.job_id},
+                **_limits(request.resources),
+            )
+            cancel.on_kill(lambda: _kill(container))
+            for line in container.logs(stream=True, follow=True):
+                log.write(line.decode("utf-8", errors="replace"))
+            code = container.wait().get("StatusCode", -1)
+            container.reload()
+            if cancel.killed:
+                raise Killed("killed on request")
+            if container.attrs.get("State", {}).get("OOMKilled"):
+                limit = request.resources.memory
+                raise TrainFailed(
+                    f"out of memory: the train script exceeded its memory limit ({limit})"
+                )
+            if code != 0:
+                raise TrainFailed(f"the train script exited with code {code} (see the logs)")
+            return collect(self.store, dirs, log)
+        except docker.errors.ImageNotFound:
+            raise TrainFailed(
+                f"image {request.image} is gone", "deploy again to rebuild it"
+            ) from None
+        except docker.errors.APIError as exc:
+            raise TrainFailed(
+                f"docker could not run the container: {exc.explanation or exc}"
+            ) from None
+        finally:
+            if container is not None:
+                _remove(container)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def connect() -> Any:
+    try:
+        import docker
+    except ImportError:
+        raise ConfigError(
+            "the docker executor needs the docker package", "pip install 'kaos[docker]'"
+        ) from None
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot reach the Docker engine ({type(exc).__name__})",
+            "start dockerd (or set DOCKER_HOST), or use --executor local",
+        ) from None
+
+
+def _with_ca(dockerfile: str) -> str:
+    inject = (
+        f"COPY {CA_FILE} /usr/local/share/kaos-ca.crt\n"
+        "ENV PIP_CERT=/usr/local/share/kaos-ca.crt SSL_CERT_FILE=/usr/local/share/kaos-ca.crt "
+        "REQUESTS_CA_BUNDLE=/usr/local/share/kaos-ca.crt\n"
+    )
+    return re.sub(r"(?im)^(FROM\s.+)$", lambda m: m.group(1) + "\n" + inject, dockerfile)
+
+
+def _container_dirs(dirs: TrainDirs) -> TrainDirs:
+    hyper = IN_CONTAINER / "hyperparams.json" if dirs.hyperparams else None
+    return TrainDirs(
+        root=IN_CONTAINER,
+        source=IN_CONTAINER / "source",
+        data=IN_CONTAINER / "data",
+        output=IN_CONTAINER / "output",
+        hyperparams=hyper,
+        bundle_name=dirs.bundle_name,
+    )
+
+
+def _mounts(dirs: TrainDirs, inside: TrainDirs) -> dict[str, dict[str, str]]:
+    mounts = {
+        str(dirs.source): {"bind": str(inside.source), "mode": "ro"},
+        str(dirs.data): {"bind": str(inside.data), "mode": "ro"},
+        str(dirs.output): {"bind": str(inside.output), "mode": "rw"},
+    }
+    if dirs.hyperparams and inside.hyperparams:
+        mounts[str(dirs.hyperparams)] = {"bind": str(inside.hyperparams), "mode": "ro"}
+    return mounts
+
+
+def _limits(resources: Resources) -> dict[str, Any]:
+    limits: dict[str, Any] = {}
+    if resources.cpu:
+        limits["nano_cpus"] = int(resources.cpu * 1e9)
+    if resources.memory:
+        limit = memory_bytes(resources.memory)
+        limits["mem_limit"] = limit
+        limits["memswap_limit"] = limit  # no swap: exceeding the limit is an OOM kill
+    if resources.gpu:
+        import docker.types
+
+        limits["device_requests"] = [
+            docker.types.DeviceRequest(count=resources.gpu, capabilities=[["gpu"]])
+        ]
+    return limits
+
+
+def _kill(container: Any) -> None:
+    with contextlib.suppress(Exception):  # already gone
+        container.kill()
+
+
+def _remove(container: Any) -> None:
+    with contextlib.suppress(Exception):
+        container.remove(force=True)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
