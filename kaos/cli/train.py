@@ -52,19 +52,13 @@ def deploy(
     from kaos.cli.render import echo, print_json
     from kaos.errors import KaosError
 
-    if manifest is not None:
-        raise KaosError(
-            "remote data manifests (-m) are not supported yet", "deploy a data folder with -d"
-        )
-    if (
-        source is None
-        and data is None
-        and grid is None
-        and not force
-        and all(v is None for v in (cpu, memory, gpu))
-    ):
-        raise KaosError("nothing to deploy", "pass -s SOURCE, -d DATA and/or -h GRID")
+    named = (source, data, manifest, grid, cpu, memory, gpu)
+    if all(v is None for v in named) and not force:
+        raise KaosError("nothing to deploy", "pass -s SOURCE, -d DATA, -m MANIFEST or -h GRID")
+    if data is not None and manifest is not None:
+        raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
     grid_json = _read_grid(grid) if grid else None
+    manifest_text = _read_manifest(manifest) if manifest else None
     name = context.workspace(ws)
     _check_folder(source, "source")
     _check_folder(data, "data")
@@ -75,17 +69,55 @@ def deploy(
     for kind, folder in (("source", source), ("data", data)):
         if folder is not None:
             body[kind] = _submit(api, kind, folder, quiet=as_json)
+    if manifest_text is not None:
+        body["manifest"] = manifest_text
+        if not as_json:
+            echo(f"Submitting data manifest: {manifest}")
     result = api.deploy(name, **body)
     if as_json:
         print_json(result)
     else:
-        echo("CURRENT TRAINING INPUTS\n")
-        echo(inputs_table(result["inputs"]))
-        if result["reused"] and not result["train_job"] and not result["build_job"]:
-            echo(f"\nInputs unchanged: model {', '.join(result['reused'])} is already trained "
-                 "(use --force to retrain)")  # fmt: skip
+        if manifest_text is not None:
+            inputs = result["inputs"]
+            echo(f" ✔ Setting data bundle: /{inputs['data_name']}:{inputs['data'][:5]}\n")
+        show_deploy(result)
     if wait:
         _follow(api, name, result["deploy_id"], quiet=as_json)
+
+
+def show_deploy(result: dict[str, Any]) -> None:
+    from kaos.cli.render import echo
+
+    echo("CURRENT TRAINING INPUTS\n")
+    echo(inputs_table(result["inputs"]))
+    if result["inputs"].get("grid"):
+        echo("\nCURRENT HYPERPARAMETERS\n")
+        echo(grid_table(result["inputs"]["grid"]))
+    if result["reused"] and not result["train_job"] and not result["build_job"]:
+        shown = ", ".join(result["reused"][:5]) + (" ..." if len(result["reused"]) > 5 else "")
+        echo(f"\nInputs unchanged: {shown} already trained (use --force to retrain)")
+
+
+def grid_table(grid: dict[str, list[Any]]) -> str:
+    """The grid's combinations, one row each, in the order they train."""
+    import itertools
+
+    from kaos.cli.render import ascii_table
+
+    rows = [[i, *combo] for i, combo in enumerate(itertools.product(*grid.values()))]
+    return ascii_table(["ind", *grid], rows)
+
+
+def _read_manifest(path: Path) -> str:
+    from kaos.errors import KaosError
+    from kaos.pipeline.manifest import parse_manifest
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise KaosError(f"manifest not found: {path}") from None
+    parse_manifest(text)  # every line's problem is reported before anything is sent
+    return text
 
 
 def _submit(api, kind: str, folder: Path, quiet: bool) -> str:
@@ -156,8 +188,11 @@ def inputs_table(inputs: dict[str, Any]) -> str:
     return ascii_table(["Image", "Data", "Hyperparams"], [[image_cell, data_cell, grid_cell]])
 
 
-def _follow(api, workspace: str, deploy_id: int, quiet: bool) -> None:
-    """Print each job state change of this deploy until all end; exit 1 if one failed."""
+def _follow(api, workspace: str, deploy_id: int, quiet: bool, exit_on_failure: bool = True) -> bool:
+    """Print each job state change of this deploy until all end, then its models' metrics.
+
+    Returns whether everything succeeded; by default a failure exits with code 1.
+    """
     from kaos.cli.render import echo
 
     seen: dict[str, str] = {}
@@ -169,20 +204,17 @@ def _follow(api, workspace: str, deploy_id: int, quiet: bool) -> None:
                 if not quiet:
                     reason = f" ({job['reason']})" if job["reason"] else ""
                     echo(f"{job['kind']} {job['id']}: {job['state']}{reason}")
-        building = any(
-            j["kind"] == "build" and j["state"] in ("JOB_STARTING", "JOB_RUNNING") for j in jobs
-        )
-        active = [j for j in jobs if j["state"] in ("JOB_STARTING", "JOB_RUNNING")]
-        if not active and not building:
+        if not any(j["state"] in ("JOB_STARTING", "JOB_RUNNING") for j in jobs):
             break
         time.sleep(0.5)
-    failed = [j for j in jobs if j["state"] != "JOB_SUCCESS"]
     for job in jobs:
         if job["kind"] == "train" and job["state"] == "JOB_SUCCESS" and not quiet:
             for model in api.job(job["id"])["models"]:
                 echo(f"model {model['model_id']}: {json.dumps(model['metrics'])}")
-    if failed:
+    ok = all(j["state"] == "JOB_SUCCESS" for j in jobs)
+    if not ok and exit_on_failure:
         raise typer.Exit(1)
+    return ok
 
 
 @app.command("list")
@@ -248,6 +280,9 @@ def info(
         str | None, typer.Option("-s", "--sort_by", "--sort-by", help="metric to rank by")
     ] = None,
     page: Annotated[int, typer.Option("-p", "--page", min=0, help="page of the models table")] = 0,
+    page_size: Annotated[
+        int, typer.Option("--page-size", min=1, help="models per page")
+    ] = PAGE_SIZE,
     ws: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -265,10 +300,10 @@ def info(
     models = sorted(
         detail["models"], key=lambda m: _score_key(m, metric), reverse=sort_by is not None
     )
-    pages = max(1, math.ceil(len(models) / PAGE_SIZE))
+    pages = max(1, math.ceil(len(models) / page_size))
     if page >= pages:
         raise KaosError(f"no page {page} (there are {pages})")
-    shown = models[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    shown = models[page * page_size : (page + 1) * page_size]
     if as_json:
         print_json(
             {**detail, "models": shown, "sort_by": metric, "page": page, "page_count": pages}
@@ -286,7 +321,7 @@ def info(
     echo(f"    Page count: {pages}")
     echo(f"    Page ID: {page}")
     rows = []
-    for i, m in enumerate(shown, start=page * PAGE_SIZE):
+    for i, m in enumerate(shown, start=page * page_size):
         score = m["metrics"].get(metric) if metric else None
         rows.append([
             i,
@@ -426,3 +461,151 @@ def kill(
         print_json(killed)
     else:
         echo(f"Successfully killed job {killed['id']}")
+
+
+@app.command()
+def provenance(
+    model: Annotated[str, typer.Option("-m", "--model", help="model id (any unique prefix)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The full lineage of a model: source, data, hyperparameters, image, deploy."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, http_date, print_json
+
+    p = context.client().provenance(model)
+    if as_json:
+        print_json(p)
+        return
+    m, j = p["model"], p["job"]
+    score = ", ".join(f"{k}={v}" for k, v in list(m["metrics"].items())[:3])
+    echo(f"Model {m['model_id']}  ({m['state']}{', ' + score if score else ''})")
+    echo(f"├── Source /{p['source_name']}:{j['source'][:5]}  {j['source']}")
+    echo(f"│   └── Image {j['image']}")
+    echo(f"├── Data /{p['data_name']}:{j['data'][:5]}  {j['data']}")
+    echo(f"├── Hyperparameters {json.dumps(m['params']) if m['params'] else 'None'}")
+    echo(f"├── Output {m['output_tree']}")
+    took = round((m["finished"] or 0) - (m["started"] or 0))
+    echo(f"├── Job {j['id']} (model {m['index']}), trained in {took}s")
+    echo(f"└── Deployed by {p['deploy_author']} at {http_date(p['deploy_time'])}")
+
+
+@app.command()
+def watch(
+    source: Annotated[
+        Path | None, typer.Option("-s", "--source", help="source bundle folder")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("-d", "--data", help="data bundle folder")] = None,
+    grid: Annotated[Path | None, typer.Option("-h", "--hyperparams", help="grid JSON")] = None,
+    parallelism: Annotated[int, typer.Option("-p", "--parallelism", min=1)] = 1,
+    settle_ms: Annotated[
+        int, typer.Option("--settle-ms", help="quiet time before deploying")
+    ] = 500,
+    ws: WorkspaceOpt = None,
+) -> None:
+    """Deploy what changes in these folders once edits settle; show each job and model."""
+    import watchfiles
+
+    from kaos.cli import context
+    from kaos.cli.render import echo
+    from kaos.errors import KaosError
+
+    if source is None and data is None and grid is None:
+        raise KaosError("nothing to watch", "pass -s SOURCE, -d DATA and/or -h GRID")
+    for kind, folder in (("source", source), ("data", data)):
+        _check_folder(folder, kind)
+    name = context.workspace(ws)
+    api = context.client()
+    watcher = _Watcher(api, name, source, data, grid, parallelism)
+    watcher.deploy_changes()
+    paths = [p for p in (source, data, grid) if p is not None]
+    echo(f"Watching {', '.join(map(str, paths))} (Ctrl-C to stop)")
+    try:
+        for _changes in watchfiles.watch(
+            *paths,
+            watch_filter=watcher.relevant,
+            step=settle_ms,
+            debounce=max(5000, settle_ms),
+            raise_interrupt=True,
+        ):
+            watcher.deploy_changes()
+    except KeyboardInterrupt:
+        pass
+    echo("Stopped watching")
+
+
+class _Watcher:
+    """Remembers what was deployed, so only bundles whose hash changed are sent again."""
+
+    def __init__(
+        self,
+        api,
+        workspace: str,
+        source: Path | None,
+        data: Path | None,
+        grid: Path | None,
+        parallelism: int,
+    ) -> None:
+        import watchfiles
+
+        from kaos.store.ignore import IgnoreRules
+
+        self.api, self.workspace, self.parallelism = api, workspace, parallelism
+        self.folders = {k: f for k, f in (("source", source), ("data", data)) if f is not None}
+        self.grid = grid
+        self.deployed: dict[str, str] = {}
+        self._default = watchfiles.DefaultFilter()  # editors' swap, backup and lock files
+        self._rules = {f.resolve(): IgnoreRules.for_folder(f) for f in self.folders.values()}
+
+    def relevant(self, change, path: str) -> bool:
+        if not self._default(change, path):
+            return False
+        for root, rules in self._rules.items():
+            try:
+                rel = Path(path).resolve().relative_to(root).as_posix()
+            except ValueError:
+                continue
+            return not rules.skips_file(rel)
+        return True
+
+    def deploy_changes(self) -> None:
+        from kaos.cli.render import echo
+        from kaos.config import kaos_home
+        from kaos.errors import KaosError
+        from kaos.pipeline.bundles import bundle_label, data_bundle_name, source_bundle_name
+        from kaos.store.hashing import hash_bytes
+        from kaos.store.scan import scan_folder
+        from kaos.store.state import StatCache
+
+        body: dict[str, Any] = {}
+        labels = []
+        try:
+            for kind, folder in self.folders.items():
+                scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"))
+                if scanned.tree.digest == self.deployed.get(kind):
+                    continue
+                bundle = (source_bundle_name if kind == "source" else data_bundle_name)(
+                    scanned.tree
+                )
+                self.api.push(scanned)
+                body[kind] = scanned.tree.digest
+                labels.append(f"{kind} {bundle_label(bundle, scanned.tree.digest)}")
+            if self.grid is not None:
+                grid_json = _read_grid(self.grid)
+                digest = hash_bytes(json.dumps(grid_json, sort_keys=True).encode())
+                if digest != self.deployed.get("grid"):
+                    body["grid"] = grid_json
+                    labels.append("hyperparameters")
+            if not body:
+                return
+            result = self.api.deploy(self.workspace, parallelism=self.parallelism, **body)
+        except KaosError as exc:  # a half-saved file or a bad grid: say so, keep watching
+            echo(f"Not deployed: {exc}")
+            return
+        self.deployed.update({k: v for k, v in body.items() if k != "grid"})
+        if "grid" in body:
+            self.deployed["grid"] = hash_bytes(json.dumps(body["grid"], sort_keys=True).encode())
+        echo(f"Deployed {', '.join(labels)}")
+        if result["reused"] and not result["train_job"] and not result["build_job"]:
+            echo(f"Already trained: {', '.join(result['reused'][:5])}")
+            return
+        _follow(self.api, self.workspace, result["deploy_id"], quiet=False, exit_on_failure=False)

@@ -192,8 +192,11 @@ class Pipeline:
                 log.write(f"kaos: build crashed: {exc!r}\n")
                 self._finish_build(job, JobState.FAILURE, None, f"build crashed: {exc!r}")
                 return
-        self._finish_build(job, JobState.SUCCESS, ref, None)
+        # The image is ready and the waiting trains exist before the build reads as finished,
+        # so whoever follows this deploy never sees "all done" in between.
+        self.catalog.set_image(Image(job.source, self.executor.kind, ImageState.READY, job.id, ref))
         self._start_waiting_trains(job.source)
+        self.catalog.update_job(job.id, state=JobState.SUCCESS, finished=time.time())
 
     def _finish_build(self, job: Job, state: JobState, ref: str | None, reason: str | None) -> None:
         assert job.source is not None

@@ -73,6 +73,7 @@ class PackOut(BaseModel):
 class DeployIn(BaseModel):
     source: Digest | None = None
     data: Digest | None = None
+    manifest: str | None = Field(default=None, max_length=8 << 20)  # JSON lines: url, path
     grid: dict[str, Any] | None = None
     resources: ResourcesIn | None = None
     parallelism: int = Field(default=1, ge=1, le=256)

@@ -6,7 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from kaos.errors import KaosError
 from kaos.pipeline.inputs import Grid, InputsChange, Resources
+from kaos.pipeline.manifest import parse_manifest
+from kaos.server.remote_data import fetch_manifest
 from kaos.server.routes import author, services
 from kaos.server.routes.workspaces import inputs_out
 from kaos.server.schemas import (
@@ -27,9 +30,16 @@ Author = Annotated[str, Depends(author)]
 
 @router.post("/workspaces/{name}/deploy", status_code=201)
 def deploy(name: str, body: DeployIn, svc: Svc, who: Author) -> DeployOut:
+    data = body.data
+    if body.manifest is not None:
+        if data is not None:
+            raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
+        svc.catalog.workspace(name)  # an unknown workspace fails before any download
+        tree = fetch_manifest(svc.store, parse_manifest(body.manifest), svc.settings.home / "tmp")
+        data = tree.digest
     change = InputsChange(
         source=body.source,
-        data=body.data,
+        data=data,
         grid=Grid.from_json(body.grid, svc.settings.max_combinations)
         if body.grid is not None
         else None,

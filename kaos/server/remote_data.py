@@ -1,0 +1,73 @@
+"""Fetch a manifest's files into the store as one data bundle (bounded, retried, verified)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from kaos.pipeline.manifest import ManifestEntry, ManifestError
+from kaos.store import ContentStore, Tree, TreeEntry
+from kaos.store.chunking import TREE_CHUNKS
+from kaos.store.hashing import hash_file
+
+CONCURRENCY = 4
+ATTEMPTS = 3
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def fetch_manifest(store: ContentStore, entries: list[ManifestEntry], tmp_root: Path) -> Tree:
+    """Download every entry (at most CONCURRENCY at once), store them, return their tree.
+
+    Any failure names its manifest line and stores no tree, so the workspace stays as it was.
+    """
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="manifest-", dir=tmp_root))
+    try:
+        with (
+            httpx.Client(timeout=TIMEOUT, follow_redirects=True) as client,
+            ThreadPoolExecutor(max_workers=CONCURRENCY) as pool,
+        ):
+            downloaded = list(pool.map(lambda e: _download(client, e, folder), entries))
+        with store.writer() as writer:
+            tree_entries = []
+            for entry, path in zip(entries, downloaded, strict=True):
+                digest, size = hash_file(path)
+                writer.put_file(path, digest)
+                tree_entries.append(TreeEntry(entry.path, digest, size))
+            tree = Tree.of(tree_entries)
+            writer.put_bytes(tree.serialize(), TREE_CHUNKS)
+        return tree
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _download(client: httpx.Client, entry: ManifestEntry, folder: Path) -> Path:
+    target = folder / f"{entry.line}.part"
+    last = ""
+    for attempt in range(ATTEMPTS):
+        try:
+            with client.stream("GET", entry.url) as response:
+                if response.status_code in (404, 410, 401, 403):
+                    raise ManifestError(
+                        f"manifest line {entry.line}: {entry.url} answered {response.status_code}",
+                        "fix the URL or make the file reachable from the kaos server",
+                    )
+                response.raise_for_status()
+                with open(target, "wb") as f:
+                    for part in response.iter_bytes():
+                        f.write(part)
+            return target
+        except ManifestError:
+            raise
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.2 * 2**attempt)
+    raise ManifestError(
+        f"manifest line {entry.line}: could not download {entry.url} ({last})",
+        "check that the URL is reachable from the kaos server",
+    )
