@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Ray reads its authentication settings when it is imported: a shared token for every Ray
+# instance and node the tests start must be in the environment before any test imports it.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def free_port() -> int:

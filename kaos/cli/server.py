@@ -26,6 +26,9 @@ def start(
     base_image: str | None = typer.Option(
         None, "--base-image", help="BASE_IMAGE for docker builds"
     ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to train on (default: a local instance)"
+    ),
     background: bool = typer.Option(
         False, "--background", help="detach; stop with 'kaos server stop'"
     ),
@@ -44,12 +47,13 @@ def start(
             "s3_endpoint_url": s3_endpoint_url,
             "executor": executor,
             "base_image": base_image,
+            "ray_address": ray_address,
         }.items()
         if v is not None
     }
     if background:
         args = []
-        for key in ("store", "s3_endpoint_url", "executor", "base_image"):
+        for key in ("store", "s3_endpoint_url", "executor", "base_image", "ray_address"):
             if key in overrides:
                 args += [f"--{key.replace('_', '-')}", str(overrides[key])]
         port_used = port or int(os.environ.get("KAOS_PORT") or DEFAULT_PORT)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -38,11 +39,26 @@ def run_logged(
         start_new_session=True,
     )
     cancel.on_kill(lambda: _kill_group(proc))
-    assert proc.stdout is not None
-    for raw in iter(proc.stdout.readline, b""):
-        log.write(raw.decode("utf-8", errors="replace"))
-    proc.stdout.close()
+    pump = threading.Thread(target=_pump, args=(proc, log), daemon=True)
+    pump.start()
+    try:
+        # Wait in short steps rather than one blocking call, so an interruption delivered as a
+        # Python exception (a Ray cancel) is seen at once and the whole group dies with it.
+        while proc.poll() is None:
+            time.sleep(0.05)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        pump.join(timeout=5)
     return proc.wait()
+
+
+def _pump(proc: subprocess.Popen[bytes], log: LogWriter) -> None:
+    assert proc.stdout is not None
+    with proc.stdout:
+        for raw in iter(proc.stdout.readline, b""):
+            log.write(raw.decode("utf-8", errors="replace"))
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -16,6 +16,14 @@ class LogWriter:
         self._lock = lock
         self._prefix = prefix
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def with_prefix(self, prefix: str) -> LogWriter:
         return LogWriter(self._path, self._lock, prefix)
 

@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services(settings)
         yield
-        app.state.services.pipeline.shutdown()
+        app.state.services.close()
 
     app = FastAPI(
         title="kaos",

@@ -30,6 +30,13 @@ class Services:
         self.recovered = self.pipeline.recover()
         self._names = lru_cache(maxsize=4096)(self._bundle_name)
 
+    def close(self) -> None:
+        """Stop running jobs (recorded as killed), then let the executor let go of its engine."""
+        self.pipeline.shutdown()
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
+
     def bundle_name(self, digest: str | None, kind: str) -> str | None:
         return self._names(digest, kind) if digest else None
 
@@ -64,6 +71,14 @@ def make_executor(settings: Settings, store: ContentStore) -> Executor:
             extra_index_url=settings.extra_index_url,
         )
         return DockerExecutor(store, settings.home, docker_settings)
+    if settings.executor == "ray":
+        from kaos.executors.ray import RayExecutor, RaySettings
+
+        build = BuildSettings(settings.index_url, settings.extra_index_url, settings.ca_bundle)
+        ray_settings = RaySettings(address=settings.ray_address, node_home=settings.ray_node_home)
+        return RayExecutor(
+            store, settings.home, settings.store_url, settings.s3_endpoint_url, ray_settings, build
+        )
     raise ConfigError(
         f"the {settings.executor} executor is not available yet", "use --executor local"
     )

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     store: str | None = None  # a folder or s3://bucket/prefix; default: <home>/store
     s3_endpoint_url: str | None = None
     executor: Literal["local", "docker", "ray"] = "local"
+    ray_address: str | None = None  # the ray executor: a cluster's address, or a local instance
+    ray_node_home: str = "/tmp/kaos-ray-node"
     max_parallel: int = 2
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20

@@ -1,0 +1,248 @@
+"""The Ray executor: every model of a train job is one Ray task, placed and queued by Ray.
+
+Tasks carry hashes and store settings only; on its node a task fetches the source and data
+trees from the store itself, prepares the environment (cached per node by the requirements
+hash, like the local executor), runs the train script per the contract, stores the output tree
+and returns its hash with the metrics. The server never ships bundle bytes to nodes. Logs
+stream back through a small actor pinned to the server's node.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from kaos.errors import ConfigError
+from kaos.executors.base import (
+    BuildRequest,
+    Cancel,
+    Killed,
+    TrainFailed,
+    TrainOutcome,
+    TrainRequest,
+)
+from kaos.executors.local import BuildSettings, LocalExecutor
+from kaos.pipeline.inputs import memory_bytes
+from kaos.pipeline.logs import LogWriter
+from kaos.store import ContentStore
+from kaos.store.backends.local import LocalBackend
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: str | None = None  # None: start a local Ray instance
+    node_home: str = "/tmp/kaos-ray-node"  # on every node: environments and file caches
+    num_cpus: int | None = None  # for the local instance only
+
+
+class RayExecutor:
+    kind = "ray"
+
+    def __init__(
+        self,
+        store: ContentStore,
+        home: Path,
+        store_url: str,
+        s3_endpoint_url: str | None,
+        settings: RaySettings | None = None,
+        build: BuildSettings | None = None,
+    ) -> None:
+        ray = _ray()
+        self.settings = settings or RaySettings()
+        self.store = store
+        self.store_url = store_url
+        self.s3_endpoint_url = s3_endpoint_url
+        self.build_settings = build or BuildSettings()
+        self.local = LocalExecutor(store, home, self.build_settings)
+        if not ray.is_initialized():
+            _init(ray, self.settings)
+        self._check_store_reaches_nodes(ray)
+        here = ray.get_runtime_context().get_node_id()
+        self._relay = (
+            _log_relay(ray)
+            .options(scheduling_strategy=_pinned(here), name=None, lifetime=None)
+            .remote()
+        )
+
+    def _check_store_reaches_nodes(self, ray: Any) -> None:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        if len(nodes) > 1 and isinstance(self.store.backend, LocalBackend):
+            raise ConfigError(
+                f"a local store cannot serve a Ray cluster of {len(nodes)} nodes "
+                "(the other nodes cannot read it)",
+                "start the server with an S3 store: --store s3://BUCKET/PREFIX",
+            )
+
+    # -- build: validated on the server; every node makes the same environment on first use -----
+    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> str:
+        return self.local.build(request, log, cancel)
+
+    def image_exists(self, image: str) -> bool:
+        return self.local.image_exists(image)
+
+    # -- train --------------------------------------------------------------------------------
+    def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome:
+        ray = _ray()
+        exceptions = ray.exceptions
+        spec = {
+            "request": {
+                **asdict(request),
+                "params": dict(request.params) if request.params else None,
+            },
+            "store_url": self.store_url,
+            "s3_endpoint_url": self.s3_endpoint_url,
+            "node_home": self.settings.node_home,
+            "build": asdict(self.build_settings),
+            "log_path": str(log.path),
+            "log_prefix": log.prefix,
+        }
+        options: dict[str, Any] = {"num_cpus": request.resources.cpu or 1, "max_retries": 0}
+        if request.resources.gpu:
+            options["num_gpus"] = request.resources.gpu
+        if request.resources.memory:
+            options["memory"] = memory_bytes(request.resources.memory)
+        ref = _train_task(ray).options(**options).remote(spec, self._relay)
+        cancel.on_kill(lambda: ray.cancel(ref, force=False))
+        try:
+            result = ray.get(ref)
+        except exceptions.TaskCancelledError:
+            raise Killed("killed on request") from None
+        except exceptions.RayTaskError as exc:
+            if cancel.killed:
+                raise Killed("killed on request") from None
+            cause = exc.cause if hasattr(exc, "cause") else None
+            message = getattr(cause, "message", None) or str(cause or exc).strip().splitlines()[-1]
+            raise TrainFailed(message) from None
+        except (
+            exceptions.WorkerCrashedError,
+            exceptions.NodeDiedError,
+            exceptions.ObjectLostError,
+        ) as exc:
+            raise TrainFailed(
+                f"the Ray node running this model was lost ({type(exc).__name__})"
+            ) from None
+        except exceptions.RayError as exc:
+            if cancel.killed:
+                raise Killed("killed on request") from None
+            raise TrainFailed(
+                f"ray could not run this model ({type(exc).__name__}: {exc})"
+            ) from None
+        return TrainOutcome(result["output_tree"], result["metrics"], result["node"])
+
+    def close(self) -> None:
+        ray = _ray()
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray executor needs Ray", "pip install 'kaos[ray]'") from None
+    return ray
+
+
+def _init(ray: Any, settings: RaySettings) -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        if settings.address:
+            host = urlparse(f"ray://{settings.address}").hostname
+            extra = {"_node_ip_address": host} if host in ("127.0.0.1", "localhost") else {}
+            ray.init(
+                address=settings.address, logging_level="WARNING", log_to_driver=False, **extra
+            )
+        else:
+            ray.init(
+                num_cpus=settings.num_cpus,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                logging_level="WARNING",
+                log_to_driver=False,
+                object_store_memory=200 * 1024 * 1024,
+            )
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot start or reach Ray at {settings.address or 'a local instance'}: {exc}",
+            "check --ray-address, or start a cluster with 'ray start --head'",
+        ) from None
+
+
+def _pinned(node_id: str) -> Any:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+
+
+_REMOTES: dict[str, Any] = {}
+
+
+def _log_relay(ray: Any) -> Any:
+    if "relay" not in _REMOTES:
+        _REMOTES["relay"] = ray.remote(num_cpus=0)(LogRelay)
+    return _REMOTES["relay"]
+
+
+def _train_task(ray: Any) -> Any:
+    if "train" not in _REMOTES:
+        _REMOTES["train"] = ray.remote(train_on_node)
+    return _REMOTES["train"]
+
+
+class LogRelay:
+    """Runs on the server's node and appends what tasks print to the job's log file."""
+
+    def write(self, path: str, prefix: str, text: str) -> None:
+        lines = text.splitlines(keepends=True)
+        with open(path, "a", encoding="utf-8", errors="replace") as f:
+            f.write(
+                "".join(
+                    prefix + line if line.endswith("\n") else prefix + line + "\n" for line in lines
+                )
+            )
+
+
+class _RelayLog:
+    """The LogWriter a task writes to: fire-and-forget calls to the relay actor."""
+
+    def __init__(self, relay: Any, path: str, prefix: str) -> None:
+        self._relay, self.path, self.prefix = relay, Path(path), prefix
+
+    def write(self, text: str) -> None:
+        if text:
+            self._relay.write.remote(str(self.path), self.prefix, text)
+
+    def with_prefix(self, prefix: str) -> _RelayLog:
+        return _RelayLog(self._relay, str(self.path), prefix)
+
+
+def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
+    """The Ray task: fetch, prepare, train, store; returns hashes, metrics and the node id."""
+    import ray
+
+    from kaos.pipeline.inputs import Resources
+
+    home = Path(spec["node_home"])
+    store = ContentStore.from_url(spec["store_url"], home, spec["s3_endpoint_url"])
+    executor = LocalExecutor(store, home, BuildSettings(**spec["build"]))
+    log = _RelayLog(relay, spec["log_path"], spec["log_prefix"])
+    fields = dict(spec["request"])
+    fields["resources"] = Resources(**fields["resources"])
+    request = TrainRequest(**fields)
+    cancel = Cancel()
+    env = executor.build(
+        BuildRequest(request.job_id, request.source, request.bundle_name), log, cancel
+    )  # type: ignore[arg-type]
+    outcome = executor.train(
+        TrainRequest(**{**fields, "image": env}),
+        log,  # type: ignore[arg-type]
+        cancel,
+    )
+    return {
+        "output_tree": outcome.output_tree,
+        "metrics": outcome.metrics,
+        "node": ray.get_runtime_context().get_node_id(),
+    }

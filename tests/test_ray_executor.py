@@ -1,0 +1,127 @@
+"""The Ray executor on a real local Ray instance, and on a two-node cluster with an S3 store."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kaos.executors.local import LocalExecutor
+from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.engine import Pipeline
+from kaos.pipeline.inputs import Grid, InputsChange
+from kaos.pipeline.logs import JobLogs
+from kaos.pipeline.states import JobState
+from kaos.store import ContentStore, scan_folder
+from kaos.store.backends import LocalBackend
+from tests.fixtures.bundles import write_data, write_source
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'kaos[ray]')")
+from kaos.executors.ray import RayExecutor, RaySettings  # noqa: E402
+
+pytestmark = pytest.mark.slow
+GRID = Grid.from_json({"kernel": ["linear", "rbf"], "C": [0.5, 2.0]})
+
+
+def engine(root: Path, executor_factory, store: ContentStore | None = None) -> Pipeline:
+    store = store or ContentStore(LocalBackend(root / "store"), root / "home")
+    catalog = SqliteCatalog(root / f"catalog-{uuid.uuid4().hex[:6]}.db")
+    catalog.create_workspace("w")
+    return Pipeline(catalog, store, executor_factory(store), JobLogs(root / "logs"), max_parallel=4)
+
+
+def deploy(
+    pipeline: Pipeline, src: Path, data: Path, grid: Grid | None = GRID, parallelism: int = 2
+):
+    store = pipeline.store
+    change = InputsChange(
+        store.push(scan_folder(src)).tree.digest, store.push(scan_folder(data)).tree.digest, grid
+    )
+    result = pipeline.deploy("w", change, "tester", parallelism=parallelism)
+    pipeline.wait_all(timeout=600)
+    return result
+
+
+def models(pipeline: Pipeline):
+    (job,) = pipeline.catalog.jobs("w", "train")
+    return job, pipeline.catalog.models(job.id)
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray-local")
+    # Ray's workers keep the environment they started with: set what the kill test reads now.
+    os.environ["KAOS_TEST_PIDFILE"] = str(root / "pids")
+    store = ContentStore(LocalBackend(root / "store"), root / "home")
+    settings = RaySettings(node_home=str(root / "node"), num_cpus=2)
+    executor = RayExecutor(store, root / "home", str(root / "store"), None, settings)
+    yield root, store, executor
+    executor.close()
+    os.environ.pop("KAOS_TEST_PIDFILE", None)
+
+
+def test_a_grid_on_ray_gives_the_same_model_ids_as_the_local_executor(local_ray, tmp_path):
+    root, store, executor = local_ray
+    src = write_source(tmp_path / "src", kernel="linear", tag=uuid.uuid4().hex)
+    data = write_data(tmp_path / "data", train_rows=150)
+    on_ray = engine(root, lambda s: executor, store)
+    deploy(on_ray, src, data)
+    job, ray_models = models(on_ray)
+    assert job.state == JobState.SUCCESS, on_ray.logs.read(job.id)[0]
+    assert all(m.node for m in ray_models)
+    assert "trained on 150 rows" in on_ray.logs.read(job.id)[0]  # logs came back from the tasks
+    local = engine(tmp_path / "local", lambda s: LocalExecutor(s, tmp_path / "local" / "home"))
+    deploy(local, src, data)
+    _job, local_models = models(local)
+    assert sorted(m.model_id for m in ray_models) == sorted(m.model_id for m in local_models)
+
+
+def test_a_failing_combination_fails_only_itself(local_ray, tmp_path):
+    root, store, executor = local_ray
+    src = write_source(tmp_path / "src", kernel="linear", tag=uuid.uuid4().hex)
+    data = write_data(tmp_path / "data", train_rows=100)
+    pipeline = engine(root, lambda s: executor, store)
+    deploy(pipeline, src, data, Grid.from_json({"fail": [False, True]}))
+    job, trained = models(pipeline)
+    states = {m.params["fail"]: m.state for m in trained}
+    assert states == {False: JobState.SUCCESS, True: JobState.FAILURE}
+    failed = next(m for m in trained if m.params["fail"])
+    assert "exited with code 1" in failed.reason
+    assert job.state == JobState.FAILURE
+
+
+def test_kill_cancels_the_ray_tasks_and_their_processes(local_ray, tmp_path):
+    root, store, executor = local_ray
+    pidfile = root / "pids"
+    src = write_source(tmp_path / "src", kernel="linear", sleep=True, tag=uuid.uuid4().hex)
+    data = write_data(tmp_path / "data", train_rows=50)
+    pipeline = engine(root, lambda s: executor, store)
+    change = InputsChange(
+        store.push(scan_folder(src)).tree.digest, store.push(scan_folder(data)).tree.digest
+    )
+    pipeline.deploy("w", change, "tester")
+    deadline = time.time() + 180
+    while not pidfile.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert pidfile.exists(), "the task never started the train script"
+    pids = [int(p) for p in pidfile.read_text().split()]
+    (job,) = pipeline.catalog.jobs("w", "train")
+    pipeline.kill(job.id)
+    pipeline.wait_all(timeout=120)
+    assert pipeline.catalog.job(job.id).state == JobState.KILLED
+    time.sleep(1)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
