@@ -29,6 +29,7 @@ from kaos.store.tree import Tree
 from kaos.store.writer import StoreWriter
 
 _FRAME = struct.Struct("<16sQ")
+_ERROR_SIZE = 2**64 - 1
 _MISSING_BATCH = 20_000
 _FETCH_BATCH = 5_000
 
@@ -110,6 +111,9 @@ class KaosClient:
 
     def kill(self, job_id: str) -> dict[str, Any]:
         return self._json("POST", f"/jobs/{job_id}/kill")
+
+    def verify_store(self) -> dict[str, Any]:
+        return self._json("POST", "/store/verify", timeout=3600)
 
     def provenance(self, model_id: str) -> dict[str, Any]:
         return self._json("GET", f"/models/{model_id}")
@@ -193,7 +197,14 @@ class KaosClient:
                 reader = _StreamReader(response.iter_bytes())
                 for _ in range(len(dict.fromkeys(digests))):
                     raw, size = _FRAME.unpack(reader.read_exact(_FRAME.size))
+                    if size == _ERROR_SIZE:
+                        (length,) = struct.unpack("<I", reader.read_exact(4))
+                        raise IntegrityError(reader.read_exact(length).decode("utf-8", "replace"))
                     yield bytes_to_digest(raw), size, reader.pieces(size)
+        except httpx.RemoteProtocolError:
+            raise IntegrityError(
+                "the download was cut short: the server stopped sending (see 'kaos store verify')"
+            ) from None
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"download from {self.endpoint} failed ({exc})") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import httpx
@@ -28,10 +29,14 @@ def workspace(api) -> str:
 
 
 def test_push_uploads_only_what_is_missing_and_round_trips(api, tmp_path):
-    src = write_source(tmp_path / "src")
-    (src / "digits" / "big.bin").write_bytes(bytes(range(256)) * 20_000)  # chunked (5 MB)
-    first = api.push(scan_folder(src))
-    assert first.files_sent == 5
+    src = write_source(tmp_path / "src", tag=uuid.uuid4().hex)
+    (src / "digits" / "big.bin").write_bytes(os.urandom(1 << 20) * 5)  # chunked, new to the server
+    scanned = scan_folder(src)
+    absent = api.missing(scanned.tree.digests())
+    assert len(absent) >= 2  # at least params.json and big.bin are new
+    first = api.push(scanned)
+    assert first.files_sent == len(absent)
+    assert api.missing(scanned.tree.digests()) == set()
     again = api.push(scan_folder(src))
     assert again.files_sent == 0 and again.bytes_uploaded == 0
     out = api.checkout(first.tree.digest, tmp_path / "out")

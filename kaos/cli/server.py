@@ -26,6 +26,10 @@ def start(
     base_image: str | None = typer.Option(
         None, "--base-image", help="BASE_IMAGE for docker builds"
     ),
+    token: str | None = typer.Option(
+        None, "--token", help="require this bearer token (TOKEN or USER:TOKEN)", envvar="KAOS_TOKEN"
+    ),
+    tokens_file: str | None = typer.Option(None, "--tokens-file", help="lines of 'user token'"),
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to train on (default: a local instance)"
     ),
@@ -48,12 +52,23 @@ def start(
             "executor": executor,
             "base_image": base_image,
             "ray_address": ray_address,
+            "token": token,
+            "tokens_file": tokens_file,
         }.items()
         if v is not None
     }
     if background:
+        if token:  # to the child through its environment: argv is visible to every user
+            os.environ["KAOS_TOKEN"] = token
         args = []
-        for key in ("store", "s3_endpoint_url", "executor", "base_image", "ray_address"):
+        for key in (
+            "store",
+            "s3_endpoint_url",
+            "executor",
+            "base_image",
+            "ray_address",
+            "tokens_file",
+        ):
             if key in overrides:
                 args += [f"--{key.replace('_', '-')}", str(overrides[key])]
         port_used = port or int(os.environ.get("KAOS_PORT") or DEFAULT_PORT)

@@ -51,6 +51,7 @@ def deploy(
     from kaos.cli import context
     from kaos.cli.render import echo, print_json
     from kaos.errors import KaosError
+    from kaos.pipeline.inputs import Grid, Resources
 
     named = (source, data, manifest, grid, cpu, memory, gpu)
     if all(v is None for v in named) and not force:
@@ -63,9 +64,13 @@ def deploy(
     _check_folder(source, "source")
     _check_folder(data, "data")
     api = context.client()
+    if grid_json is not None:  # the server's limit, checked before anything is uploaded
+        limit = int(api.health().get("max_combinations") or 1000)
+        Grid.from_json(grid_json, max_combinations=limit)
     body: dict[str, Any] = {"parallelism": parallelism, "force": force, "grid": grid_json}
     if any(v is not None for v in (cpu, memory, gpu)):
         body["resources"] = {"cpu": cpu, "memory": memory, "gpu": gpu or 0}
+        Resources.from_json(body["resources"])  # a bad size fails before any upload
     for kind, folder in (("source", source), ("data", data)):
         if folder is not None:
             body[kind] = _submit(api, kind, folder, quiet=as_json)

@@ -28,6 +28,7 @@ from kaos.executors.base import (
     TrainOutcome,
     TrainRequest,
 )
+from kaos.executors.local import recover_job_dirs
 from kaos.executors.workdir import TrainDirs, collect, prepare
 from kaos.pipeline.ids import image_name
 from kaos.pipeline.inputs import Resources, memory_bytes
@@ -144,6 +145,12 @@ class DockerExecutor:
             raise BuildFailed(f"docker build failed: {exc}") from None
         if cancel.killed:
             raise Killed("killed on request")
+
+    def recover(self) -> None:
+        """After a crash: remove containers kaos left running, and their job folders."""
+        for container in self.client.containers.list(all=True, filters={"label": JOB_LABEL}):
+            _remove(container)
+        recover_job_dirs(self.jobs)
 
     # -- train ------------------------------------------------------------------------------
     def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome:

@@ -26,7 +26,7 @@ from kaos.executors.base import (
     TrainOutcome,
     TrainRequest,
 )
-from kaos.executors.process import run_logged
+from kaos.executors.process import kill_leftover, run_logged
 from kaos.executors.workdir import collect, prepare
 from kaos.pipeline.logs import LogWriter
 from kaos.store import ContentStore
@@ -118,6 +118,9 @@ class LocalExecutor:
     def image_exists(self, image: str) -> bool:
         return (self.envs / image / READY_MARK).exists()
 
+    def recover(self) -> None:
+        recover_job_dirs(self.jobs)
+
     # -- train ------------------------------------------------------------------------------
     def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome:
         env_dir = self.envs / request.image
@@ -148,6 +151,18 @@ class LocalExecutor:
             return collect(self.store, dirs, log)
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def recover_job_dirs(jobs: Path) -> int:
+    """After a crash: end train processes left running and remove their job folders."""
+    if not jobs.is_dir():
+        return 0
+    count = 0
+    for folder in jobs.iterdir():
+        kill_leftover(folder / "pid")
+        shutil.rmtree(folder, ignore_errors=True)
+        count += 1
+    return count
 
 
 def _check_step(code: int, cancel: Cancel, message: str) -> None:

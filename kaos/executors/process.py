@@ -23,6 +23,7 @@ def run_logged(
     cancel: Cancel,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    pid_file: Path | None = None,
 ) -> int:
     """Run `cmd` in its own session; every line it prints goes to `log`. Returns the exit code.
 
@@ -38,6 +39,8 @@ def run_logged(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    if pid_file is not None:  # lets a restarted server find and end what a crash left running
+        pid_file.write_text(str(proc.pid))
     cancel.on_kill(lambda: _kill_group(proc))
     pump = threading.Thread(target=_pump, args=(proc, log), daemon=True)
     pump.start()
@@ -59,6 +62,17 @@ def _pump(proc: subprocess.Popen[bytes], log: LogWriter) -> None:
     with proc.stdout:
         for raw in iter(proc.stdout.readline, b""):
             log.write(raw.decode("utf-8", errors="replace"))
+
+
+def kill_leftover(pid_file: Path) -> None:
+    """End the process group named in a pid file left by a crashed server, if it still runs."""
+    try:
+        pid = int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:  # still the leader of the group we started
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

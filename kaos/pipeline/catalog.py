@@ -74,6 +74,7 @@ class Catalog(Protocol):
     def workspaces_using_source(self, source: str) -> list[Workspace]: ...
     def fail_interrupted(self, reason: str) -> int: ...
     def check_integrity(self) -> list[str]: ...
+    def referenced_trees(self) -> set[str]: ...
 
 
 class SqliteCatalog:
@@ -302,6 +303,26 @@ class SqliteCatalog:
             )
             db.execute("DELETE FROM images WHERE state = ?", (ImageState.BUILDING.value,))
             return cur.rowcount
+
+    def referenced_trees(self) -> set[str]:
+        """Every tree the catalog points at: what gc keeps and verify checks."""
+        trees: set[str] = set()
+        for ws in self.workspaces():
+            trees.update(t for t in (ws.inputs.source, ws.inputs.data) if t)
+        for row in self._query(
+            "SELECT source, data FROM jobs UNION SELECT inputs, NULL FROM deploys"
+        ):
+            for value in row:
+                if value and value.startswith("{"):
+                    inputs = TrainingInputs.from_json(json.loads(value))
+                    trees.update(t for t in (inputs.source, inputs.data) if t)
+                elif value:
+                    trees.add(value)
+        trees.update(
+            r[0]
+            for r in self._query("SELECT output_tree FROM models WHERE output_tree IS NOT NULL")
+        )
+        return trees
 
     def check_integrity(self) -> list[str]:
         problems = [r[0] for r in self._query("PRAGMA integrity_check") if r[0] != "ok"]

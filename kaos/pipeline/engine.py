@@ -57,7 +57,11 @@ class Pipeline:
         self._threads: dict[str, threading.Thread] = {}
 
     def recover(self) -> int:
-        """Jobs left running by a previous process are failed, with the reason recorded."""
+        """Jobs left running by a previous process are failed, with the reason recorded, and
+        what they left behind (processes, containers, folders) is cleaned up."""
+        recover = getattr(self.executor, "recover", None)
+        if recover is not None:
+            recover()
         return self.catalog.fail_interrupted(RESTART_REASON)
 
     # -- deploys ----------------------------------------------------------------------------

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from kaos import __version__
 from kaos.errors import KaosError
-from kaos.server.routes import health, objects, train, workspaces
+from kaos.server.auth import TokenTable
+from kaos.server.routes import authenticate, health, objects, store, train, workspaces
 from kaos.server.services import Services
 from kaos.server.settings import Settings
 
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         message = f"invalid request: {where}: {first.get('msg', 'bad value')}".replace(": :", ":")
         return JSONResponse(status_code=422, content={"detail": message, "fix": None})
 
-    for module in (health, workspaces, objects, train):
-        app.include_router(module.router)
+    app.state.tokens = TokenTable.from_settings(settings.token, settings.tokens_file)
+    app.include_router(health.router)
+    for module in (workspaces, objects, train, store):
+        app.include_router(module.router, dependencies=[Depends(authenticate)])
     return app

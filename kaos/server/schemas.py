@@ -201,3 +201,13 @@ def image_out(image: Image | None, name: str | None) -> ImageOut | None:
     if image is None:
         return None
     return ImageOut(name=name, state=image.state, job_id=image.job_id)
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    packs: int
+    objects: int
+    trees: int
+    corrupt: list[str]
+    missing: list[str]
+    catalog_problems: list[str]

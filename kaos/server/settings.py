@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     executor: Literal["local", "docker", "ray"] = "local"
     ray_address: str | None = None  # the ray executor: a cluster's address, or a local instance
     ray_node_home: str = "/tmp/kaos-ray-node"
+    token: str | None = None  # "TOKEN" (user kaos) or "USER:TOKEN"; none: no authentication
+    tokens_file: Path | None = None  # lines of "user token", for several users
     max_parallel: int = 2
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20

@@ -33,6 +33,8 @@ def split_buffer(data: bytes | memoryview, params: ChunkParams) -> Iterator[memo
 
 
 def split_file(path: str, params: ChunkParams) -> Iterator[memoryview]:
-    """Chunks of a file read through mmap: a 2 GiB file is never held in memory."""
-    for chunk in params.chunker().cut_file(path):
-        yield chunk.data
+    """Chunks of a file read as a stream (not mmap, whose touched pages count as the process's
+    memory): a 2 GiB file is never held in memory."""
+    with open(path, "rb", buffering=0) as f:
+        for chunk in params.chunker().cut_stream(f):
+            yield chunk.data

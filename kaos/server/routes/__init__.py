@@ -9,6 +9,18 @@ def services(request: Request) -> Services:
     return request.app.state.services
 
 
+def authenticate(request: Request) -> str:
+    """Every route but /health depends on this: with tokens configured, the bearer token must
+    name a user (401 otherwise); without, the client's word is taken."""
+    tokens = request.app.state.tokens
+    if tokens.enabled:
+        user = tokens.user_for(request.headers.get("authorization"))
+    else:
+        user = request.headers.get("x-kaos-author", "anonymous")[:64] or "anonymous"
+    request.state.user = user
+    return user
+
+
 def author(request: Request) -> str:
-    """Who is asking: the token's user once auth is on, else what the client says."""
-    return request.headers.get("x-kaos-author", "anonymous")[:64] or "anonymous"
+    """Who is asking (set by `authenticate`): the token's user, or what the client says."""
+    return getattr(request.state, "user", None) or authenticate(request)

@@ -1,4 +1,4 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from kaos import __version__
 
@@ -6,5 +6,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok", "version": __version__}
+def health(request: Request) -> dict[str, str | int | bool]:
+    """Liveness, and the limits a client checks before uploading anything."""
+    settings = request.app.state.settings
+    return {
+        "status": "ok",
+        "version": __version__,
+        "max_combinations": settings.max_combinations,
+        "auth": request.app.state.tokens.enabled,
+    }

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
+from kaos.errors import KaosError
 from kaos.server.routes import services
 from kaos.server.schemas import FetchIn, MissingIn, MissingOut, PackOut
 from kaos.server.services import Services
@@ -18,6 +19,7 @@ from kaos.store.hashing import digest_to_bytes, is_digest
 router = APIRouter(tags=["objects"])
 Svc = Annotated[Services, Depends(services)]
 FRAME_HEADER = struct.Struct("<16sQ")  # digest, length; then the content
+ERROR_SIZE = 2**64 - 1  # a frame of this length carries an error: u32 length, UTF-8 message
 
 
 @router.post("/objects/missing")
@@ -58,10 +60,16 @@ def fetch(body: FetchIn, svc: Svc) -> StreamingResponse:
         reader.locate(digest)  # unknown digests fail before the stream starts
 
     def frames() -> Iterator[bytes]:
-        for digest in dict.fromkeys(body.digests):
-            size, pieces = reader.open_content(digest)
-            yield FRAME_HEADER.pack(digest_to_bytes(digest), size)
-            yield from pieces
+        try:
+            for digest in dict.fromkeys(body.digests):
+                size, pieces = reader.open_content(digest)
+                yield FRAME_HEADER.pack(digest_to_bytes(digest), size)
+                yield from pieces
+        except KaosError as exc:  # e.g. a corrupt object: say which, in band, and stop
+            message = str(exc).encode()
+            yield (
+                FRAME_HEADER.pack(bytes(16), ERROR_SIZE) + struct.pack("<I", len(message)) + message
+            )
 
     return StreamingResponse(frames(), media_type="application/octet-stream")
 

@@ -1,0 +1,77 @@
+"""Bearer-token authentication: each token names its user, who becomes the deploy's author.
+
+Off when no token is configured (the embedded server on 127.0.0.1). Tokens are compared in
+constant time and never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+from kaos.errors import ConfigError, KaosError
+
+
+class Unauthorized(KaosError):
+    http_status = 401
+
+
+class TokenTable:
+    def __init__(self, tokens: dict[str, str]) -> None:
+        self._tokens = [(token.encode(), user) for token, user in tokens.items()]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._tokens)
+
+    @classmethod
+    def from_settings(cls, token: str | None, tokens_file: Path | None) -> TokenTable:
+        tokens: dict[str, str] = {}
+        if token:
+            user, _, secret = token.rpartition(":") if ":" in token else ("kaos", "", token)
+            tokens[secret] = user
+        if tokens_file:
+            tokens.update(read_tokens_file(tokens_file))
+        for secret in tokens:
+            if len(secret) < 16:
+                raise ConfigError(
+                    "tokens must be at least 16 characters", "make them with: openssl rand -hex 20"
+                )
+        return cls(tokens)
+
+    def user_for(self, authorization: str | None) -> str:
+        """The user a request's Authorization header proves, or Unauthorized."""
+        scheme, _, presented = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            raise Unauthorized(
+                "this kaos server needs a token", "log in with 'kaos init -e URL -t TOKEN'"
+            )
+        offered = presented.strip().encode()
+        found = None
+        for secret, user in self._tokens:  # every comparison runs: timing tells nothing
+            if hmac.compare_digest(secret, offered):
+                found = user
+        if found is None:
+            raise Unauthorized(
+                "the token was refused", "check it, then run 'kaos init -e URL -t TOKEN'"
+            )
+        return found
+
+
+def read_tokens_file(path: Path) -> dict[str, str]:
+    """Lines of `user token`; blank lines and # comments are skipped."""
+    tokens: dict[str, str] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"tokens file not found: {path}") from None
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ConfigError(f"{path} line {number}: expected 'user token'")
+        user, secret = parts
+        tokens[secret] = user
+    return tokens
