@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from kaos.errors import BundleError
 from kaos.executors.local import LocalExecutor
+from kaos.executors.process import process_alive
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import JobFinished, Pipeline
 from kaos.pipeline.ids import MODEL_ID
@@ -142,7 +142,7 @@ def test_kill_stops_a_running_train_and_its_processes(engine, tmp_path, monkeypa
     assert engine.catalog.job(job.id).state == JobState.KILLED
     time.sleep(0.5)
     for pid in pids:
-        assert not _alive(pid), f"process {pid} survived the kill"
+        assert not process_alive(pid), f"process {pid} survived the kill"
     with pytest.raises(JobFinished, match="already finished"):
         engine.pipeline.kill(job.id)
 
@@ -175,14 +175,3 @@ def test_restart_marks_jobs_left_running_as_failed(tmp_path):
     assert second.pipeline.recover() == 1
     job = second.catalog.job("f" * 32)
     assert job.state == JobState.FAILURE and "server stopped" in job.reason
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

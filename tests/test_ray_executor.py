@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kaos.executors.local import LocalExecutor
+from kaos.executors.process import process_alive
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.inputs import Grid, InputsChange
@@ -113,15 +114,4 @@ def test_kill_cancels_the_ray_tasks_and_their_processes(local_ray, tmp_path):
     pipeline.wait_all(timeout=120)
     assert pipeline.catalog.job(job.id).state == JobState.KILLED
     time.sleep(1)
-    assert not any(_alive(pid) for pid in pids)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    assert not any(process_alive(pid) for pid in pids)

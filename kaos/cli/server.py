@@ -115,6 +115,7 @@ def stop() -> None:
     from kaos.cli import context
     from kaos.cli.render import echo
     from kaos.errors import KaosError
+    from kaos.executors.process import process_alive
 
     pid_file = context.pid_file()
     try:
@@ -128,21 +129,9 @@ def stop() -> None:
         echo("kaos server was not running")
         return
     deadline = time.time() + 20
-    while time.time() < deadline and _alive(pid):
+    while time.time() < deadline and process_alive(pid):
         time.sleep(0.1)
-    if _alive(pid):
+    if process_alive(pid):
         os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     echo(f"kaos server stopped (pid {pid})")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

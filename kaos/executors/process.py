@@ -64,6 +64,21 @@ def _pump(proc: subprocess.Popen[bytes], log: LogWriter) -> None:
             log.write(raw.decode("utf-8", errors="replace"))
 
 
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def kill_leftover(pid_file: Path) -> None:
     """End the process group named in a pid file left by a crashed server, if it still runs."""
     try:
