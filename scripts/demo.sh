@@ -36,12 +36,15 @@ step kaos train list
 step kaos train info -i 0 -s accuracy_test
 
 echo; echo "== the three models, oldest first =="
-kaos train list --json | python3 -c '
-import json, subprocess, sys
-jobs = json.load(sys.stdin)["training"]
+kaos train list --json > jobs.json
+python3 - <<'PY'
+import json, subprocess
+
+jobs = json.load(open("jobs.json"))["training"]
 for job in reversed(jobs):
-    detail = json.loads(subprocess.run(["kaos", "train", "info", "-j", job["id"], "--json"],
-                                       check=True, capture_output=True, text=True).stdout)
-    for model in detail["models"]:
-        print(f"{model[\"model_id\"]}  accuracy_test={model[\"metrics\"][\"accuracy_test\"]:.3f}")
-'
+    out = subprocess.run(["kaos", "train", "info", "-j", job["id"], "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    for model in json.loads(out)["models"]:
+        accuracy = model["metrics"]["accuracy_test"]
+        print(f"{model['model_id']}  accuracy_test={accuracy:.3f}")
+PY
