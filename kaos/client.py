@@ -17,14 +17,12 @@ from typing import Any, BinaryIO
 import httpx
 import xxhash
 
-from kaos.config import kaos_home
 from kaos.errors import IntegrityError, KaosError
 from kaos.store.checkout import checkout
 from kaos.store.chunking import FILE_CHUNKS, TREE_CHUNKS, split_buffer, split_file
 from kaos.store.hashing import bytes_to_digest, hash_bytes
 from kaos.store.progress import NullProgress, Progress, Throttled
-from kaos.store.scan import ScannedFolder, scan_folder
-from kaos.store.state import StatCache
+from kaos.store.scan import ScannedFolder
 from kaos.store.tree import Tree
 from kaos.store.writer import StoreWriter
 
@@ -138,16 +136,6 @@ class KaosClient:
             headers={"Content-Type": "application/octet-stream"},
             timeout=300,
         )
-
-    def push_folder(
-        self,
-        folder: str | Path,
-        hash_progress: Progress | None = None,
-        upload_progress: Progress | None = None,
-    ) -> PushResult:
-        """Hash a bundle and upload what the server lacks; returns its tree."""
-        scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"), hash_progress)
-        return self.push(scanned, upload_progress)
 
     def push(self, scanned: ScannedFolder, progress: Progress | None = None) -> PushResult:
         tree = scanned.tree

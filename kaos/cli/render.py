@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from email.utils import formatdate
 from typing import Any
-
-from kaos.store.progress import Progress
 
 CHECK, CROSS, BUSY = "✔", "✗", "⨂"
 
@@ -113,10 +110,3 @@ class BarProgress:
         return (
             f"{self.label}: {int(fraction * 100):3d}%|{'█' * filled}{' ' * (self.width - filled)}|"
         )
-
-
-@contextmanager
-def bar(label: str) -> Iterator[Progress]:
-    progress = BarProgress(label)
-    yield progress
-    progress.close()

@@ -23,6 +23,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services(settings)
+        if app.state.services.recovered:
+            print(
+                f"kaos: {app.state.services.recovered} jobs left running by the last server "
+                "were marked failed",
+                flush=True,
+            )
         yield
         app.state.services.close()
 

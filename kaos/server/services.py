@@ -27,7 +27,7 @@ class Services:
         self.pipeline = Pipeline(
             self.catalog, self.store, self.executor, self.logs, settings.max_parallel
         )
-        self.recovered = self.pipeline.recover()
+        self.recovered = self.pipeline.recover()  # told at start-up (see app.lifespan)
         self._names = lru_cache(maxsize=4096)(self._bundle_name)
 
     def close(self) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import xxhash
 
-HASH_HEX_LEN = 32
 _HEX = re.compile(r"^[0-9a-f]{32}$")
 _READ_SIZE = 1 << 20
 

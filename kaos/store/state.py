@@ -6,7 +6,6 @@ in inode ranges, so a 100k-file rescan costs a few range scans, not 100k probes.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,10 +14,6 @@ from typing import Protocol
 
 _MAX_GAP = 64  # inodes between two files before a new range starts
 StatKey = tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
-
-
-def stat_key(st: os.stat_result) -> StatKey:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class HashCache(Protocol):

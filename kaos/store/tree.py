@@ -73,10 +73,6 @@ class Tree:
         return hash_bytes(self.serialize())
 
     @property
-    def short(self) -> str:
-        return self.digest[:5]
-
-    @property
     def total_size(self) -> int:
         return sum(e.size for e in self.entries)
 

@@ -68,7 +68,6 @@ class StoreWriter:
         self._stack = ExitStack()
         self._count_lock = threading.Lock()
         self.bytes_uploaded = 0
-        self.objects_added = 0
 
     def __enter__(self) -> StoreWriter:
         if self._locks is not None:
@@ -95,7 +94,6 @@ class StoreWriter:
     def add_raw(self, digest: str, kind: int, payload: bytes | memoryview) -> None:
         """Add an already verified payload (also used by gc to move live objects)."""
         self._pending.add(digest)
-        self.objects_added += 1
         if kind == KIND_CHUNKS:
             self._deferred.add(digest, kind, payload)
             return
