@@ -94,6 +94,9 @@ class KaosClient:
     def workspace(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/workspaces/{name}")
 
+    def delete_workspace(self, name: str) -> None:
+        self._request("DELETE", f"/workspaces/{name}")
+
     def deploy(self, workspace: str, **body: Any) -> dict[str, Any]:
         return self._json("POST", f"/workspaces/{workspace}/deploy", json=body)
 

@@ -151,3 +151,29 @@ def test_cli_reports_an_unreachable_server(tmp_path):
     )
     result = cli.fails("train", "list")
     assert "cannot reach the kaos server at http://127.0.0.1:9" in result.err
+
+
+def test_workspace_kill_forgets_it_but_never_while_a_job_runs(kaos_server, tmp_path):
+    from kaos.pipeline.catalog import SqliteCatalog
+    from kaos.pipeline.records import Job
+    from kaos.pipeline.states import JobState
+
+    cli = Cli(tmp_path / "home", tmp_path, kaos_server.url)
+    name = f"gone-{uuid.uuid4().hex[:6]}"
+    cli.ok("workspace", "create", "-n", name)
+    write_data(tmp_path / "data", train_rows=5)
+    cli.ok("train", "deploy", "-d", "data")  # data alone: recorded, nothing runs
+    busy = f"busy-{uuid.uuid4().hex[:6]}"
+    cli.ok("workspace", "create", "-n", busy)
+    SqliteCatalog(kaos_server.home / "catalog.db").add_job(
+        Job(uuid.uuid4().hex, "train", busy, None, JobState.RUNNING, 1.0)
+    )
+    refused = cli.fails("workspace", "kill", "-n", busy, "--yes")
+    assert "has 1 running jobs" in refused.err and "kaos train kill" in refused.err
+    assert (
+        cli.ok("workspace", "kill", "-n", name, "--yes").out.strip()
+        == f"Successfully killed {name} workspace"
+    )
+    names = [w["name"] for w in cli.ok("workspace", "list", "--json").json()]
+    assert name not in names and busy in names
+    assert "no workspace named" in cli.fails("train", "list", "-w", name).err

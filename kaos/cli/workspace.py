@@ -97,6 +97,25 @@ def info(as_json: JsonOpt = False) -> None:
     echo(inputs_table(space["inputs"]))
 
 
+@app.command()
+def kill(
+    name: str = typer.Option(..., "-n", "--name"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+) -> None:
+    """Delete a workspace and its job history (stored bundles and models stay until gc)."""
+    from kaos.cli import context
+    from kaos.cli.render import echo
+
+    if not yes:
+        typer.confirm(f"Delete workspace {name} and its job history?", abort=True)
+    context.client().delete_workspace(name)
+    config = ClientConfig.load()
+    if config.workspace == name:
+        config.workspace = None
+        config.save()
+    echo(f"Successfully killed {name} workspace")
+
+
 def _set_current(name: str) -> None:
     config = ClientConfig.load()
     config.workspace = name

@@ -15,11 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from kaos.errors import KaosError
 from kaos.pipeline.ids import NotFound, resolve_prefix
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.plan import CatalogView, ImageState
 from kaos.pipeline.records import Deploy, Image, Job, Model, Workspace
 from kaos.pipeline.states import ACTIVE_STATES, JobState
+
+
+class WorkspaceBusy(KaosError):
+    http_status = 409
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
@@ -50,6 +56,7 @@ class Catalog(Protocol):
     def create_workspace(self, name: str) -> Workspace: ...
     def workspace(self, name: str) -> Workspace: ...
     def workspaces(self) -> list[Workspace]: ...
+    def delete_workspace(self, name: str) -> None: ...
     def record_deploy(
         self,
         workspace: str,
@@ -133,6 +140,29 @@ class SqliteCatalog:
 
     def workspaces(self) -> list[Workspace]:
         return [_workspace(r) for r in self._query("SELECT * FROM workspaces ORDER BY name")]
+
+    def delete_workspace(self, name: str) -> None:
+        """Forget a workspace and its history (stored content stays until gc). Refused while
+        one of its jobs is active, so nothing runs unrecorded."""
+        self.workspace(name)
+        marks = ",".join("?" * len(ACTIVE_STATES))
+        with self._tx() as db:
+            active = db.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE workspace = ? AND state IN ({marks})",
+                (name, *ACTIVE_STATES),
+            ).fetchone()[0]
+            if active:
+                raise WorkspaceBusy(
+                    f"workspace {name!r} has {active} running jobs",
+                    "kill them first with 'kaos train kill -j JOB'",
+                )
+            db.execute(
+                "DELETE FROM models WHERE job_id IN (SELECT id FROM jobs WHERE workspace = ?)",
+                (name,),
+            )
+            db.execute("DELETE FROM jobs WHERE workspace = ?", (name,))
+            db.execute("DELETE FROM deploys WHERE workspace = ?", (name,))
+            db.execute("DELETE FROM workspaces WHERE name = ?", (name,))
 
     def record_deploy(
         self,

@@ -51,3 +51,9 @@ def list_workspaces(svc: Svc) -> list[WorkspaceOut]:
 @router.get("/workspaces/{name}")
 def get_workspace(name: str, svc: Svc) -> WorkspaceOut:
     return workspace_out(svc, svc.catalog.workspace(name))
+
+
+@router.delete("/workspaces/{name}", status_code=204)
+def delete_workspace(name: str, svc: Svc) -> None:
+    """Forget a workspace and its history; refused (409) while one of its jobs runs."""
+    svc.catalog.delete_workspace(name)
