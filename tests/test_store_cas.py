@@ -263,3 +263,23 @@ def test_tree_objects_are_chunked_so_big_trees_dedupe(store):
     store.put_tree(tree)
     assert store.reader.locate(tree.digest).kind == KIND_CHUNKS
     assert store.get_tree(tree.digest) == tree
+
+
+def test_the_local_index_cache_survives_concurrent_writers(tmp_path):
+    """Ray tasks on one machine share a node folder: they may cache the same index at once."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kaos.store.index import PackIndex
+
+    backend = LocalBackend(tmp_path / "store")
+    store = ContentStore(backend)
+    for i in range(6):
+        store.put_bytes(f"object {i}".encode() * 100)
+    cache = tmp_path / "index-cache"
+    for _ in range(5):
+        shutil.rmtree(cache, ignore_errors=True)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            indexes = list(pool.map(lambda _: PackIndex(backend, cache), range(8)))
+        assert all(len(ix.packs()) == 6 for ix in indexes)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(store.index.packs())

@@ -6,6 +6,8 @@ only new ones are fetched on refresh (one LIST per refresh), as restic does.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -110,18 +112,24 @@ class PackIndex:
 
     def _read_cached(self, pack_id: str) -> bytes | None:
         path = self._cache_path(pack_id)
-        if path is None or not path.is_file():
+        if path is None:
             return None
-        return path.read_bytes()
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
 
     def _write_cached(self, pack_id: str, data: bytes) -> None:
         path = self._cache_path(pack_id)
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        # A temp name of its own: several processes (Ray tasks on one machine) may cache the
+        # same index at once; each rename installs identical bytes.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{pack_id}.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
 
     def _drop_cached(self, pack_id: str) -> None:
         path = self._cache_path(pack_id)
