@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -103,24 +104,7 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        return cls(
-            id=job.id,
-            kind=job.kind,
-            workspace=job.workspace,
-            deploy_id=job.deploy_id,
-            state=job.state.value,
-            created=job.created,
-            started=job.started,
-            finished=job.finished,
-            duration=job.duration,
-            source=job.source,
-            data=job.data,
-            image=job.image,
-            author=job.author,
-            hyperopt=job.hyperopt,
-            parallelism=job.parallelism,
-            reason=job.reason,
-        )
+        return cls(**{**asdict(job), "state": job.state.value, "duration": job.duration})
 
 
 class ModelOut(BaseModel):
@@ -137,20 +121,8 @@ class ModelOut(BaseModel):
     node: str | None
 
     @classmethod
-    def of(cls, m: Model) -> ModelOut:
-        return cls(
-            job_id=m.job_id,
-            index=m.index,
-            model_id=m.model_id,
-            params=m.params,
-            state=m.state.value,
-            metrics=m.metrics,
-            started=m.started,
-            finished=m.finished,
-            reason=m.reason,
-            output_tree=m.output_tree,
-            node=m.node,
-        )
+    def of(cls, model: Model) -> ModelOut:
+        return cls(**{**asdict(model), "state": model.state.value})
 
 
 class DeployOut(BaseModel):
