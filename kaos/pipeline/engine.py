@@ -155,7 +155,9 @@ class Pipeline:
             and image.state == ImageState.READY
             and not self.executor.image_exists(image.ref or "")
         ):
-            self.catalog.set_image(Image(source, image.builder, "failed", image.job_id, None))
+            self.catalog.set_image(
+                Image(source, image.builder, ImageState.FAILED, image.job_id, None)
+            )
 
     # -- builds -----------------------------------------------------------------------------
     def _start_build(self, workspace: str, deploy: Deploy, source: str, name: str) -> Job:
@@ -180,21 +182,21 @@ class Pipeline:
         assert job.source is not None
         with self._slots:
             if cancel.killed:
-                self._finish_build(job, JobState.KILLED, None, "killed before it started")
+                self._end_build(job, JobState.KILLED, "killed before it started")
                 return
             self.catalog.update_job(job.id, state=JobState.RUNNING, started=time.time())
             try:
                 ref = self.executor.build(BuildRequest(job.id, job.source, name), log, cancel)
             except Killed:
-                self._finish_build(job, JobState.KILLED, None, "killed on request")
+                self._end_build(job, JobState.KILLED, "killed on request")
                 return
             except BuildFailed as exc:
                 log.write(f"kaos: build failed: {exc}\n")
-                self._finish_build(job, JobState.FAILURE, None, str(exc))
+                self._end_build(job, JobState.FAILURE, str(exc))
                 return
             except Exception as exc:  # an executor bug must not leave the job running forever
                 log.write(f"kaos: build crashed: {exc!r}\n")
-                self._finish_build(job, JobState.FAILURE, None, f"build crashed: {exc!r}")
+                self._end_build(job, JobState.FAILURE, f"build crashed: {exc!r}")
                 return
         # The image is ready and the waiting trains exist before the build reads as finished,
         # so whoever follows this deploy never sees "all done" in between.
@@ -202,10 +204,12 @@ class Pipeline:
         self._start_waiting_trains(job.source)
         self.catalog.update_job(job.id, state=JobState.SUCCESS, finished=time.time())
 
-    def _finish_build(self, job: Job, state: JobState, ref: str | None, reason: str | None) -> None:
+    def _end_build(self, job: Job, state: JobState, reason: str) -> None:
+        """A build that made no image: the failure is recorded, never cached (plan retries)."""
         assert job.source is not None
-        image_state = ImageState.READY.value if state == JobState.SUCCESS else "failed"
-        self.catalog.set_image(Image(job.source, self.executor.kind, image_state, job.id, ref))
+        self.catalog.set_image(
+            Image(job.source, self.executor.kind, ImageState.FAILED, job.id, None)
+        )
         self.catalog.update_job(job.id, state=state, finished=time.time(), reason=reason)
 
     def _start_waiting_trains(self, source: str) -> None:

@@ -21,6 +21,7 @@ from kaos.pipeline.inputs import Scalar, TrainingInputs, train_key
 class ImageState(StrEnum):
     READY = "ready"
     BUILDING = "building"
+    FAILED = "failed"  # recorded for users; the catalog's view leaves it out, so it is retried
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ class Deploy:
 class Image:
     source: str
     builder: str
-    state: str  # ImageState or "failed"
+    state: str  # an ImageState value
     job_id: str
     ref: str | None  # what the executor runs: an environment key, a docker tag
 

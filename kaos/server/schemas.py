@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from kaos.pipeline.records import Image, Job, Model
 from kaos.store.hashing import is_digest
 
-Digest = str
 
-
-def _check_digest(value: str | None) -> str | None:
-    if value is not None and not is_digest(value):
+def _check_digest(value: str) -> str:
+    if not is_digest(value):
         raise ValueError("must be a 32-character lowercase hex digest")
     return value
+
+
+Digest = Annotated[str, AfterValidator(_check_digest)]
 
 
 class WorkspaceIn(BaseModel):
@@ -52,15 +53,10 @@ class WorkspaceOut(BaseModel):
     jobs: int = 0
 
 
-class MissingIn(BaseModel):
-    digests: list[Digest] = Field(max_length=100_000)
+class DigestsIn(BaseModel):
+    """A list of digests: which are missing (`/objects/missing`), or to fetch."""
 
-    @field_validator("digests")
-    @classmethod
-    def _digests(cls, values: list[str]) -> list[str]:
-        for v in values:
-            _check_digest(v)
-        return values
+    digests: list[Digest] = Field(max_length=100_000)
 
 
 class MissingOut(BaseModel):
@@ -79,9 +75,6 @@ class DeployIn(BaseModel):
     resources: ResourcesIn | None = None
     parallelism: int = Field(default=1, ge=1, le=256)
     force: bool = False
-
-    _source = field_validator("source")(classmethod(lambda cls, v: _check_digest(v)))
-    _data = field_validator("data")(classmethod(lambda cls, v: _check_digest(v)))
 
 
 class JobOut(BaseModel):
@@ -156,17 +149,6 @@ class ProvenanceOut(BaseModel):
     data_name: str | None
     deploy_author: str
     deploy_time: float
-
-
-class FetchIn(BaseModel):
-    digests: list[Digest] = Field(max_length=100_000)
-
-    @field_validator("digests")
-    @classmethod
-    def _digests(cls, values: list[str]) -> list[str]:
-        for v in values:
-            _check_digest(v)
-        return values
 
 
 def image_out(image: Image | None, name: str | None) -> ImageOut | None:

@@ -12,7 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from kaos.errors import KaosError
 from kaos.server.routes import services
-from kaos.server.schemas import FetchIn, MissingIn, MissingOut, PackOut
+from kaos.server.schemas import DigestsIn, MissingOut, PackOut
 from kaos.server.services import Services
 from kaos.store.hashing import digest_to_bytes, is_digest
 
@@ -23,7 +23,7 @@ ERROR_SIZE = 2**64 - 1  # a frame of this length carries an error: u32 length, U
 
 
 @router.post("/objects/missing")
-def missing(body: MissingIn, svc: Svc) -> MissingOut:
+def missing(body: DigestsIn, svc: Svc) -> MissingOut:
     return MissingOut(missing=sorted(svc.store.missing(body.digests)))
 
 
@@ -53,7 +53,7 @@ def get_tree(digest: str, svc: Svc) -> Response:
 
 
 @router.post("/objects/fetch")
-def fetch(body: FetchIn, svc: Svc) -> StreamingResponse:
+def fetch(body: DigestsIn, svc: Svc) -> StreamingResponse:
     """Stream objects as (16-byte digest, u64 length, content) frames; the client re-verifies."""
     reader = svc.store.reader
     for digest in body.digests:
