@@ -119,6 +119,10 @@ class KaosClient:
     def provenance(self, model_id: str) -> dict[str, Any]:
         return self._json("GET", f"/models/{model_id}")
 
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """What changed from model `a` to model `b` (a `ModelDiff`)."""
+        return self._json("GET", f"/models/{b}/diff", params={"against": a})
+
     # -- uploads ----------------------------------------------------------------------------
     def missing(self, digests: Iterable[str]) -> set[str]:
         wanted = sorted(set(digests))

@@ -110,3 +110,50 @@ class BarProgress:
         return (
             f"{self.label}: {int(fraction * 100):3d}%|{'█' * filled}{' ' * (self.width - filled)}|"
         )
+
+
+def model_diff(d: dict[str, Any]) -> str:
+    """`kaos train diff`: the two models, then what changed in each input, then the scores."""
+    a, b = d["a"], d["b"]
+    out = [f"A: {a['model_id']}  (job {a['job_id'][:12]}, model {a['index']})"]
+    out.append(f"B: {b['model_id']}  (job {b['job_id'][:12]}, model {b['index']})")
+    for kind in ("source", "data"):
+        tree = d[kind]
+        out.append("")
+        if tree["same"]:
+            out.append(f"{kind.capitalize()}: unchanged ({(tree['a'] or '')[:5]})")
+            continue
+        out.append(f"{kind.capitalize()}: {(tree['a'] or '?')[:5]} -> {(tree['b'] or '?')[:5]}")
+        for f in tree["files"]:
+            out.append(f"  {f['change']:<8} {f['path']}  ({_sizes(f)})")
+            if f["rows_appended"] is not None:
+                out.append(f"           {f['rows_appended']} rows appended")
+            if f["diff"]:
+                out += ["    " + line for line in f["diff"].rstrip("\n").split("\n")]
+    for title, key in (("Hyperparameters", "hyperparams"), ("Packages", "packages")):
+        out.append("")
+        if not d[key]:
+            out.append(f"{title}: unchanged")
+            continue
+        rows = [[c["name"], _value(c["a"]), _value(c["b"])] for c in d[key]]
+        out.append(ascii_table([title.lower(), "A", "B"], rows, title=title.upper()))
+    out.append("")
+    if d["metrics"]:
+        rows = [[c["name"], _value(c["a"]), _value(c["b"])] for c in d["metrics"]]
+        out.append(ascii_table(["metric", "A", "B"], rows, title="METRICS"))
+    else:
+        out.append("Metrics: none recorded")
+    return "\n".join(out)
+
+
+def _sizes(change: dict[str, Any]) -> str:
+    a, b = change["size_a"], change["size_b"]
+    if a is None:
+        return f"{b} bytes"
+    if b is None:
+        return f"was {a} bytes"
+    return f"{a} -> {b} bytes"
+
+
+def _value(value: Any) -> str:
+    return "-" if value is None else str(value)

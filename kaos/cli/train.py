@@ -1,4 +1,4 @@
-"""`kaos train`: deploy, list, info, get, logs, build-logs, kill (the seed's commands)."""
+"""`kaos train`: deploy, list, info, get, logs, build-logs, kill (the seed's commands), diff."""
 
 from __future__ import annotations
 
@@ -492,6 +492,44 @@ def provenance(
     took = round((m["finished"] or 0) - (m["started"] or 0))
     echo(f"├── Job {j['id']} (model {m['index']}), trained in {took}s")
     echo(f"└── Deployed by {p['deploy_author']} at {http_date(p['deploy_time'])}")
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="model id, or job index in 'kaos train list'")],
+    b: Annotated[str, typer.Argument(help="model id, or job index in 'kaos train list'")],
+    ws: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed between two models: source (with a diff), data, hyperparameters,
+    locked packages and metrics, side by side."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, model_diff, print_json
+
+    api = context.client()
+    ids = [_model_of(api, ws, arg) for arg in (a, b)]
+    result = api.diff(*ids)
+    if as_json:
+        print_json(result)
+    else:
+        echo(model_diff(result))
+
+
+def _model_of(api, ws: str | None, arg: str) -> str:
+    """A job index (a number of at most 4 digits) names that training job's model."""
+    from kaos.cli import context
+    from kaos.errors import KaosError
+
+    if not (arg.isdigit() and len(arg) <= 4):
+        return arg
+    detail = api.job(resolve_job(api, context.workspace(ws), int(arg), None))
+    ids = [m["model_id"] for m in detail["models"] if m["model_id"]]
+    if len(ids) != 1:
+        raise KaosError(
+            f"training job {arg} has {len(ids)} trained models, not one",
+            "name the models by id (see 'kaos train info -i " + arg + "')",
+        )
+    return ids[0]
 
 
 @app.command()

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from kaos.pipeline.compare import ModelComparison
+from kaos.pipeline.diff import TreeDiff, ValueChange
 from kaos.pipeline.records import Image, Job, Model
 from kaos.store.hashing import is_digest
 
@@ -165,3 +167,66 @@ class VerifyOut(BaseModel):
     corrupt: list[str]
     missing: list[str]
     catalog_problems: list[str]
+
+
+class FileChangeOut(BaseModel):
+    path: str
+    change: str  # added | removed | changed
+    size_a: int | None
+    size_b: int | None
+    diff: str | None  # unified diff of a changed text file of the source
+    rows_appended: int | None  # a CSV (or .csv.gz) file where B only appends rows to A
+
+
+class TreeDiffOut(BaseModel):
+    a: Digest | None
+    b: Digest | None
+    same: bool
+    files: list[FileChangeOut]
+
+
+class ValueChangeOut(BaseModel):
+    name: str
+    a: Any
+    b: Any
+
+
+class ModelSideOut(BaseModel):
+    model_id: str
+    job_id: str
+    index: int
+    source: Digest
+    data: Digest
+    lock: Digest | None
+    output_tree: Digest
+
+
+class ModelDiff(BaseModel):
+    """What changed from model `a` (the `against` model) to model `b`, from stored trees."""
+
+    a: ModelSideOut
+    b: ModelSideOut
+    source: TreeDiffOut
+    data: TreeDiffOut
+    hyperparams: list[ValueChangeOut]  # combination values that differ
+    packages: list[ValueChangeOut]  # locked package versions that differ
+    metrics: list[ValueChangeOut]  # every metric of either model, side by side
+
+    @classmethod
+    def of(cls, comparison: ModelComparison) -> ModelDiff:
+        def tree(d: TreeDiff) -> TreeDiffOut:
+            files = [FileChangeOut(**asdict(f)) for f in d.files]
+            return TreeDiffOut(a=d.a, b=d.b, same=d.same, files=files)
+
+        def values(changes: list[ValueChange]) -> list[ValueChangeOut]:
+            return [ValueChangeOut(name=c.name, a=c.a, b=c.b) for c in changes]
+
+        return cls(
+            a=ModelSideOut(**asdict(comparison.a)),
+            b=ModelSideOut(**asdict(comparison.b)),
+            source=tree(comparison.source),
+            data=tree(comparison.data),
+            hyperparams=values(comparison.hyperparams),
+            packages=values(comparison.packages),
+            metrics=values(comparison.metrics),
+        )

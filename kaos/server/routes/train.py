@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from kaos.errors import KaosError
+from kaos.pipeline.compare import compare_models
 from kaos.pipeline.inputs import Grid, InputsChange, Resources
 from kaos.pipeline.manifest import parse_manifest
 from kaos.server.remote_data import fetch_manifest
@@ -18,6 +19,7 @@ from kaos.server.schemas import (
     JobDetailOut,
     JobOut,
     LogsOut,
+    ModelDiff,
     ModelOut,
     ProvenanceOut,
 )
@@ -106,3 +108,10 @@ def provenance(model_id: str, svc: Svc) -> ProvenanceOut:
         deploy_author=deploy.author if deploy else job.author,
         deploy_time=deploy.time if deploy else job.created,
     )
+
+
+@router.get("/models/{model_id}/diff")
+def diff(model_id: str, against: Annotated[str, Query(min_length=1)], svc: Svc) -> ModelDiff:
+    """What changed from model `against` to model `model_id`: source, data, hyperparameters,
+    locked packages and metrics, from the stored trees."""
+    return ModelDiff.of(compare_models(svc.catalog, svc.store, against, model_id))
