@@ -13,7 +13,7 @@ from kaos.executors.process import process_alive
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import JobFinished, Pipeline
 from kaos.pipeline.ids import MODEL_ID
-from kaos.pipeline.inputs import Grid, InputsChange
+from kaos.pipeline.inputs import Grid, InputsChange, train_seed
 from kaos.pipeline.logs import JobLogs
 from kaos.pipeline.states import JobState
 from kaos.store import ContentStore, scan_folder
@@ -175,3 +175,17 @@ def test_restart_marks_jobs_left_running_as_failed(tmp_path):
     assert second.pipeline.recover() == 1
     job = second.catalog.job("f" * 32)
     assert job.state == JobState.FAILURE and "server stopped" in job.reason
+
+
+def test_train_scripts_get_a_seed_from_the_train_key_and_a_fixed_hash_seed(engine, tmp_path):
+    src = write_source(tmp_path / "src", requirements="")
+    (src / "digits" / "model" / "train").write_text(
+        "#!/usr/bin/env python3\nimport json, os, sys\n"
+        "os.makedirs(sys.argv[1] + '/metrics')\n"
+        "seen = {k: os.environ.get(k) for k in ('KAOS_SEED', 'PYTHONHASHSEED')}\n"
+        "json.dump(seen, open(sys.argv[1] + '/metrics/metrics.json', 'w'))\n"
+    )
+    engine.deploy(src, write_data(tmp_path / "data", train_rows=10))
+    model = latest_model(engine)
+    assert model.state == JobState.SUCCESS, engine.pipeline.logs.read(model.job_id)[0]
+    assert model.metrics == {"KAOS_SEED": str(train_seed(model.train_key)), "PYTHONHASHSEED": "0"}

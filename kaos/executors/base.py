@@ -68,6 +68,7 @@ class TrainRequest:
     image: str  # what build returned
     params: Mapping[str, Scalar] | None
     resources: Resources = field(default_factory=Resources)
+    seed: int = 0  # KAOS_SEED: from the train key, so a retrain of the same inputs draws the same
 
 
 @dataclass(frozen=True)

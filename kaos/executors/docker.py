@@ -238,6 +238,7 @@ def _container_dirs(dirs: TrainDirs) -> TrainDirs:
         output=IN_CONTAINER / "output",
         hyperparams=hyper,
         bundle_name=dirs.bundle_name,
+        seed=dirs.seed,
     )
 
 

@@ -4,6 +4,7 @@
 <job dir>/data/...                    KAOS_DATA_DIR (hardlinked from the file cache)
 <job dir>/output/                     KAOS_OUTPUT_DIR: model/ and metrics/metrics.json
 <job dir>/hyperparams.json            KAOS_HYPERPARAMS (only with a grid)
+KAOS_SEED (from the train key) and PYTHONHASHSEED=0 make reruns of the same inputs draw alike.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class TrainDirs:
     output: Path
     hyperparams: Path | None
     bundle_name: str
+    seed: int = 0
 
     @property
     def model_dir(self) -> Path:
@@ -38,7 +40,12 @@ class TrainDirs:
     def contract_env(self, container_paths: TrainDirs | None = None) -> dict[str, str]:
         """The contract's variables, for paths as seen by the train script."""
         seen = container_paths or self
-        env = {"KAOS_DATA_DIR": str(seen.data), "KAOS_OUTPUT_DIR": str(seen.output)}
+        env = {
+            "KAOS_DATA_DIR": str(seen.data),
+            "KAOS_OUTPUT_DIR": str(seen.output),
+            "KAOS_SEED": str(self.seed),
+            "PYTHONHASHSEED": "0",  # set and dict order of str keys stays the same run to run
+        }
         if seen.hyperparams is not None:
             env["KAOS_HYPERPARAMS"] = str(seen.hyperparams)
         return env
@@ -55,7 +62,7 @@ def prepare(store: ContentStore, request: TrainRequest, root: Path) -> TrainDirs
     if request.params is not None:
         hyperparams = root / "hyperparams.json"
         hyperparams.write_text(json.dumps(dict(request.params), indent=2))
-    dirs = TrainDirs(root, source, data, output, hyperparams, request.bundle_name)
+    dirs = TrainDirs(root, source, data, output, hyperparams, request.bundle_name, request.seed)
     train = dirs.model_dir / "train"
     if not train.is_file():
         raise TrainFailed(f"{request.bundle_name}/model/train is missing from the source bundle")

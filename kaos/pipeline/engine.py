@@ -14,7 +14,7 @@ from kaos.executors.base import BuildFailed, BuildRequest, Cancel, Executor, Kil
 from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import Catalog
 from kaos.pipeline.ids import image_name, model_id, new_job_id
-from kaos.pipeline.inputs import InputsChange, TrainingInputs
+from kaos.pipeline.inputs import InputsChange, TrainingInputs, train_seed
 from kaos.pipeline.logs import JobLogs, LogWriter
 from kaos.pipeline.plan import ImageState, Plan, TrainTask, plan, tasks_for
 from kaos.pipeline.records import Deploy, Image, Job, Model
@@ -296,7 +296,7 @@ class Pipeline:
                 self.catalog.update_job(job.id, state=JobState.RUNNING, started=now)
             request = TrainRequest(
                 job.id, model.index, job.source or "", job.data or "", name, job.image or "",
-                model.params, inputs.resources,
+                model.params, inputs.resources, train_seed(model.train_key),
             )  # fmt: skip
             try:
                 outcome = self.executor.train(request, log, cancel)

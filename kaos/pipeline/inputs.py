@@ -170,5 +170,11 @@ def train_key(
     )
 
 
+def train_seed(key: str) -> int:
+    """KAOS_SEED of a model: the first 8 hex digits of its train key as an integer (0..2**32-1,
+    what numpy and scikit-learn accept), so the same inputs always draw the same numbers."""
+    return int(key[:8], 16)
+
+
 def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
