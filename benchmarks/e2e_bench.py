@@ -1,0 +1,330 @@
+"""End-to-end benchmark: the commands users type, timed as subprocesses against a real server.
+
+    python benchmarks/e2e_bench.py [--files 100000] [--runs 3] [--vs-dvc] [--scale]
+                                   [--workdir DIR]
+
+Every figure is the median over `--runs` runs of a real `kaos` process (the installed entry
+point) talking to a real `kaos server start` process on 127.0.0.1, on the store bench's files
+(about 5.5 KB each, 100 folders, mtimes in the past as in real use):
+
+- `e2e_first_deploy_s`: `kaos train deploy -d DATA` to a fresh server from a fresh KAOS_HOME
+  (every file read, hashed, packed, uploaded, verified and stored).
+- `e2e_noop_deploy_s`: the same command again, nothing changed.
+- `e2e_push_s`: the same command to a fresh server from a KAOS_HOME that has hashed the files
+  before (the upload alone).
+- `bare_walk_s`: a minimal Python process doing `scandir` + `stat` over the folder (the floor
+  of any "has anything changed?"); `read_hash_floor_s`: one that also reads and xxh3-hashes
+  every file, page cache warm (the floor of a first deploy).
+- `cli_help_s`, `train_list_s`: start-up of `kaos --help` and `kaos train list`.
+- `peak_rss_mb_cli`, `peak_rss_mb_server`: the largest resident set of any CLI process and of
+  the server (the kernel's high-water marks).
+
+Ratios are kaos over the other, measured in the same run (machine noise cancels):
+`noop_vs_walk` (goal <= 1.5), `first_vs_floor` (goal <= 3). With `--vs-dvc` DVC is installed
+into its own venv (made once under the work folder, with pip as configured on this machine) and
+run on a copy of the same files: `dvc_add_s`, `dvc_status_s`, `dvc_help_s`, and
+`first_vs_dvc`, `noop_vs_dvc` (goal <= 0.1: ten times faster), `help_vs_dvc` (goal <= 1).
+`--scale` runs 10k, 100k and 1M files (one run each at 1M) and prints `noop_growth`,
+`first_growth` and `push_growth`: 1M over 100k (goal <= 11, linear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import figure, free_port
+from store_bench import make_small_files
+
+KAOS = str(Path(sys.executable).parent / "kaos")
+_OLD_MTIME = 1_700_000_000  # files older than kaos' racy window, as a user's data is
+
+_WALK = """
+import os, sys
+def walk(path):
+    with os.scandir(path) as it:
+        for entry in it:
+            if entry.is_dir(follow_symlinks=False):
+                walk(entry.path)
+            else:
+                entry.stat(follow_symlinks=False)
+walk(sys.argv[1])
+"""
+
+_READ_HASH = """
+import os, sys, xxhash
+def walk(path):
+    with os.scandir(path) as it:
+        for entry in it:
+            if entry.is_dir(follow_symlinks=False):
+                walk(entry.path)
+            else:
+                entry.stat(follow_symlinks=False)
+                with open(entry.path, "rb") as f:
+                    xxhash.xxh3_128_hexdigest(f.read())
+walk(sys.argv[1])
+"""
+
+
+class Proc:
+    """One command run to completion: wall time and the kernel's peak RSS for that process."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        with tempfile.TemporaryFile() as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+            self.seconds = time.perf_counter() - start
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            self.rss_mb = usage.ru_maxrss / 1024
+            if proc.returncode != 0:
+                err.seek(0)
+                message = err.read().decode(errors="replace")
+                raise SystemExit(f"{' '.join(argv)} failed:\n{message}")
+
+
+class Server:
+    """A real `kaos server start` on 127.0.0.1 with its own KAOS_HOME."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        home.mkdir(parents=True)
+        self.log = open(home / "server.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [KAOS, "server", "start", "--port", str(self.port)],
+            env={**os.environ, "KAOS_HOME": str(home)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/health", timeout=1)
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise SystemExit(f"server did not start, see {home / 'server.log'}") from None
+                time.sleep(0.1)
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+class Client:
+    """The `kaos` command with its own KAOS_HOME, pointed at one server."""
+
+    def __init__(self, home: Path, cwd: Path) -> None:
+        self.home = home
+        self.cwd = cwd
+        self.env = {**os.environ, "KAOS_HOME": str(home), "NO_COLOR": "1"}
+        self.env.pop("KAOS_WORKSPACE", None)
+        self.peak_rss_mb = 0.0
+
+    def use(self, server: Server) -> None:
+        self.run("init", "-e", server.url)
+        self.run("workspace", "create", "-n", "bench")
+
+    def run(self, *argv: str) -> float:
+        proc = Proc([KAOS, *argv], self.env, self.cwd)
+        self.peak_rss_mb = max(self.peak_rss_mb, proc.rss_mb)
+        return proc.seconds
+
+
+def dataset(root: Path, files: int) -> Path:
+    """The store bench's files in a data bundle (one top-level folder), made once per size and
+    kept under the work folder."""
+    data = root / f"data-{files}"
+    done = root / f"data-{files}.done"
+    if not done.exists():
+        shutil.rmtree(data, ignore_errors=True)
+        make_small_files(data / "samples", files)
+        for folder in (data / "samples").iterdir():
+            for path in folder.iterdir():
+                os.utime(path, (_OLD_MTIME, _OLD_MTIME))
+        done.touch()
+    return data
+
+
+def floors(data: Path, runs: int) -> dict[str, float]:
+    env = dict(os.environ)
+
+    def python(script: str) -> float:
+        return Proc([sys.executable, "-c", script, str(data)], env, data.parent).seconds
+
+    python(_READ_HASH)  # page cache warm, as for kaos
+    return {
+        "bare_walk_s": statistics.median(python(_WALK) for _ in range(runs)),
+        "read_hash_floor_s": statistics.median(python(_READ_HASH) for _ in range(runs)),
+    }
+
+
+def bench_kaos(work: Path, data: Path, runs: int) -> dict[str, float]:
+    """First deploy, unchanged redeploys and a push of already hashed files, each on fresh
+    servers; then CLI start-up against the last one."""
+    out: dict[str, float] = {}
+    firsts, noops, pushes = [], [], []
+    server_rss = 0.0
+    cli = None
+    for run in range(runs):
+        server = Server(work / f"server-{run}")
+        cli = Client(work / f"client-{run}", work)
+        cli.use(server)
+        try:
+            firsts.append(cli.run("train", "deploy", "-d", str(data)))
+            noops.append(cli.run("train", "deploy", "-d", str(data)))
+            server_rss = max(server_rss, server.peak_rss_mb())
+        finally:
+            server.stop()
+        shutil.rmtree(work / f"server-{run}")
+    assert cli is not None
+    for run in range(runs):
+        server = Server(work / f"push-server-{run}")
+        try:
+            cli.use(server)
+            pushes.append(cli.run("train", "deploy", "-d", str(data)))
+            server_rss = max(server_rss, server.peak_rss_mb())
+            if run == runs - 1:
+                out["cli_help_s"] = statistics.median(cli.run("--help") for _ in range(5))
+                out["train_list_s"] = statistics.median(cli.run("train", "list") for _ in range(5))
+        finally:
+            server.stop()
+        shutil.rmtree(work / f"push-server-{run}")
+    out["e2e_first_deploy_s"] = statistics.median(firsts)
+    out["e2e_noop_deploy_s"] = statistics.median(noops)
+    out["e2e_push_s"] = statistics.median(pushes)
+    out["peak_rss_mb_cli"] = cli.peak_rss_mb
+    out["peak_rss_mb_server"] = server_rss
+    for run in range(runs):
+        shutil.rmtree(work / f"client-{run}", ignore_errors=True)
+    return out
+
+
+def dvc_env(root: Path) -> Path:
+    """DVC in a venv of its own (kept under the work folder), so it never touches kaos' deps."""
+    venv = root / "dvc-venv"
+    dvc = venv / "bin" / "dvc"
+    if not dvc.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "dvc"], check=True
+        )
+    return dvc
+
+
+def bench_dvc(root: Path, work: Path, data: Path, runs: int) -> dict[str, float]:
+    dvc = str(dvc_env(root))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    copy = work / "dvc-data"
+    shutil.copytree(data, copy)
+
+    def fresh_repo(i: int) -> Path:
+        repo = work / f"dvc-{i}"
+        repo.mkdir()
+        Proc([dvc, "init", "--no-scm", "-q"], env, repo)
+        os.rename(copy if i == 0 else work / f"dvc-{i - 1}" / "data", repo / "data")
+        if i:
+            shutil.rmtree(work / f"dvc-{i - 1}")
+        return repo
+
+    adds = []
+    repo = work
+    for i in range(runs):
+        repo = fresh_repo(i)
+        adds.append(Proc([dvc, "add", "-q", "data"], env, repo).seconds)
+    Proc([dvc, "status", "-q"], env, repo)
+    out = {
+        "dvc_add_s": statistics.median(adds),
+        "dvc_status_s": statistics.median(
+            Proc([dvc, "status", "-q"], env, repo).seconds for _ in range(runs)
+        ),
+        "dvc_help_s": statistics.median(Proc([dvc, "--help"], env, repo).seconds for _ in range(5)),
+    }
+    shutil.rmtree(repo)
+    return out
+
+
+def bench_size(root: Path, files: int, runs: int, vs_dvc: bool) -> dict[str, float]:
+    figure("files", files)
+    data = dataset(root, files)
+    with scratch(root, f"run-{files}") as work:
+        out = floors(data, runs)
+        out.update(bench_kaos(work, data, runs))
+        if vs_dvc:
+            out.update(bench_dvc(root, work, data, runs))
+    out["noop_vs_walk"] = out["e2e_noop_deploy_s"] / out["bare_walk_s"]
+    out["first_vs_floor"] = out["e2e_first_deploy_s"] / out["read_hash_floor_s"]
+    if vs_dvc:
+        out["first_vs_dvc"] = out["e2e_first_deploy_s"] / out["dvc_add_s"]
+        out["noop_vs_dvc"] = out["e2e_noop_deploy_s"] / out["dvc_status_s"]
+        out["help_vs_dvc"] = out["cli_help_s"] / out["dvc_help_s"]
+    for name, value in out.items():
+        figure(name, value, "s" if name.endswith("_s") else "MB" if name.endswith("_mb") else "")
+    return out
+
+
+@contextlib.contextmanager
+def scratch(root: Path, name: str) -> Iterator[Path]:
+    work = root / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--vs-dvc", action="store_true", help="also time DVC on the same files")
+    parser.add_argument("--scale", action="store_true", help="10k, 100k and 1M files")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="keep generated files (and DVC's venv) here between runs (default: a temp dir)",
+    )
+    args = parser.parse_args()
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="kaos-e2e-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if not args.scale:
+            bench_size(root, args.files, args.runs, args.vs_dvc)
+            return
+        by_size = {
+            n: bench_size(root, n, 1 if n >= 1_000_000 else args.runs, args.vs_dvc)
+            for n in (10_000, 100_000, 1_000_000)
+        }
+        big, mid = by_size[1_000_000], by_size[100_000]
+        figure("noop_growth", big["e2e_noop_deploy_s"] / mid["e2e_noop_deploy_s"])
+        figure("first_growth", big["e2e_first_deploy_s"] / mid["e2e_first_deploy_s"])
+        figure("push_growth", big["e2e_push_s"] / mid["e2e_push_s"])
+    finally:
+        if not args.workdir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
