@@ -1,4 +1,9 @@
-"""Turn a bundle folder into a `Tree`, reading only the files the stat cache cannot vouch for."""
+"""Turn a bundle folder into a `Tree`, reading only the files the stat cache cannot vouch for.
+
+A walk is kept as flat arrays (paths, packed stat records, raw digests), not one object per
+file, and compared with the folder's last snapshot as arrays: an unchanged folder costs its
+walk plus two comparisons, and a `Tree` of entry objects is built only when someone asks.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,18 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kaos.errors import BundleError, UnsafePathError
 from kaos.store.hashing import hash_bytes, hash_file
 from kaos.store.ignore import IgnoreRules
 from kaos.store.progress import NullProgress, Progress, Throttled
+from kaos.store.snapshot import DIGEST_SIZE, STAT, UNKNOWN, Snapshot
 from kaos.store.state import HashCache, NullStatCache, StatKey
-from kaos.store.tree import Tree, TreeEntry
+from kaos.store.tree import HEADER, Tree, TreeEntry, entry_line
 
 _SMALL_FILE = 4 << 20
 # A file modified within this window of the scan may change again within the same mtime tick;
@@ -30,6 +36,8 @@ ContentHook = Callable[[str, bytes], None]
 
 
 class ScannedFile(NamedTuple):
+    """A file that has to be read (the snapshot and the stat cache could not vouch for it)."""
+
     path: str
     abspath: str
     key: StatKey
@@ -40,20 +48,43 @@ _SURROGATE = re.compile(r"[\udc80-\udcff]")  # how os.scandir shows bytes that a
 _BAD_NAME = re.compile(r"[\n\r\\\udc80-\udcff]")
 
 
-@dataclass(frozen=True)
-class ScannedFolder:
-    """A folder's tree and where each of its entries lives on disk (for uploading)."""
+class Walk(NamedTuple):
+    """A folder's files as two flat arrays: paths in walk order, one packed STAT record each."""
 
-    root: Path
-    tree: Tree
-    files: dict[str, str]  # relative path -> absolute path
+    paths: list[str]
+    stats: bytearray
+
+
+class ScannedFolder:
+    """A folder's tree digest and its entries as arrays; the `Tree` of objects is built only
+    when asked for (an unchanged folder whose tree the server has never needs it)."""
+
+    def __init__(self, root: Path, walk: Walk, digests: bytes, digest: str) -> None:
+        self.root = root
+        self.digest = digest
+        self._walk = walk
+        self._digests = digests
+
+    def __len__(self) -> int:
+        return len(self._walk.paths)
+
+    @cached_property
+    def tree(self) -> Tree:
+        paths, digests = self._walk.paths, self._digests.hex()
+        entries = [
+            TreeEntry(paths[i], digests[i * 32 : i * 32 + 32], size, bool(executable))
+            for i, (_dev, _ino, size, _mtime, executable) in enumerate(
+                STAT.iter_unpack(self._walk.stats)
+            )
+        ]
+        return Tree.from_scan(entries, self.digest)
 
     def abspath(self, rel: str) -> str:
-        return self.files[rel]
+        return os.path.join(self.root, rel)
 
 
-def walk_folder(root: Path) -> list[ScannedFile]:
-    """List the bundle's files with their stat keys, honouring ignores and refusing escapes."""
+def walk_folder(root: Path) -> Walk:
+    """List the bundle's files with their stat records, honouring ignores, refusing escapes."""
     root = Path(root)
     if not root.exists():
         raise BundleError(f"path not found: {root}", "check the path you passed")
@@ -61,7 +92,9 @@ def walk_folder(root: Path) -> list[ScannedFile]:
         raise BundleError(f"not a folder: {root}", "pass the bundle's folder, not a file")
     root_real = os.path.realpath(root)
     rules = IgnoreRules.for_folder(root)
-    found: list[ScannedFile] = []
+    paths: list[str] = []
+    stats = bytearray()
+    pack = STAT.pack
     skips_file = rules.skips_file if rules.active else None
     stack = [(str(root), "")]
     while stack:
@@ -81,9 +114,9 @@ def walk_folder(root: Path) -> list[ScannedFile]:
                     st = entry.stat()
                 if not S_ISREG(st.st_mode) or (skips_file is not None and skips_file(rel)):
                     continue
-                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-                found.append(ScannedFile(rel, entry.path, key, bool(st.st_mode & 0o100)))
-    return found
+                paths.append(rel)
+                stats += pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode & 0o100)
+    return Walk(paths, stats)
 
 
 def scan_folder(
@@ -93,7 +126,9 @@ def scan_folder(
     allow_empty: bool = False,
     on_content: ContentHook | None = None,
 ) -> ScannedFolder:
-    """Hash a folder into a tree; unchanged files (same stat key) are answered by the cache.
+    """Hash a folder into a tree; unchanged files (same stat record) are answered by the
+    folder's last snapshot or the stat cache, and a folder unchanged since its last scan is
+    answered by the snapshot alone.
 
     `on_content(digest, data)` sees the bytes of every small file that had to be read, so a
     caller that stores them needs no second read (a single-pass ingest).
@@ -128,28 +163,63 @@ def _scan(
     allow_empty: bool,
     on_content: ContentHook | None,
 ) -> ScannedFolder:
-    files = walk_folder(root)
-    if not files and not allow_empty:
+    walk = walk_folder(root)
+    if not walk.paths and not allow_empty:
         raise BundleError(f"bundle is empty: {root}", "put the bundle's files in that folder")
-    known = cache.lookup(f.key for f in files)
-    todo = [f for f in files if f.key not in known]
-    total = sum(f.key[2] for f in todo)
-    meter = Throttled(progress, "hash", total, step=max(total // 200, 1 << 20))
-    digests = dict(known)
-    fresh: list[tuple[StatKey, str]] = []
+    real = os.path.realpath(root)
+    last = cache.last_scan(real)
+    if last is not None and last.matches(walk.paths, walk.stats):
+        return ScannedFolder(root, walk, last.digests, last.tree or "")
     racy_after = time.time_ns() - _RACY_WINDOW_NS
-    for f in todo:
+    records = list(STAT.iter_unpack(walk.stats))
+    found = last.vouched(walk.paths, walk.stats) if last is not None else {}
+    rest = [i for i in range(len(records)) if i not in found]
+    known = cache.lookup(_key(records[i]) for i in rest)
+    todo: list[tuple[int, ScannedFile]] = []
+    for i in rest:
+        key = _key(records[i])
+        cached = known.get(key)
+        if cached is not None:
+            found[i] = bytes.fromhex(cached)
+        else:
+            path = walk.paths[i]
+            todo.append((i, ScannedFile(path, os.path.join(root, path), key, bool(records[i][4]))))
+    total = sum(f.key[2] for _, f in todo)
+    meter = Throttled(progress, "hash", total, step=max(total // 200, 1 << 20))
+    fresh: list[tuple[StatKey, str]] = []
+    for i, f in todo:
         digest = _hash_one(f, on_content)
-        digests[f.key] = digest
+        found[i] = bytes.fromhex(digest)
         if f.key[3] < racy_after:
             fresh.append((f.key, digest))
         meter.advance(f.key[2])
     meter.finish()
     cache.record(fresh)
-    tree = Tree.from_scan(
-        [TreeEntry(f.path, digests[f.key], f.key[2], f.executable) for f in files]
-    )
-    return ScannedFolder(root, tree, {f.path: f.abspath for f in files})
+    digests = b"".join([found[i] for i in range(len(records))])
+    digest = _tree_digest(walk.paths, records, digests)
+    racy = [i for i, record in enumerate(records) if record[3] >= racy_after]
+    if racy:  # vouched for by nothing next time: re-read until they are old enough
+        kept = bytearray(digests)
+        for i in racy:
+            kept[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = UNKNOWN
+        cache.remember_scan(real, Snapshot(walk.paths, bytes(walk.stats), bytes(kept), None))
+    else:
+        cache.remember_scan(real, Snapshot(walk.paths, bytes(walk.stats), digests, digest))
+    return ScannedFolder(root, walk, digests, digest)
+
+
+def _key(record: tuple[int, int, int, int, int]) -> StatKey:
+    return record[0], record[1], record[2], record[3]
+
+
+def _tree_digest(paths: list[str], records: list[tuple[Any, ...]], digests: bytes) -> str:
+    """The tree's digest from the arrays, in one pass (the same bytes as `Tree.serialize`)."""
+    hexes = digests.hex()
+    lines = []
+    for i in sorted(range(len(paths)), key=paths.__getitem__):
+        size, executable = records[i][2], records[i][4]
+        lines.append(entry_line(paths[i], hexes[i * 32 : i * 32 + 32], size, bool(executable)))
+    return hash_bytes(HEADER + "".join(lines).encode("utf-8"))
 
 
 def _hash_one(f: ScannedFile, on_content: ContentHook | None = None) -> str:

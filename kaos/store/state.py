@@ -1,7 +1,9 @@
 """The stat cache: (device, inode, size, mtime_ns) -> content hash, as DVC's state database.
 
-Rescanning an unchanged folder then reads no file contents. Rows are looked up by primary key
-in inode ranges, so a 100k-file rescan costs a few range scans, not 100k probes.
+Rescanning an unchanged folder then reads no file contents. A folder scanned before is answered
+by its snapshot (`kaos.store.snapshot`, one file per folder, compared as arrays); the database
+answers for the rest (moved folders, new paths), by primary key in inode ranges, so even a
+100k-file lookup costs a few range scans, not 100k probes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from kaos.store.snapshot import Snapshot, SnapshotDir
+
 _MAX_GAP = 64  # inodes between two files before a new range starts
 StatKey = tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
 
@@ -20,6 +24,10 @@ class HashCache(Protocol):
     def lookup(self, keys: Iterable[StatKey]) -> dict[StatKey, str]: ...
 
     def record(self, items: Iterable[tuple[StatKey, str]]) -> None: ...
+
+    def last_scan(self, root: str) -> Snapshot | None: ...
+
+    def remember_scan(self, root: str, snapshot: Snapshot) -> None: ...
 
 
 def _inode_runs(inodes: list[int]) -> Iterator[tuple[int, int]]:
@@ -45,12 +53,20 @@ class NullStatCache:
     def record(self, items: Iterable[tuple[StatKey, str]]) -> None:
         return None
 
+    def last_scan(self, root: str) -> Snapshot | None:
+        return None
+
+    def remember_scan(self, root: str, snapshot: Snapshot) -> None:
+        return None
+
 
 class StatCache:
-    """SQLite-backed stat cache under the kaos home folder."""
+    """SQLite-backed stat cache under the kaos home folder, with folder snapshots beside it
+    (`scans/` next to the database)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._snapshots = SnapshotDir(path.parent / "scans")
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -86,6 +102,12 @@ class StatCache:
             return
         with self._lock, self._db:
             self._db.executemany("INSERT OR REPLACE INTO state VALUES (?,?,?,?,?)", rows)
+
+    def last_scan(self, root: str) -> Snapshot | None:
+        return self._snapshots.load(root)
+
+    def remember_scan(self, root: str, snapshot: Snapshot) -> None:
+        self._snapshots.save(root, snapshot)
 
     def close(self) -> None:
         self._db.close()

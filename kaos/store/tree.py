@@ -31,7 +31,12 @@ class TreeEntry(NamedTuple):
     executable: bool = False
 
     def line(self) -> str:
-        return f"{self.digest} {self.size} {'x' if self.executable else '-'} {self.path}\n"
+        return entry_line(self.path, self.digest, self.size, self.executable)
+
+
+def entry_line(path: str, digest: str, size: int, executable: bool) -> str:
+    """One entry of the canonical serialization (the one place its shape is written)."""
+    return f"{digest} {size} {'x' if executable else '-'} {path}\n"
 
 
 @dataclass(frozen=True)
@@ -59,11 +64,15 @@ class Tree:
         return cls(tuple(ordered), by_path)
 
     @classmethod
-    def from_scan(cls, entries: Iterable[TreeEntry]) -> Tree:
+    def from_scan(cls, entries: Iterable[TreeEntry], digest: str | None = None) -> Tree:
         """Entries made by walking a real folder: names were checked one by one during the walk,
-        and a file system cannot hold a file and a folder of the same name, so only sort."""
+        and a file system cannot hold a file and a folder of the same name, so only sort.
+        `digest`, when the scan already serialized and hashed these entries, is kept as is."""
         ordered = sorted(entries, key=_by_path)
-        return cls(tuple(ordered), {e.path: e for e in ordered})
+        tree = cls(tuple(ordered), {e.path: e for e in ordered})
+        if digest is not None:
+            vars(tree)["digest"] = digest  # seeds the cached_property (frozen dataclass)
+        return tree
 
     def serialize(self) -> bytes:
         return HEADER + "".join(e.line() for e in self.entries).encode("utf-8")

@@ -1,0 +1,107 @@
+"""What the last scan of a folder found, kept in one file per folder as git keeps its index.
+
+A rescan compares its walk with the snapshot as two flat arrays (paths, packed stat records):
+when they are equal the recorded tree digest holds without reading a file or building one
+object per entry; otherwise each entry whose stat record is unchanged keeps its recorded digest.
+Entries modified within the racy window of the scan that recorded them are not vouched for (a
+change within the same mtime tick would go unseen), and a snapshot holding any such entry has
+no tree digest.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaos.store.hashing import hash_bytes
+
+STAT = struct.Struct("<QQqqB")  # device, inode, size, mtime_ns, executable
+DIGEST_SIZE = 16
+UNKNOWN = bytes(DIGEST_SIZE)  # a digest slot the snapshot does not vouch for
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    paths: list[str]  # relative paths, in walk order
+    stats: bytes  # one STAT record per path
+    digests: bytes  # one raw xxh3-128 digest per path; UNKNOWN where not vouched for
+    tree: str | None  # the folder's tree digest, when every entry is vouched for
+
+    def matches(self, paths: list[str], stats: bytes | bytearray) -> bool:
+        """The walk found exactly what this snapshot recorded (compared as arrays, in C)."""
+        return self.tree is not None and self.stats == stats and self.paths == paths
+
+    def vouched(self, paths: list[str], stats: bytes | bytearray) -> dict[int, bytes]:
+        """Position in the walk -> digest, for every entry whose stat record is unchanged."""
+        size = STAT.size
+        mine, theirs, digests = memoryview(stats), memoryview(self.stats), self.digests
+        found: dict[int, bytes] = {}
+        if paths == self.paths:
+            pairs = ((i, i) for i in range(len(paths)))
+        else:
+            where = {path: i for i, path in enumerate(self.paths)}
+            pairs = ((i, where[p]) for i, p in enumerate(paths) if p in where)
+        for i, j in pairs:
+            if mine[i * size : (i + 1) * size] == theirs[j * size : (j + 1) * size]:
+                digest = digests[j * DIGEST_SIZE : (j + 1) * DIGEST_SIZE]
+                if digest != UNKNOWN:
+                    found[i] = digest
+        return found
+
+
+class SnapshotDir:
+    """Snapshots under one folder (KAOS_HOME/scans), one file per scanned folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    def _file(self, root: str) -> Path:
+        return self._folder / hash_bytes(root.encode("utf-8", "surrogateescape"))
+
+    def load(self, root: str) -> Snapshot | None:
+        """The last snapshot of `root` (a real path), or None when there is none or it is
+        unreadable: it is a cache, so anything odd means "scan as if for the first time"."""
+        try:
+            data = self._file(root).read_bytes()
+            version, recorded, paths, stats, digests, tree = marshal.loads(data)
+        except (OSError, ValueError, EOFError, TypeError):
+            return None
+        if (
+            version != _VERSION
+            or recorded != root
+            or not isinstance(paths, list)
+            or not isinstance(stats, bytes)
+            or not isinstance(digests, bytes)
+            or len(stats) != len(paths) * STAT.size
+            or len(digests) != len(paths) * DIGEST_SIZE
+            or not (tree is None or isinstance(tree, str))
+        ):
+            return None
+        return Snapshot(paths, stats, digests, tree)
+
+    def save(self, root: str, snapshot: Snapshot) -> None:
+        """Replace the snapshot atomically (a temp file renamed over it)."""
+        self._folder.mkdir(parents=True, exist_ok=True)
+        data = marshal.dumps(
+            (
+                _VERSION,
+                root,
+                snapshot.paths,
+                bytes(snapshot.stats),
+                bytes(snapshot.digests),
+                snapshot.tree,
+            )
+        )
+        fd, tmp = tempfile.mkstemp(dir=self._folder, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self._file(root))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

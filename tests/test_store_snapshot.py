@@ -1,0 +1,123 @@
+"""The folder snapshot: an unchanged folder is answered without reads or database lookups, and
+every kind of change is still seen."""
+
+import os
+from pathlib import Path
+
+from kaos.store import NullStatCache, StatCache, scan_folder
+from kaos.store import scan as scan_module
+from kaos.store.snapshot import SnapshotDir
+from kaos.store.tree import Tree
+
+OLD = 1_600_000_000
+
+
+class Reads:
+    """Counts content reads and stat-cache database lookups made by the scanner."""
+
+    def __init__(self, monkeypatch):
+        self.paths: list[str] = []
+        self.lookups = 0
+        real_hash, real_lookup = scan_module._hash_one, StatCache.lookup
+
+        def hash_one(f, *args):
+            self.paths.append(f.path)
+            return real_hash(f, *args)
+
+        def lookup(cache, keys):
+            keys = list(keys)
+            self.lookups += len(keys)
+            return real_lookup(cache, keys)
+
+        monkeypatch.setattr(scan_module, "_hash_one", hash_one)
+        monkeypatch.setattr(StatCache, "lookup", lookup)
+
+
+def bundle(root: Path, n: int = 12) -> Path:
+    for i in range(n):
+        p = root / f"d{i % 3}" / f"f{i}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"content {i}")
+        os.utime(p, (OLD, OLD))
+    return root
+
+
+def test_an_unchanged_folder_is_answered_by_its_snapshot_alone(tmp_path, kaos_home, monkeypatch):
+    root = bundle(tmp_path / "b")
+    first = scan_folder(root, StatCache(kaos_home / "state.db"))
+    reads = Reads(monkeypatch)
+    again = scan_folder(root, StatCache(kaos_home / "state.db"))
+    assert reads.paths == [] and reads.lookups == 0
+    assert again.digest == first.tree.digest == scan_folder(root, NullStatCache()).tree.digest
+    assert again.tree == first.tree
+    assert Tree.parse(again.tree.serialize(), again.digest) == again.tree
+
+
+def test_a_changed_file_is_read_again_and_changes_the_tree(tmp_path, kaos_home, monkeypatch):
+    root = bundle(tmp_path / "b")
+    cache = StatCache(kaos_home / "state.db")
+    before = scan_folder(root, cache)
+    victim = root / "d1" / "f4.txt"
+    victim.write_text("CONTENT 4")  # same size; only the mtime tells
+    os.utime(victim, (OLD + 5, OLD + 5))
+    reads = Reads(monkeypatch)
+    after = scan_folder(root, cache)
+    assert reads.paths == ["d1/f4.txt"] and reads.lookups == 1
+    assert after.digest != before.digest
+    assert after.digest == scan_folder(root, NullStatCache()).tree.digest
+    assert after.tree.get("d1/f4.txt").digest != before.tree.get("d1/f4.txt").digest
+
+
+def test_added_and_removed_files_are_seen(tmp_path, kaos_home, monkeypatch):
+    root = bundle(tmp_path / "b")
+    cache = StatCache(kaos_home / "state.db")
+    scan_folder(root, cache)
+    (root / "d0" / "f0.txt").unlink()
+    new = root / "d2" / "new.txt"
+    new.write_text("new")
+    os.utime(new, (OLD, OLD))
+    reads = Reads(monkeypatch)
+    after = scan_folder(root, cache)
+    assert reads.paths == ["d2/new.txt"]
+    assert after.tree.get("d0/f0.txt") is None and after.tree.get("d2/new.txt") is not None
+    assert after.digest == scan_folder(root, NullStatCache()).tree.digest
+
+
+def test_an_executable_bit_change_is_seen(tmp_path, kaos_home):
+    root = bundle(tmp_path / "b")
+    cache = StatCache(kaos_home / "state.db")
+    before = scan_folder(root, cache)
+    (root / "d0" / "f3.txt").chmod(0o755)  # no mtime change
+    after = scan_folder(root, cache)
+    assert after.digest != before.digest
+    assert after.tree.get("d0/f3.txt").executable
+
+
+def test_recently_modified_files_are_read_again_until_they_are_old(
+    tmp_path, kaos_home, monkeypatch
+):
+    root = bundle(tmp_path / "b")
+    fresh = root / "d0" / "fresh.txt"
+    fresh.write_text("just written")  # within the racy window: not vouched for
+    cache = StatCache(kaos_home / "state.db")
+    first = scan_folder(root, cache)
+    reads = Reads(monkeypatch)
+    second = scan_folder(root, cache)
+    assert reads.paths == ["d0/fresh.txt"]  # only it; the rest come from the snapshot
+    assert second.digest == first.digest
+    os.utime(fresh, (OLD, OLD))
+    scan_folder(root, cache)
+    reads.paths.clear()
+    scan_folder(root, cache)
+    assert reads.paths == []
+
+
+def test_a_damaged_snapshot_is_ignored(tmp_path, kaos_home, monkeypatch):
+    root = bundle(tmp_path / "b")
+    cache = StatCache(kaos_home / "state.db")
+    first = scan_folder(root, cache)
+    for snapshot in (kaos_home / "scans").iterdir():
+        snapshot.write_bytes(b"\x00garbage")
+    assert SnapshotDir(kaos_home / "scans").load(os.path.realpath(root)) is None
+    again = scan_folder(root, cache)  # the stat database still answers
+    assert again.digest == first.digest
