@@ -283,3 +283,30 @@ def test_the_local_index_cache_survives_concurrent_writers(tmp_path):
             indexes = list(pool.map(lambda _: PackIndex(backend, cache), range(8)))
         assert all(len(ix.packs()) == 6 for ix in indexes)
     assert sorted(p.name for p in cache.iterdir()) == sorted(store.index.packs())
+
+
+def test_a_complete_tree_is_remembered_until_gc(tmp_path, kaos_home, monkeypatch):
+    store = ContentStore(LocalBackend(tmp_path / "store"), kaos_home)
+    whole = store.push(scan_folder(make_bundle(tmp_path / "a"))).tree
+    partial_src = tmp_path / "b"
+    partial_src.mkdir()
+    for name in ("first.txt", "second.txt"):
+        (partial_src / name).write_text(f"only in b: {name}")
+    partial = scan_folder(partial_src).tree
+    with store.writer() as w:  # the tree without one of its files, as an interrupted push
+        for entry in partial.entries[1:]:
+            w.put_file(partial_src / entry.path, entry.digest)
+        store.put_tree(partial, w)
+    assert store.absent_from(whole.digest) == set()
+    assert store.absent_from(partial.digest) == {partial.entries[0].digest}
+
+    reads = []
+    real_get_tree = store.get_tree
+    monkeypatch.setattr(store, "get_tree", lambda d: reads.append(d) or real_get_tree(d))
+    assert store.absent_from(whole.digest) == set()  # remembered: nothing read
+    assert store.absent_from(partial.digest)  # an incomplete one is checked every time
+    assert reads == [partial.digest]
+
+    store.gc([], grace_seconds=0)  # both trees collected
+    with pytest.raises(ObjectNotFound):
+        store.absent_from(whole.digest)

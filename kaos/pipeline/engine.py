@@ -3,6 +3,7 @@ for their state. Decisions come from `plan` (pure); this module only carries the
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from kaos.pipeline.logs import JobLogs, LogWriter
 from kaos.pipeline.plan import ImageState, Plan, TrainTask, plan, tasks_for
 from kaos.pipeline.records import Deploy, Image, Job, Model
 from kaos.pipeline.states import JobState, overall_state
-from kaos.store import ContentStore, Tree
+from kaos.store import ContentStore
 
 RESTART_REASON = "the server stopped while this job was running; deploy again to retry"
 
@@ -96,27 +97,33 @@ class Pipeline:
         """Validate the deployed bundles (complete in the store, right shape); their names."""
         names = {}
         if change.source:
-            names["source"] = source_bundle_name(self._complete_tree(change.source, "source"))
+            self._check_complete(change.source, "source")
+            names["source"] = self._bundle_name(change.source, "source")
         if change.data:
-            names["data"] = data_bundle_name(self._complete_tree(change.data, "data"))
+            self._check_complete(change.data, "data")
+            names["data"] = self._bundle_name(change.data, "data")
         return names
 
-    def _complete_tree(self, digest: str, kind: str) -> Tree:
+    def _check_complete(self, digest: str, kind: str) -> None:
         try:
-            tree = self.store.get_tree(digest)
+            absent = self.store.absent_from(digest)
         except ObjectNotFound:
             raise KaosError(
                 f"the {kind} bundle {digest[:5]} was never uploaded",
                 f"deploy it from its folder with {'-s' if kind == 'source' else '-d'}",
             ) from None
-        absent = self.store.missing(tree.digests())
         if absent:
             raise KaosError(
                 f"the {kind} bundle {digest[:5]} is incomplete: "
                 f"{len(absent)} files were not uploaded",
                 "deploy again to upload them",
             )
-        return tree
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 (one engine per server; names are pure)
+    def _bundle_name(self, digest: str, kind: str) -> str:
+        """A bundle's folder name (and shape check): a function of its tree, so asked once."""
+        tree = self.store.get_tree(digest)
+        return source_bundle_name(tree) if kind == "source" else data_bundle_name(tree)
 
     def _advance(
         self,
@@ -130,7 +137,7 @@ class Pipeline:
         """Plan against the catalog and start what the plan says (under the deploy lock)."""
         names = dict(names or {})
         if inputs.source and "source" not in names:
-            names["source"] = source_bundle_name(self.store.get_tree(inputs.source))
+            names["source"] = self._bundle_name(inputs.source, "source")
         self._forget_vanished_image(inputs.source)
         view = self.catalog.view(self.executor.kind, [t.key for t in tasks_for(inputs)])
         decided = plan(inputs, view, force)

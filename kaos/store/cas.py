@@ -53,6 +53,7 @@ class ContentStore:
         self.locks = StoreLocks(backend)
         self.file_cache = FileCache(self.home / "cache" / "files") if self.home else None
         self._uploads = uploads
+        self._complete: set[str] = set()  # trees with every object stored (until a gc)
 
     @classmethod
     def from_url(
@@ -72,6 +73,17 @@ class ContentStore:
 
     def __contains__(self, digest: str) -> bool:
         return not self.missing([digest])
+
+    def absent_from(self, tree_digest: str) -> set[str]:
+        """The objects a stored tree names that the store lacks (raises ObjectNotFound for an
+        unknown tree). A complete tree is remembered, so asking again (an unchanged redeploy)
+        reads nothing; only gc can make it incomplete again, and gc forgets them all."""
+        if tree_digest in self._complete:
+            return set()
+        absent = self.missing(self.get_tree(tree_digest).digests())
+        if not absent:
+            self._complete.add(tree_digest)
+        return absent
 
     # -- writing -------------------------------------------------------------------------
     def writer(self) -> StoreWriter:
@@ -151,14 +163,18 @@ class ContentStore:
 
     # -- maintenance ---------------------------------------------------------------------
     def gc(self, keep: Iterable[str], grace_seconds: float = 3600) -> GcReport:
+        self._complete.clear()
         with self.locks.hold(exclusive=True):
             writer = StoreWriter(
                 BackendSink(self.backend, self.index), self.index, None, self._uploads
             )
             with writer:
-                return collect_garbage(
-                    self.backend, self.index, self.reader, writer, keep, grace_seconds
-                )
+                try:
+                    return collect_garbage(
+                        self.backend, self.index, self.reader, writer, keep, grace_seconds
+                    )
+                finally:
+                    self._complete.clear()
 
     def receive_pack(self, data: bytes) -> list[str]:
         """Store a pack uploaded by a client, once every object in it is verified."""
