@@ -17,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: importing rich for it costs more than the rest of --help
     context_settings={"help_option_names": ["--help"]},
 )
 app.add_typer(workspace.app, name="workspace")
