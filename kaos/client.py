@@ -123,6 +123,39 @@ class KaosClient:
         """What changed from model `a` to model `b` (a `ModelDiff`)."""
         return self._json("GET", f"/models/{b}/diff", params={"against": a})
 
+    # -- serving ----------------------------------------------------------------------------
+    def serve_deploy(self, workspace: str, **body: Any) -> dict[str, Any]:
+        """Point an endpoint at a model; returns once its new revision answers (or fails)."""
+        return self._json("POST", f"/workspaces/{workspace}/endpoints", json=body, timeout=180)
+
+    def endpoints(self, workspace: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/workspaces/{workspace}/endpoints")
+
+    def endpoint_detail(self, workspace: str, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/workspaces/{workspace}/endpoints/{name}")
+
+    def serve_rollback(self, workspace: str, name: str) -> dict[str, Any]:
+        return self._json("POST", f"/workspaces/{workspace}/endpoints/{name}/rollback", timeout=180)
+
+    def serve_kill(self, workspace: str, name: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/workspaces/{workspace}/endpoints/{name}", timeout=120)
+
+    def serve_logs(self, workspace: str, name: str, offset: int = 0) -> dict[str, Any]:
+        return self._json(
+            "GET", f"/workspaces/{workspace}/endpoints/{name}/logs", params={"offset": offset}
+        )
+
+    def predict(
+        self, workspace: str, name: str, body: bytes, content_type: str = "application/json"
+    ) -> dict[str, Any]:
+        """POST a request body to the endpoint's /invocations through the kaos route."""
+        return self._json(
+            "POST",
+            f"/serve/{workspace}/{name}/invocations",
+            content=body,
+            headers={"Content-Type": content_type},
+        )
+
     # -- uploads ----------------------------------------------------------------------------
     def missing(self, digests: Iterable[str]) -> set[str]:
         wanted = sorted(set(digests))
@@ -267,7 +300,7 @@ def _raise_for_error(response: httpx.Response) -> None:
         return
     try:
         body = response.json()
-        detail, fix = body.get("detail"), body.get("fix")
+        detail, fix = body.get("detail") or body.get("message"), body.get("fix")
     except ValueError:
         detail, fix = response.text.strip()[:200], None
     if isinstance(detail, list):  # FastAPI's own validation shape

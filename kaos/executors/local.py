@@ -118,6 +118,14 @@ class LocalExecutor:
     def image_exists(self, image: str) -> bool:
         return (self.envs / image / READY_MARK).exists()
 
+    def python_of(self, image: str) -> Path:
+        """The interpreter of an image's environment: what serving runs a model with."""
+        if not self.image_exists(image):
+            raise BuildFailed(
+                f"environment {image[:12]} is gone", "deploy the model's source again to rebuild it"
+            )
+        return self.envs / image / "bin" / "python"
+
     def recover(self) -> None:
         recover_job_dirs(self.jobs)
 

@@ -21,6 +21,14 @@ from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.plan import CatalogView, ImageState
 from kaos.pipeline.records import Deploy, Image, Job, Model, Workspace
 from kaos.pipeline.states import ACTIVE_STATES, JobState
+from kaos.serving.records import (
+    Cause,
+    Endpoint,
+    EndpointState,
+    Revision,
+    RevisionState,
+    ServeOptions,
+)
 
 
 class WorkspaceBusy(KaosError):
@@ -49,6 +57,17 @@ CREATE TABLE IF NOT EXISTS models (
     started REAL, finished REAL, reason TEXT, node TEXT, PRIMARY KEY (job_id, ind));
 CREATE INDEX IF NOT EXISTS models_by_key ON models (train_key, state);
 CREATE INDEX IF NOT EXISTS models_by_id ON models (model_id);
+CREATE TABLE IF NOT EXISTS endpoints (
+    workspace TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL, revision INTEGER,
+    follow TEXT, options TEXT NOT NULL, created REAL NOT NULL, reason TEXT,
+    PRIMARY KEY (workspace, name));
+CREATE TABLE IF NOT EXISTS revisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, workspace TEXT NOT NULL, name TEXT NOT NULL,
+    model_id TEXT NOT NULL, state TEXT NOT NULL, cause TEXT NOT NULL, created REAL NOT NULL,
+    parent INTEGER, started REAL, stopped REAL, port INTEGER, pid INTEGER,
+    previous_model TEXT, metric TEXT, value REAL, previous_value REAL, reason TEXT,
+    stats TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS revisions_by_endpoint ON revisions (workspace, name, id);
 """
 
 
@@ -156,6 +175,17 @@ class SqliteCatalog:
                     f"workspace {name!r} has {active} running jobs",
                     "kill them first with 'kaos train kill -j JOB'",
                 )
+            serving = db.execute(
+                "SELECT COUNT(*) FROM endpoints WHERE workspace = ? AND state IN (?, ?)",
+                (name, EndpointState.STARTING.value, EndpointState.RUNNING.value),
+            ).fetchone()[0]
+            if serving:
+                raise WorkspaceBusy(
+                    f"workspace {name!r} serves {serving} endpoints",
+                    "stop them first with 'kaos serve kill -n NAME'",
+                )
+            db.execute("DELETE FROM revisions WHERE workspace = ?", (name,))
+            db.execute("DELETE FROM endpoints WHERE workspace = ?", (name,))
             db.execute(
                 "DELETE FROM models WHERE job_id IN (SELECT id FROM jobs WHERE workspace = ?)",
                 (name,),
@@ -317,6 +347,87 @@ class SqliteCatalog:
         by_id = {r["model_id"]: r for r in rows}
         return _model(by_id[resolve_prefix(model_id_prefix, by_id, "model")])
 
+    # -- serving: endpoints point at revisions, revisions at models ----------------------------
+    def put_endpoint(self, endpoint: Endpoint) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO endpoints"
+                " (workspace, name, state, revision, follow, options, created, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    endpoint.workspace,
+                    endpoint.name,
+                    endpoint.state.value,
+                    endpoint.revision,
+                    endpoint.follow,
+                    json.dumps(endpoint.options.to_json()),
+                    endpoint.created,
+                    endpoint.reason,
+                ),
+            )
+
+    def endpoint(self, workspace: str, name: str) -> Endpoint | None:
+        rows = self._query(
+            "SELECT * FROM endpoints WHERE workspace = ? AND name = ?", (workspace, name)
+        )
+        return _endpoint(rows[0]) if rows else None
+
+    def endpoints(self, workspace: str | None = None) -> list[Endpoint]:
+        if workspace is None:
+            return [_endpoint(r) for r in self._query("SELECT * FROM endpoints ORDER BY name")]
+        rows = self._query(
+            "SELECT * FROM endpoints WHERE workspace = ? ORDER BY name", (workspace,)
+        )
+        return [_endpoint(r) for r in rows]
+
+    def add_revision(self, revision: Revision) -> Revision:
+        """Store a new revision; its id is the catalog's (the one given is ignored)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO revisions (workspace, name, model_id, state, cause, created, parent,"
+                " previous_model, metric, value, previous_value)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    revision.workspace,
+                    revision.name,
+                    revision.model_id,
+                    revision.state.value,
+                    revision.cause.value,
+                    revision.created,
+                    revision.parent,
+                    revision.previous_model,
+                    revision.metric,
+                    revision.value,
+                    revision.previous_value,
+                ),
+            )
+        return self.revision(cur.lastrowid or 0)
+
+    def update_revision(self, revision_id: int, **fields: Any) -> None:
+        unknown = set(fields) - _REVISION_COLUMNS
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)} of revisions")
+        values = [
+            v.value if isinstance(v, RevisionState) else json.dumps(v) if isinstance(v, dict) else v
+            for v in fields.values()
+        ]
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE revisions SET {sets} WHERE id = ?", (*values, revision_id))
+
+    def revision(self, revision_id: int) -> Revision:
+        rows = self._query("SELECT * FROM revisions WHERE id = ?", (revision_id,))
+        if not rows:
+            raise NotFound(f"no revision {revision_id}")
+        return _revision(rows[0])
+
+    def revisions(self, workspace: str, name: str) -> list[Revision]:
+        rows = self._query(
+            "SELECT * FROM revisions WHERE workspace = ? AND name = ? ORDER BY id",
+            (workspace, name),
+        )
+        return [_revision(r) for r in rows]
+
     # -- recovery and checks ------------------------------------------------------------------
     def fail_interrupted(self, reason: str) -> int:
         """After a restart nothing is running: mark what was left active as failed."""
@@ -371,6 +482,9 @@ _MODEL_COLUMNS = {
     "reason",
     "node",
 }
+
+
+_REVISION_COLUMNS = {"state", "started", "stopped", "port", "pid", "reason", "stats"}
 
 
 def _update(
@@ -445,4 +559,40 @@ def _model(r: sqlite3.Row) -> Model:
         r["finished"],
         r["reason"],
         r["node"],
+    )
+
+
+def _endpoint(r: sqlite3.Row) -> Endpoint:
+    return Endpoint(
+        workspace=r["workspace"],
+        name=r["name"],
+        state=EndpointState(r["state"]),
+        revision=r["revision"],
+        follow=r["follow"],
+        options=ServeOptions.from_json(json.loads(r["options"])),
+        created=r["created"],
+        reason=r["reason"],
+    )
+
+
+def _revision(r: sqlite3.Row) -> Revision:
+    return Revision(
+        id=r["id"],
+        workspace=r["workspace"],
+        name=r["name"],
+        model_id=r["model_id"],
+        state=RevisionState(r["state"]),
+        cause=Cause(r["cause"]),
+        created=r["created"],
+        parent=r["parent"],
+        started=r["started"],
+        stopped=r["stopped"],
+        port=r["port"],
+        pid=r["pid"],
+        previous_model=r["previous_model"],
+        metric=r["metric"],
+        value=r["value"],
+        previous_value=r["previous_value"],
+        reason=r["reason"],
+        stats=json.loads(r["stats"] or "{}"),
     )

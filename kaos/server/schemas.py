@@ -230,3 +230,67 @@ class ModelDiff(BaseModel):
             packages=values(comparison.packages),
             metrics=values(comparison.metrics),
         )
+
+
+# -- serving --------------------------------------------------------------------------------------
+class ServeDeployIn(BaseModel):
+    model_id: str | None = Field(default=None, min_length=1, max_length=128)
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    follow: str | None = Field(default=None, min_length=1, max_length=128)
+    port: int | None = None
+    replicas: int = Field(default=1, ge=1, le=64)
+    max_batch_size: int = Field(default=0, ge=0, le=100_000)
+    max_latency_ms: float = Field(default=5.0, ge=0, le=60_000)
+    resources: ResourcesIn | None = None
+
+
+class ServeStatsOut(BaseModel):
+    requests: int = 0
+    errors: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class RevisionOut(BaseModel):
+    id: int
+    model_id: str
+    state: str
+    cause: str  # deploy | rollback | follow
+    created: float
+    parent: int | None
+    started: float | None
+    stopped: float | None
+    port: int | None
+    previous_model: str | None  # follow swaps: the model served before, and both values
+    metric: str | None
+    value: float | None
+    previous_value: float | None
+    reason: str | None
+    stats: ServeStatsOut
+
+
+class EndpointOut(BaseModel):
+    workspace: str
+    name: str
+    state: str  # STARTING | RUNNING | FAILED | KILLED
+    model_id: str | None
+    revision: int | None
+    follow: str | None
+    url: str | None  # the serving revision's own port
+    route: str  # through the kaos server, with its auth: <server>/serve/<workspace>/<name>
+    created: float
+    started: float | None  # when the serving revision first answered
+    reason: str | None
+    options: dict[str, Any]
+    stats: ServeStatsOut  # requests and errors of every revision; latency of the serving one
+
+
+class EndpointDetailOut(EndpointOut):
+    revisions: list[RevisionOut]  # oldest first
+    build_job: str | None  # the job that built the model's environment
+
+
+class ServeLogsOut(BaseModel):
+    text: str
+    offset: int
+    revision: int | None

@@ -12,6 +12,7 @@ from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.logs import JobLogs
 from kaos.server.settings import Settings
+from kaos.serving.manager import ServingManager
 from kaos.store import ContentStore
 
 
@@ -28,10 +29,14 @@ class Services:
             self.catalog, self.store, self.executor, self.logs, settings.max_parallel
         )
         self.recovered = self.pipeline.recover()  # told at start-up (see app.lifespan)
+        self.serving = ServingManager(self.catalog, self.store, self.executor, home)
+        self.serving.start()  # endpoints that served before a restart come back
         self._names = lru_cache(maxsize=4096)(self._bundle_name)
 
     def close(self) -> None:
-        """Stop running jobs (recorded as killed), then let the executor let go of its engine."""
+        """Stop running jobs (recorded as killed), then let the executor let go of its engine.
+        Endpoint processes stop too, but stay RUNNING in the catalog, to come back at start."""
+        self.serving.close()
         self.pipeline.shutdown()
         close = getattr(self.executor, "close", None)
         if close is not None:

@@ -1,0 +1,263 @@
+"""`kaos serve`: a trained model as an HTTP endpoint (deploy, list, info, provenance, logs,
+build-logs, rollback, kill, predict). Each command calls the client and renders its answer."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kaos.cli.common import JsonOpt, WorkspaceOpt
+
+app = typer.Typer(help="Serve trained models over HTTP.", no_args_is_help=True)
+
+NameOpt = Annotated[str, typer.Option("-n", "--name", help="endpoint name")]
+
+
+@app.command()
+def deploy(
+    model: Annotated[
+        str | None, typer.Option("-m", "--model", help="model id (any unique prefix)")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("-n", "--name", help="endpoint name (default: the bundle's)")
+    ] = None,
+    follow: Annotated[
+        str | None,
+        typer.Option("--follow", help="swap to better models by this metric (-loss: lower)"),
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="127.0.0.1 port to serve on")] = None,
+    replicas: Annotated[int, typer.Option("--replicas", min=1, help="processes (ray)")] = 1,
+    cpu: Annotated[float | None, typer.Option("--cpu", help="CPUs per replica")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", help="memory, e.g. 2g")] = None,
+    gpu: Annotated[int | None, typer.Option("--gpu", help="GPUs per replica")] = None,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", min=0, help="micro-batch up to N rows (0: off)")
+    ] = 0,
+    max_latency_ms: Annotated[
+        float, typer.Option("--max-latency-ms", min=0, help="wait at most this for a batch")
+    ] = 5.0,
+    ws: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve a model; deploying to an existing name swaps it in once it answers."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+
+    if model is None and follow is None:
+        from kaos.errors import KaosError
+
+        raise KaosError("which model?", "pass -m MODEL_ID (or --follow METRIC for the best)")
+    api = context.client()
+    body: dict[str, Any] = {
+        "model_id": model,
+        "name": name,
+        "follow": follow,
+        "port": port,
+        "replicas": replicas,
+        "max_batch_size": max_batch_size,
+        "max_latency_ms": max_latency_ms,
+    }
+    if any(v is not None for v in (cpu, memory, gpu)):
+        body["resources"] = {"cpu": cpu, "memory": memory, "gpu": gpu or 0}
+    result = api.serve_deploy(context.workspace(ws), **body)
+    if as_json:
+        print_json(result)
+        return
+    echo(f" ✔ Serving {result['model_id']} as {result['name']} (revision {result['revision']})")
+    echo(f"   {result['url']}/invocations")
+    echo(f"   {api.endpoint.rstrip('/')}{result['route']}/invocations")
+    if result["follow"]:
+        echo(f"   following {result['follow']}: better models take over by themselves")
+
+
+@app.command("list")
+def list_(ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Endpoints of the workspace: name, model, state, URL, started."""
+    from kaos.cli import context
+    from kaos.cli.render import ascii_table, echo, http_date, print_json
+
+    api = context.client()
+    workspace = context.workspace(ws)
+    endpoints = api.endpoints(workspace)
+    if as_json:
+        print_json(endpoints)
+        return
+    if not endpoints:
+        echo(f"No endpoints in workspace {workspace}: serve one with 'kaos serve deploy -m MODEL'")
+        return
+    rows = [
+        [e["name"], e["model_id"] or "", e["state"], e["url"] or "", http_date(e["started"])]
+        for e in endpoints
+    ]
+    echo(ascii_table(["name", "model_id", "state", "url", "started"], rows, title="SERVING"))
+
+
+@app.command()
+def info(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """An endpoint's revisions (swaps with both models and values), requests, errors, latency."""
+    from kaos.cli import context
+    from kaos.cli.render import ascii_table, echo, http_date, print_json
+
+    api = context.client()
+    e = api.endpoint_detail(context.workspace(ws), name)
+    if as_json:
+        print_json(e)
+        return
+    stats = e["stats"]
+    echo()
+    echo(f"    Endpoint: {e['name']}")
+    echo(f"    State: {e['state']}" + (f" ({e['reason']})" if e["reason"] else ""))
+    echo(f"    Model: {e['model_id']}")
+    echo(f"    URL: {e['url'] or '-'}")
+    echo(f"    Route: {api.endpoint.rstrip('/')}{e['route']}")
+    if e["follow"]:
+        echo(f"    Following: {e['follow']}")
+    echo(
+        f"    Requests: {stats['requests']}  Errors: {stats['errors']}  "
+        f"p50: {_ms(stats['p50_ms'])}  p99: {_ms(stats['p99_ms'])}"
+    )
+    echo()
+    rows = [
+        [r["id"], r["model_id"], r["state"], _cause(r), http_date(r["started"]),
+         r["stats"]["requests"], r["stats"]["errors"]]
+        for r in reversed(e["revisions"])
+    ]  # fmt: skip
+    headers = ["revision", "model_id", "state", "cause", "started", "requests", "errors"]
+    echo(ascii_table(headers, rows, title="REVISIONS"))
+
+
+def _cause(revision: dict[str, Any]) -> str:
+    if revision["cause"] != "follow":
+        return revision["cause"]
+    return (
+        f"follow {revision['metric']}\n{revision['previous_value']} -> {revision['value']}\n"
+        f"(was {revision['previous_model']})"
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+@app.command()
+def provenance(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """The served model's lineage: source, data, hyperparameters, image, deploy."""
+    from kaos.cli import context, train
+    from kaos.cli.render import print_json
+    from kaos.errors import KaosError
+
+    api = context.client()
+    e = api.endpoint_detail(context.workspace(ws), name)
+    if not e["model_id"]:
+        raise KaosError(f"endpoint {name!r} serves no model")
+    if as_json:
+        print_json(api.provenance(e["model_id"]))
+        return
+    train.provenance(e["model_id"], as_json=False)
+
+
+@app.command()
+def logs(
+    name: NameOpt,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="keep printing new lines")] = False,
+    ws: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The serving revision's log: start-up, predict errors with their tracebacks."""
+    from kaos.cli import context
+    from kaos.cli.render import print_json
+
+    api = context.client()
+    workspace = context.workspace(ws)
+    page = api.serve_logs(workspace, name)
+    if as_json:
+        print_json(page)
+        return
+    sys.stdout.write(page["text"])
+    sys.stdout.flush()
+    offset, revision = page["offset"], page["revision"]
+    while follow:
+        time.sleep(0.5)
+        if api.endpoint_detail(workspace, name)["revision"] != revision:
+            page = api.serve_logs(workspace, name)  # a swap: the new revision's log
+        else:
+            page = api.serve_logs(workspace, name, offset)
+        sys.stdout.write(page["text"])
+        sys.stdout.flush()
+        offset, revision = page["offset"], page["revision"]
+
+
+@app.command("build-logs")
+def build_logs(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """The build log of the environment the served model runs in."""
+    from kaos.cli import context
+    from kaos.cli.render import print_json
+    from kaos.errors import KaosError
+
+    api = context.client()
+    e = api.endpoint_detail(context.workspace(ws), name)
+    if not e["build_job"]:
+        raise KaosError(f"no build is recorded for endpoint {name!r}'s model")
+    page = api.logs(e["build_job"])
+    if as_json:
+        print_json({"job_id": e["build_job"], **page})
+        return
+    sys.stdout.write(page["text"])
+
+
+@app.command()
+def rollback(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Move the endpoint back to the model it served before (once that answers)."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+
+    result = context.client().serve_rollback(context.workspace(ws), name)
+    if as_json:
+        print_json(result)
+        return
+    echo(f" ✔ {name} rolled back to {result['model_id']} (revision {result['revision']})")
+
+
+@app.command()
+def kill(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop an endpoint (requests in flight finish first)."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+
+    result = context.client().serve_kill(context.workspace(ws), name)
+    if as_json:
+        print_json(result)
+        return
+    echo(f" ✔ {name} stopped")
+
+
+@app.command()
+def predict(
+    name: NameOpt,
+    file: Annotated[Path, typer.Argument(help="a JSON request body, or a CSV file of rows")],
+    ws: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a JSON or CSV file to the endpoint (through the kaos server); print predictions."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+    from kaos.errors import KaosError
+
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        raise KaosError(f"cannot read {file}: {exc.strerror}", "check the path") from None
+    csv = file.suffix.lower() == ".csv"
+    answer = context.client().predict(
+        context.workspace(ws), name, body, "text/csv" if csv else "application/json"
+    )
+    if as_json:
+        print_json(answer)
+        return
+    for prediction in answer.get("predictions", []):
+        echo(json.dumps(prediction))

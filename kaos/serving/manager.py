@@ -1,0 +1,545 @@
+"""The serving manager: moves endpoint pointers and keeps their revision processes alive.
+
+Decisions about *which* model to serve come from `follow` (pure) and the catalog; this module
+only carries them out: a new revision is started on a free 127.0.0.1 port and gets traffic only
+once it answers /ping; the old one drains (no request through the kaos route is in flight, then
+the process finishes its own) before it stops. A crashed process is restarted on its port up to
+MAX_RESTARTS times, then the endpoint is FAILED with the reason. After a server restart every
+RUNNING endpoint is started again from the catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from kaos.errors import KaosError
+from kaos.executors.process import kill_leftover
+from kaos.pipeline.bundles import source_bundle_name
+from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.ids import NotFound
+from kaos.pipeline.records import Model
+from kaos.pipeline.states import JobState
+from kaos.serving import process
+from kaos.serving.follow import Metric, best
+from kaos.serving.process import Launch
+from kaos.serving.records import (
+    Cause,
+    Endpoint,
+    EndpointState,
+    Revision,
+    RevisionState,
+    ServeOptions,
+)
+from kaos.store import ContentStore, Tree
+
+MAX_RESTARTS = 3
+READY_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 30.0
+DIRECT_GRACE_S = 0.3  # for clients of the old revision's own port, after the route moved
+FOLLOW_EVERY_S = 1.0
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ServeError(KaosError):
+    """An endpoint cannot be deployed or moved as asked."""
+
+
+class NotServing(KaosError):
+    """The endpoint exists but has no live revision to answer (failed, killed, restarting)."""
+
+    http_status = 503
+
+
+class ServingExecutor(Protocol):
+    kind: str
+
+    def python_of(self, image: str) -> Path: ...
+
+
+@dataclass
+class _Live:
+    """A revision's process as this server runs it."""
+
+    revision: int
+    proc: subprocess.Popen[bytes]
+    port: int
+    launch: Launch
+    inflight: int = 0
+    stopping: bool = False
+
+
+class ServingManager:
+    def __init__(self, catalog: SqliteCatalog, store: ContentStore, executor: Any, home: Path):
+        self.catalog = catalog
+        self.store = store
+        self.executor = executor
+        self.root = Path(home) / "serving"
+        self._lock = threading.RLock()  # guards _live, _routes, _restarts
+        self._live: dict[int, _Live] = {}
+        self._routes: dict[tuple[str, str], int] = {}  # (workspace, name) -> serving revision
+        self._restarts: dict[tuple[str, str], int] = {}
+        self._endpoint_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._closed = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._watch_processes, name="serve-monitor", daemon=True),
+            threading.Thread(target=self._follow_loop, name="serve-follow", daemon=True),
+        ]
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Bring back what served before a restart, then watch processes and followed metrics."""
+        threading.Thread(target=self.restore, name="serve-restore", daemon=True).start()
+        for thread in self._threads:
+            thread.start()
+
+    def restore(self) -> int:
+        restored = 0
+        for endpoint in self.catalog.endpoints():
+            for revision in self.catalog.revisions(endpoint.workspace, endpoint.name):
+                kill_leftover(self._rev_dir(revision.id) / "pid")
+                if revision.state in (RevisionState.STARTING, RevisionState.DRAINING):
+                    self._end_revision(revision.id, RevisionState.STOPPED, "the server restarted")
+            if endpoint.state not in (EndpointState.RUNNING, EndpointState.STARTING):
+                continue
+            if endpoint.revision is None:
+                continue
+            key = (endpoint.workspace, endpoint.name)
+            with self._endpoint_lock(key):
+                revision = self.catalog.revision(endpoint.revision)
+                try:
+                    self._bring_up(revision, endpoint.options, prefer_port=revision.port)
+                except KaosError as exc:
+                    self._fail(endpoint, f"could not restart after a server restart: {exc}")
+                    continue
+                self._route(key, revision.id)
+                self.catalog.put_endpoint(replace(endpoint, state=EndpointState.RUNNING))
+                restored += 1
+        return restored
+
+    def close(self) -> None:
+        """Stop every process (endpoints stay RUNNING in the catalog, to come back at start)."""
+        self._closed.set()
+        with self._lock:
+            lives = list(self._live.values())
+            for live in lives:
+                live.stopping = True
+        for live in lives:
+            process.stop(live.proc, grace=5)
+
+    # -- moving the pointer ---------------------------------------------------------------------
+    def deploy(
+        self,
+        workspace: str,
+        name: str,
+        model_prefix: str | None,
+        follow: str | None = None,
+        options: ServeOptions | None = None,
+    ) -> Endpoint:
+        options = options or ServeOptions()
+        self.catalog.workspace(workspace)
+        if not NAME_PATTERN.match(name):
+            raise ServeError(
+                f"invalid endpoint name {name!r}", "use letters, digits, '.', '_' or '-'"
+            )
+        metric = _parse_metric(follow) if follow else None
+        if model_prefix:
+            model = self._find_model(model_prefix)
+        elif metric is not None:
+            model = self._best_in(workspace, metric)
+        else:
+            raise ServeError("which model?", "pass -m MODEL_ID (or --follow METRIC)")
+        self._check_options(options)
+        self._servable(model)
+        key = (workspace, name)
+        with self._endpoint_lock(key):
+            current = self.catalog.endpoint(workspace, name)
+            live = current is not None and current.state == EndpointState.RUNNING
+            if options.port is not None and not (live and self._port_of(current) == options.port):
+                self._check_port(options.port)
+            endpoint = Endpoint(
+                workspace,
+                name,
+                EndpointState.RUNNING if live else EndpointState.STARTING,
+                current.revision if current else None,
+                follow,
+                options,
+                current.created if current else time.time(),
+            )
+            if not live:
+                self.catalog.put_endpoint(endpoint)
+            self._restarts.pop(key, None)
+            return self._move(endpoint, model, Cause.DEPLOY, parent=endpoint.revision)
+
+    def rollback(self, workspace: str, name: str) -> Endpoint:
+        key = (workspace, name)
+        with self._endpoint_lock(key):
+            endpoint = self.endpoint(workspace, name)
+            if endpoint.revision is None:
+                raise ServeError(f"endpoint {name!r} has no revision to roll back from")
+            current = self.catalog.revision(endpoint.revision)
+            if current.parent is None:
+                raise ServeError(
+                    f"endpoint {name!r} has nothing to roll back to (one revision so far)"
+                )
+            target = self.catalog.revision(current.parent)
+            model = self._find_model(target.model_id)
+            return self._move(endpoint, model, Cause.ROLLBACK, parent=target.parent)
+
+    def kill(self, workspace: str, name: str) -> Endpoint:
+        key = (workspace, name)
+        with self._endpoint_lock(key):
+            endpoint = self.endpoint(workspace, name)
+            if endpoint.state == EndpointState.KILLED:
+                raise ServeError(f"endpoint {name!r} is already stopped")
+            with self._lock:
+                self._routes.pop(key, None)
+            killed = replace(endpoint, state=EndpointState.KILLED, reason="killed on request")
+            self.catalog.put_endpoint(killed)
+            if endpoint.revision is not None:
+                self._drain(endpoint.revision)
+            return killed
+
+    def endpoint(self, workspace: str, name: str) -> Endpoint:
+        endpoint = self.catalog.endpoint(workspace, name)
+        if endpoint is None:
+            raise NotFound(
+                f"no endpoint {name!r} in workspace {workspace!r}",
+                "list them with 'kaos serve list'",
+            )
+        return endpoint
+
+    def _move(self, endpoint: Endpoint, model: Model, cause: Cause, parent: int | None,
+              **swap: Any) -> Endpoint:  # fmt: skip
+        """Start a revision of `model`; once it answers, point the endpoint at it and drain
+        the old one. A revision that never answers fails alone: traffic stays where it was."""
+        assert model.model_id is not None
+        revision = self.catalog.add_revision(
+            Revision(0, endpoint.workspace, endpoint.name, model.model_id,
+                     RevisionState.STARTING, cause, time.time(), parent, **swap)
+        )  # fmt: skip
+        try:
+            self._bring_up(revision, endpoint.options, prefer_port=endpoint.options.port)
+        except KaosError as exc:
+            if endpoint.state != EndpointState.RUNNING:
+                self._fail(endpoint, str(exc))
+            raise
+        old = endpoint.revision if endpoint.state == EndpointState.RUNNING else None
+        moved = replace(endpoint, state=EndpointState.RUNNING, revision=revision.id, reason=None)
+        self.catalog.put_endpoint(moved)
+        self._route((endpoint.workspace, endpoint.name), revision.id)
+        if old is not None and old != revision.id:
+            threading.Thread(target=self._drain, args=(old,), daemon=True).start()
+        return moved
+
+    # -- processes ------------------------------------------------------------------------------
+    def _bring_up(
+        self, revision: Revision, options: ServeOptions, prefer_port: int | None = None
+    ) -> None:
+        """Materialise the revision and start its process; return once it answers /ping."""
+        try:
+            launch = self._launch(revision, options)
+        except KaosError as exc:
+            self._end_revision(revision.id, RevisionState.FAILED, str(exc))
+            raise
+        port = prefer_port if prefer_port and process.port_free(prefer_port) else None
+        live = self._spawn(revision.id, launch, port or process.free_port())
+        problem = process.wait_ready(live.proc, live.port, READY_TIMEOUT_S)
+        if problem is not None:
+            with self._lock:
+                live.stopping = True
+                self._live.pop(revision.id, None)
+            process.stop(live.proc, grace=2)
+            reason = _with_log(problem, launch.log)
+            self._end_revision(revision.id, RevisionState.FAILED, reason)
+            raise ServeError(reason, f"see 'kaos serve logs -n {revision.name}'")
+        self.catalog.update_revision(
+            revision.id, state=RevisionState.SERVING, started=time.time(), reason=None
+        )
+
+    def _spawn(self, revision_id: int, launch: Launch, port: int) -> _Live:
+        proc = process.start(launch, port)
+        (self._rev_dir(revision_id) / "pid").write_text(str(proc.pid))
+        live = _Live(revision_id, proc, port, launch)
+        with self._lock:
+            self._live[revision_id] = live
+        self.catalog.update_revision(revision_id, port=port, pid=proc.pid)
+        return live
+
+    def _launch(self, revision: Revision, options: ServeOptions) -> Launch:
+        """Check the model is servable and lay out its code and files for the runtime."""
+        model = self._find_model(revision.model_id)
+        source, bundle, python = self._servable(model)
+        assert model.output_tree
+        folder = self._rev_dir(revision.id)
+        if not (folder / "ready").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            self.store.checkout(source, folder / "source")
+            self.store.checkout(model.output_tree, folder / "output")
+            (folder / "output" / "model").mkdir(parents=True, exist_ok=True)
+            (folder / "ready").touch()
+        return Launch(
+            python=python,
+            code_dir=folder / "source" / bundle / "model",
+            model_dir=folder / "output" / "model",
+            model_id=model.model_id or revision.model_id,
+            log=self.log_path(revision.id),
+            max_batch_size=options.max_batch_size,
+            max_latency_ms=options.max_latency_ms,
+            gpu=int(options.resources.get("gpu") or 0),
+        )
+
+    def _servable(self, model: Model) -> tuple[Tree, str, Path]:
+        """The model's source tree, bundle name and environment's Python, or why it cannot
+        be served (checked before anything changes)."""
+        job = self.catalog.job(model.job_id)
+        python_of = getattr(self.executor, "python_of", None)
+        if python_of is None:
+            raise ServeError(
+                f"serving on the {self.executor.kind} executor is not available yet",
+                "serve from a server started with --executor local",
+            )
+        source = self.store.get_tree(job.source or "")
+        bundle = source_bundle_name(source)
+        if source.get(f"{bundle}/model/predict.py") is None:
+            raise ServeError(
+                f"model {model.model_id}'s source has no {bundle}/model/predict.py",
+                "add model/predict.py with load(model_dir) and predict(model, rows)",
+            )
+        return source, bundle, Path(python_of(job.image or ""))
+
+    def _drain(self, revision_id: int) -> None:
+        """Wait until nothing routed to the revision is in flight, then stop its process."""
+        with self._lock:
+            live = self._live.get(revision_id)
+            if live is not None:
+                live.stopping = True
+        if live is None:
+            self._end_revision(revision_id, RevisionState.STOPPED, None)
+            return
+        self.catalog.update_revision(revision_id, state=RevisionState.DRAINING)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while live.inflight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(DIRECT_GRACE_S)
+        stats = self._stats(live.port)
+        process.stop(live.proc, grace=DRAIN_TIMEOUT_S)
+        with self._lock:
+            self._live.pop(revision_id, None)
+        if stats:
+            self.catalog.update_revision(revision_id, stats=stats)
+        self._end_revision(revision_id, RevisionState.STOPPED, None)
+
+    def _end_revision(self, revision_id: int, state: RevisionState, reason: str | None) -> None:
+        self.catalog.update_revision(revision_id, state=state, stopped=time.time(), reason=reason)
+        shutil.rmtree(self._rev_dir(revision_id), ignore_errors=True)
+
+    def _fail(self, endpoint: Endpoint, reason: str) -> None:
+        with self._lock:
+            self._routes.pop((endpoint.workspace, endpoint.name), None)
+        self.catalog.put_endpoint(replace(endpoint, state=EndpointState.FAILED, reason=reason))
+
+    def _watch_processes(self) -> None:
+        """Restart a revision whose process died (MAX_RESTARTS times), then fail the endpoint."""
+        while not self._closed.wait(0.2):
+            with self._lock:
+                dead = [
+                    live
+                    for live in self._live.values()
+                    if not live.stopping and live.proc.poll() is not None
+                ]
+            for live in dead:
+                self._restart(live)
+
+    def _restart(self, live: _Live) -> None:
+        revision = self.catalog.revision(live.revision)
+        key = (revision.workspace, revision.name)
+        with self._endpoint_lock(key):
+            if live.stopping or self._closed.is_set():
+                return
+            code = live.proc.returncode
+            count = self._restarts.get(key, 0) + 1
+            self._restarts[key] = count
+            with self._lock:
+                self._live.pop(live.revision, None)
+            note = f"kaos: the endpoint process exited with code {code}"
+            with open(live.launch.log, "a") as log:
+                log.write(f"{note}; restart {count} of {MAX_RESTARTS}\n")
+            endpoint = self.endpoint(*key)
+            if count > MAX_RESTARTS:
+                reason = _with_log(f"{note}; restarted {MAX_RESTARTS} times", live.launch.log)
+                self._end_revision(live.revision, RevisionState.FAILED, reason)
+                self._fail(endpoint, reason)
+                return
+            with contextlib.suppress(KaosError):
+                self._bring_up(revision, endpoint.options, prefer_port=live.port)
+
+    # -- following a metric ---------------------------------------------------------------------
+    def _follow_loop(self) -> None:
+        while not self._closed.wait(FOLLOW_EVERY_S):
+            for endpoint in self.catalog.endpoints():
+                if endpoint.follow and endpoint.state == EndpointState.RUNNING:
+                    with contextlib.suppress(KaosError):
+                        self.follow_once(endpoint.workspace, endpoint.name)
+
+    def follow_once(self, workspace: str, name: str) -> Endpoint | None:
+        """Swap to a model that finished after the serving revision started, if better."""
+        key = (workspace, name)
+        with self._endpoint_lock(key):
+            endpoint = self.endpoint(workspace, name)
+            if not endpoint.follow or endpoint.revision is None:
+                return None
+            if endpoint.state != EndpointState.RUNNING:
+                return None
+            metric = _parse_metric(endpoint.follow)
+            current = self.catalog.revision(endpoint.revision)
+            serving = self._find_model(current.model_id)
+            since = current.created
+            fresh = [
+                (m.model_id or "", m.metrics)
+                for m in self._workspace_models(workspace, finished_after=since)
+                if m.model_id != current.model_id
+            ]
+            chosen = best(metric, fresh)
+            now_value = metric.value(serving.metrics)
+            if chosen is None or not metric.better(chosen[1], now_value):
+                return None
+            model = self._find_model(chosen[0])
+            return self._move(
+                endpoint, model, Cause.FOLLOW, parent=endpoint.revision,
+                previous_model=current.model_id, metric=metric.name, value=chosen[1],
+                previous_value=now_value,
+            )  # fmt: skip
+
+    def _workspace_models(self, workspace: str, finished_after: float = 0.0) -> list[Model]:
+        found = []
+        for job in self.catalog.jobs(workspace, "train"):
+            if job.finished is not None and job.finished < finished_after:
+                continue
+            found += [
+                m
+                for m in self.catalog.models(job.id)
+                if m.state == JobState.SUCCESS and (m.finished or 0) >= finished_after
+            ]
+        return found
+
+    def _best_in(self, workspace: str, metric: Metric) -> Model:
+        chosen = best(
+            metric, ((m.model_id or "", m.metrics) for m in self._workspace_models(workspace))
+        )
+        if chosen is None:
+            raise ServeError(
+                f"no model in workspace {workspace!r} reports {metric.name}",
+                "train one first, or pass -m MODEL_ID",
+            )
+        return self._find_model(chosen[0])
+
+    # -- the kaos route -------------------------------------------------------------------------
+    @contextmanager
+    def routed(self, workspace: str, name: str) -> Iterator[int]:
+        """The port of the endpoint's serving revision, counted as in flight while in use."""
+        key = (workspace, name)
+        with self._lock:
+            revision = self._routes.get(key)
+            live = self._live.get(revision) if revision is not None else None
+            if live is not None:
+                live.inflight += 1
+        if live is None:
+            endpoint = self.endpoint(workspace, name)
+            reason = f": {endpoint.reason}" if endpoint.reason else ""
+            raise NotServing(
+                f"endpoint {name!r} is {endpoint.state.value.lower()}{reason}",
+                f"see 'kaos serve info -n {name}'",
+            )
+        try:
+            yield live.port
+        finally:
+            with self._lock:
+                live.inflight -= 1
+
+    # -- reading --------------------------------------------------------------------------------
+    def live_port(self, revision_id: int | None) -> int | None:
+        with self._lock:
+            live = self._live.get(revision_id) if revision_id is not None else None
+            return live.port if live else None
+
+    def stats(self, revision: Revision) -> dict[str, Any]:
+        port = self.live_port(revision.id)
+        return (self._stats(port) if port else None) or revision.stats
+
+    def log_path(self, revision_id: int) -> Path:
+        return self.root / "logs" / f"revision-{revision_id}.log"
+
+    def build_job(self, model_id: str) -> str | None:
+        job = self.catalog.job(self._find_model(model_id).job_id)
+        image = self.catalog.image(job.source or "", self.executor.kind)
+        return image.job_id if image else None
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _stats(self, port: int) -> dict[str, Any] | None:
+        with contextlib.suppress(OSError, ValueError):
+            status, payload = process.get_json(port, "/stats", timeout=1.0)
+            if status == 200 and isinstance(payload, dict):
+                return payload
+        return None
+
+    def _route(self, key: tuple[str, str], revision_id: int) -> None:
+        with self._lock:
+            self._routes[key] = revision_id
+
+    def _port_of(self, endpoint: Endpoint | None) -> int | None:
+        return self.live_port(endpoint.revision) if endpoint else None
+
+    def _rev_dir(self, revision_id: int) -> Path:
+        return self.root / "revisions" / str(revision_id)
+
+    def _endpoint_lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._endpoint_locks.setdefault(key, threading.Lock())
+
+    def _find_model(self, prefix: str) -> Model:
+        try:
+            return self.catalog.find_model(prefix)
+        except NotFound:
+            raise ServeError(
+                f"no successfully trained model {prefix!r}",
+                "pick one from 'kaos train info' (failed models cannot be served)",
+            ) from None
+
+    def _check_options(self, options: ServeOptions) -> None:
+        if options.replicas != 1:
+            raise ServeError(
+                f"the {self.executor.kind} executor runs one process per revision",
+                "leave out --replicas (it applies to the ray executor)",
+            )
+        if options.max_batch_size < 0 or options.max_latency_ms < 0:
+            raise ServeError("--max-batch-size and --max-latency-ms must not be negative")
+
+    def _check_port(self, port: int) -> None:
+        if not 1024 <= port <= 65535:
+            raise ServeError(f"port {port} is out of range", "pick one in 1024-65535")
+        if not process.port_free(port):
+            raise ServeError(
+                f"port {port} is taken on 127.0.0.1", "pick another with --port or leave it out"
+            )
+
+
+def _parse_metric(spec: str) -> Metric:
+    try:
+        return Metric.parse(spec)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+
+
+def _with_log(problem: str, log: Path) -> str:
+    last = process.last_line(log)
+    return f"{problem}: {last}" if last else problem

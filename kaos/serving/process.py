@@ -1,0 +1,126 @@
+"""One endpoint process: started with the model environment's Python, probed, stopped.
+
+The runtime is a stdlib-only script run as `<env python> -I -u runtime.py ...`: isolated mode
+keeps the server's own PYTHONPATH and user site out, so the model sees only its environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RUNTIME = Path(__file__).with_name("runtime.py")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything needed to start (or restart) a revision's process."""
+
+    python: Path
+    code_dir: Path  # the source bundle's model/ folder, with predict.py
+    model_dir: Path  # what the train script wrote under <output>/model/
+    model_id: str
+    log: Path
+    max_batch_size: int = 0
+    max_latency_ms: float = 5.0
+    gpu: int = 0
+
+    def command(self, port: int) -> list[str]:
+        return [
+            str(self.python), "-I", "-u", str(RUNTIME),
+            "--code", str(self.code_dir), "--model", str(self.model_dir),
+            "--port", str(port), "--model-id", self.model_id,
+            "--max-batch-size", str(self.max_batch_size),
+            "--max-latency-ms", str(self.max_latency_ms),
+        ]  # fmt: skip
+
+
+def start(launch: Launch, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["VIRTUAL_ENV"] = str(launch.python.parent.parent)
+    env["PATH"] = f"{launch.python.parent}{os.pathsep}{env.get('PATH', '')}"
+    if launch.gpu == 0:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    launch.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(launch.log, "ab") as log:
+        return subprocess.Popen(
+            launch.command(port),
+            cwd=launch.code_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def get_json(port: int, path: str, timeout: float = 2.0) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, json.loads(body or b"null")
+    finally:
+        conn.close()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float) -> str | None:
+    """None once the process answers /ping; otherwise why it never will."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"the endpoint process exited with code {proc.returncode} before answering"
+        with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+            if get_json(port, "/ping", timeout=1.0)[0] == 200:
+                return None
+        time.sleep(0.02)
+    return f"the endpoint did not answer /ping within {timeout:.0f}s"
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM (the runtime lets requests in flight finish), then SIGKILL after `grace`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def last_line(log: Path) -> str | None:
+    """The log's last non-empty line: the likeliest reason a process died."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [x for x in f.read().decode("utf-8", "replace").splitlines() if x.strip()]
+    except OSError:
+        return None
+    return lines[-1].strip()[:300] if lines else None

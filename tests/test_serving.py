@@ -1,0 +1,250 @@
+"""Serving through the real CLI and server (local executor): deploy, every request format,
+swaps under load, rollback, follow, restarts, bad input. The model is tests/fixtures/serving.py:
+`y = scale * (a + b)` where scale is the data's row count, so answers tell models apart."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.cli import Cli
+from tests.conftest import KaosServer, free_port
+from tests.fixtures.serving import write_serve_data, write_serve_source
+
+pytestmark = pytest.mark.slow
+ROW = json.dumps({"instances": [[1, 2]]})
+
+
+@pytest.fixture
+def cli(kaos_server, tmp_path) -> Cli:
+    cli = Cli(tmp_path / "client-home", tmp_path, kaos_server.url)
+    cli.ok("workspace", "create", "-n", f"sv-{uuid.uuid4().hex[:8]}")
+    return cli
+
+
+def train(cli: Cli, rows: int, source: bool = True, predict: bool = True) -> str:
+    """Deploy (source and) data with `rows` rows; the new model's id."""
+    write_serve_data(cli.cwd / "data", rows)
+    args = ["-d", "data"]
+    if source:
+        write_serve_source(cli.cwd / "src", predict=predict, tag=uuid.uuid4().hex)
+        args += ["-s", "src"]
+    cli.ok("train", "deploy", *args, "--wait")
+    return cli.ok("train", "info", "-i", "0", "--json").json()["models"][0]["model_id"]
+
+
+def route(cli: Cli, server: KaosServer, name: str) -> str:
+    """The endpoint's address through the kaos server."""
+    return server.url + cli.ok("serve", "info", "-n", name, "--json").json()["route"]
+
+
+def invoke(url: str, body: str | bytes, content_type: str = "application/json") -> httpx.Response:
+    return httpx.post(f"{url}/invocations", content=body, headers={"content-type": content_type})
+
+
+def test_a_model_serves_every_mlflow_format_directly_and_through_the_kaos_route(
+    cli, kaos_server, tmp_path
+):
+    model = train(cli, rows=3)
+    out = cli.ok("serve", "deploy", "-m", model[:8], "-n", "adder").out
+    assert "Serving " + model in out
+    endpoint = cli.ok("serve", "info", "-n", "adder", "--json").json()
+    direct, routed = endpoint["url"], route(cli, kaos_server, "adder")
+    assert endpoint["state"] == "RUNNING" and endpoint["model_id"] == model
+    bodies = {
+        "instances.json": {"instances": [[1, 2], [3, 4]]},
+        "inputs.json": {"inputs": {"b": [2, 4], "a": [1, 3]}},
+        "split.json": {"dataframe_split": {"columns": ["b", "a"], "data": [[2, 1], [4, 3]]}},
+        "records.json": {"dataframe_records": [{"a": 1, "b": 2}, {"b": 4, "a": 3}]},
+    }
+    for file, body in bodies.items():
+        (tmp_path / file).write_text(json.dumps(body))
+        assert cli.ok("serve", "predict", "-n", "adder", file).out.split() == ["9.0", "21.0"]
+        for base in (direct, routed):
+            assert invoke(base, json.dumps(body)).json() == {"predictions": [9.0, 21.0]}
+    (tmp_path / "rows.csv").write_text("b,a\n2,1\n4,3\n")
+    assert cli.ok("serve", "predict", "-n", "adder", "rows.csv", "--json").json() == {
+        "predictions": [9.0, 21.0]
+    }
+    for base in (direct, routed):
+        for path in ("ping", "health"):
+            assert httpx.get(f"{base}/{path}").status_code == 200
+        assert httpx.get(f"{base}/version").json() == {"model_id": model}
+    table = cli.ok("serve", "list").out
+    assert "adder" in table and model in table and "RUNNING" in table and direct in table
+    info = cli.ok("serve", "info", "-n", "adder", "--json").json()
+    assert info["stats"]["requests"] >= 11 and info["stats"]["p50_ms"] is not None
+    assert "environment" in cli.ok("serve", "build-logs", "-n", "adder").out
+    assert model in cli.ok("serve", "provenance", "-n", "adder").out
+    assert "loaded in" in cli.ok("serve", "logs", "-n", "adder").out
+
+
+def test_bad_requests_and_a_failing_predict_get_one_line_and_the_endpoint_stays_up(
+    cli, kaos_server, tmp_path
+):
+    model = train(cli, rows=3)
+    cli.ok("serve", "deploy", "-m", model, "-n", "adder")
+    url = route(cli, kaos_server, "adder")
+    cases = [
+        (b"{not json", "application/json", 400, "malformed JSON"),
+        (b'{"rows": [[1, 2]]}', "application/json", 400, "expected exactly one of instances"),
+        (b'{"instances": [[1, 2, 3]]}', "application/json", 400, "expected rows of 2 features"),
+        (b"<rows/>", "application/xml", 415, "unsupported content type"),
+        (b'{"instances": [[666, 1]]}', "application/json", 500, "ValueError: the number of"),
+    ]
+    for body, content_type, status, says in cases:
+        answer = invoke(url, body, content_type)
+        assert answer.status_code == status and says in answer.json()["message"]
+    assert invoke(url, ROW).json() == {"predictions": [9.0]}
+    assert "ValueError: the number of the beast" in cli.ok("serve", "logs", "-n", "adder").out
+    (tmp_path / "bad.json").write_text('{"instances": [[1]]}')
+    failed = cli.fails("serve", "predict", "-n", "adder", "bad.json")
+    assert "expected rows of 2 features" in failed.err and len(failed.err.splitlines()) == 1
+    info = cli.ok("serve", "info", "-n", "adder", "--json").json()
+    assert info["stats"]["errors"] == 6 and info["state"] == "RUNNING"
+
+
+def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, kaos_server):
+    model = train(cli, rows=3)
+    bare = train(cli, rows=4, predict=False)
+    taken = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", taken))
+        holder.listen()
+        for args, says in [
+            (["-m", "ffffff", "-n", "x"], "no successfully trained model 'ffffff'"),
+            (["-m", bare, "-n", "x"], "source has no adder/model/predict.py"),
+            (["-m", model, "-n", "x", "--port", str(taken)], f"port {taken} is taken"),
+            (["-m", model, "-n", "bad name"], "invalid endpoint name"),
+            (["-m", model, "-n", "x", "--replicas", "2"], "one process per revision"),
+            (["-n", "x"], "which model?"),
+        ]:
+            failed = cli.fails("serve", "deploy", *args)
+            assert says in failed.err and len(failed.err.strip().splitlines()) == 1, failed.err
+    assert cli.ok("serve", "list", "--json").json() == []
+    for command in (["info", "-n", "nope"], ["rollback", "-n", "nope"], ["kill", "-n", "nope"]):
+        assert "no endpoint 'nope'" in cli.fails("serve", *command).err
+    cli.ok("serve", "deploy", "-m", model, "-n", "one")
+    assert "nothing to roll back to" in cli.fails("serve", "rollback", "-n", "one").err
+    cli.ok("serve", "kill", "-n", "one")
+    answer = invoke(route(cli, kaos_server, "one"), ROW)
+    assert answer.status_code == 503 and "killed" in answer.json()["detail"]
+
+
+def test_swaps_and_rollback_under_load_fail_no_request(cli, kaos_server):
+    small, large = train(cli, rows=3), train(cli, rows=5, source=False)
+    cli.ok("serve", "deploy", "-m", small, "-n", "adder")
+    url = route(cli, kaos_server, "adder")
+    answers: list[object] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client() as http:
+            while not stop.is_set():
+                try:
+                    r = http.post(f"{url}/invocations", content=ROW,
+                                  headers={"content-type": "application/json"})  # fmt: skip
+                    answers.append(r.json()["predictions"][0] if r.status_code == 200 else r.text)
+                except httpx.HTTPError as exc:
+                    answers.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    cli.ok("serve", "deploy", "-m", large, "-n", "adder")
+    time.sleep(0.3)
+    assert invoke(url, ROW).json() == {"predictions": [15.0]}
+    out = cli.ok("serve", "rollback", "-n", "adder").out
+    assert small in out
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert invoke(url, ROW).json() == {"predictions": [9.0]}
+    failures = [a for a in answers if a not in (9.0, 15.0)]
+    assert not failures and 9.0 in answers and 15.0 in answers, failures[:3]
+    revisions = cli.ok("serve", "info", "-n", "adder", "--json").json()["revisions"]
+    assert [(r["cause"], r["state"]) for r in revisions] == [
+        ("deploy", "STOPPED"), ("deploy", "STOPPED"), ("rollback", "SERVING")
+    ]  # fmt: skip
+
+
+def test_a_followed_endpoint_swaps_to_a_better_model_trained_by_a_data_deploy(cli, kaos_server):
+    first = train(cli, rows=3)
+    cli.ok("serve", "deploy", "-n", "best", "--follow", "score")  # the best so far: `first`
+    cli.ok("serve", "deploy", "-m", first, "-n", "lowloss", "--follow", "-loss")
+    better = train(cli, rows=6, source=False)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        info = cli.ok("serve", "info", "-n", "best", "--json").json()
+        if info["model_id"] == better:
+            break
+        time.sleep(0.5)
+    assert info["model_id"] == better
+    swap = info["revisions"][-1]
+    assert (swap["cause"], swap["previous_model"], swap["metric"]) == ("follow", first, "score")
+    assert (swap["previous_value"], swap["value"]) == (0.03, 0.06)
+    assert "follow score" in cli.ok("serve", "info", "-n", "best").out
+    assert invoke(route(cli, kaos_server, "best"), ROW).json() == {"predictions": [18.0]}
+    worse = train(cli, rows=2, source=False)  # a worse model never takes over
+    time.sleep(2.5)
+    assert cli.ok("serve", "info", "-n", "best", "--json").json()["model_id"] == better
+    lowloss = cli.ok("serve", "info", "-n", "lowloss", "--json").json()
+    assert lowloss["model_id"] == better and worse != better
+
+
+def test_endpoints_survive_a_server_restart_and_a_crashing_process_is_restarted_then_failed(
+    tmp_path,
+):
+    home = tmp_path / "home"
+    home.mkdir()
+    server = KaosServer(home)
+    try:
+        cli = Cli(tmp_path / "client-home", tmp_path, server.url)
+        cli.ok("workspace", "create", "-n", "restart")
+        model = train(cli, rows=3)
+        cli.ok("serve", "deploy", "-m", model, "-n", "adder")
+        cli.ok("serve", "deploy", "-m", model, "-n", "crashy")
+        direct = cli.ok("serve", "info", "-n", "adder", "--json").json()["url"]
+        server.stop()
+        with pytest.raises(httpx.TransportError):
+            invoke(direct, ROW)  # the endpoint stopped with its server
+        server = KaosServer(home)  # on another port: the client follows it
+        cli.ok("init", "-e", server.url)
+        url = route(cli, server, "adder")
+        deadline = time.time() + 30
+        while invoke(url, ROW).status_code != 200 and time.time() < deadline:
+            time.sleep(0.2)
+        assert invoke(url, ROW).json() == {"predictions": [9.0]}
+        assert cli.ok("serve", "info", "-n", "adder", "--json").json()["url"] == direct
+
+        crashy = cli.ok("serve", "info", "-n", "crashy", "--json").json()
+        for _crash in range(4):
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    if invoke(crashy["url"], ROW).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            with pytest.raises(httpx.TransportError):
+                invoke(crashy["url"], json.dumps({"instances": [[999, 0]]}))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            info = cli.ok("serve", "info", "-n", "crashy", "--json").json()
+            if info["state"] == "FAILED":
+                break
+            time.sleep(0.2)
+        assert info["state"] == "FAILED" and "exited with code 3" in info["reason"]
+        assert "restarted 3 times" in info["reason"]
+        assert "restart 3 of 3" in cli.ok("serve", "logs", "-n", "crashy").out
+        assert cli.ok("serve", "info", "-n", "adder", "--json").json()["state"] == "RUNNING"
+    finally:
+        server.stop()
