@@ -8,9 +8,7 @@ verified against their digests before anything is written.
 from __future__ import annotations
 
 import getpass
-import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,15 +17,14 @@ import xxhash
 
 from kaos.errors import IntegrityError, KaosError
 from kaos.store.checkout import checkout
-from kaos.store.chunking import FILE_CHUNKS, TREE_CHUNKS, split_buffer, split_file
-from kaos.store.hashing import bytes_to_digest, hash_bytes
-from kaos.store.progress import NullProgress, Progress, Throttled
+from kaos.store.hashing import hash_bytes
+from kaos.store.progress import Progress
 from kaos.store.scan import ScannedFolder
+from kaos.store.stream import decode_stream
+from kaos.store.transfer import PushReport, push
 from kaos.store.tree import Tree
 from kaos.store.writer import StoreWriter
 
-_FRAME = struct.Struct("<16sQ")
-_ERROR_SIZE = 2**64 - 1
 _MISSING_BATCH = 20_000
 _FETCH_BATCH = 5_000
 
@@ -40,13 +37,6 @@ class ServerError(KaosError):
     def __init__(self, message: str, fix: str | None, status: int) -> None:
         super().__init__(message, fix)
         self.status = status
-
-
-@dataclass(frozen=True)
-class PushResult:
-    tree: Tree
-    files_sent: int
-    bytes_uploaded: int
 
 
 class KaosClient:
@@ -168,7 +158,7 @@ class KaosClient:
         return absent
 
     def store_pack(self, pack_id: str, data: bytes, index: bytes) -> None:
-        """The writer's sink: the server verifies the pack before storing it."""
+        """Upload one sealed pack; the server verifies it before storing it."""
         self._request(
             "POST",
             "/objects/packs",
@@ -177,31 +167,10 @@ class KaosClient:
             timeout=300,
         )
 
-    def push(self, scanned: ScannedFolder, progress: Progress | None = None) -> PushResult:
-        tree = scanned.tree
-        serialized = tree.serialize()
-        candidates = tree.digests() | {tree.digest}
-        absent = self.missing(candidates)
-        todo = {e.digest: e for e in tree if e.digest in absent}
-        # Large files and trees are chunked: ask which chunks the server has, so an append or
-        # a one-file change sends only new chunks.
-        chunk_digests = {hash_bytes(c) for c in split_buffer(serialized, TREE_CHUNKS)}
-        for entry in todo.values():
-            if entry.size > FILE_CHUNKS.threshold:
-                path = scanned.abspath(entry.path)
-                chunk_digests.update(hash_bytes(c) for c in split_file(path, FILE_CHUNKS))
-        absent |= self.missing(chunk_digests)
-        known = (candidates | chunk_digests) - absent
-        total = sum(e.size for e in todo.values())
-        meter = Throttled(progress or NullProgress(), "upload", total, step=max(total // 100, 1))
-        with StoreWriter(self, known, uploads=2) as writer:
-            for digest, entry in todo.items():
-                writer.put_file(scanned.abspath(entry.path), digest)
-                meter.advance(entry.size)
-            if tree.digest in absent:
-                writer.put_bytes(serialized, TREE_CHUNKS)
-        meter.finish()
-        return PushResult(tree, len(todo), writer.bytes_uploaded)
+    def push(self, scanned: ScannedFolder, progress: Progress | None = None) -> PushReport:
+        """Upload what the server lacks of a scanned folder (two uploads at once)."""
+        with StoreWriter(self, uploads=2) as writer:
+            return push(scanned, self, progress, writer)
 
     # -- downloads --------------------------------------------------------------------------
     def get_tree(self, digest: str) -> Tree:
@@ -222,13 +191,7 @@ class KaosClient:
                 if response.status_code >= 400:
                     response.read()
                     _raise_for_error(response)
-                reader = _StreamReader(response.iter_bytes())
-                for _ in range(len(dict.fromkeys(digests))):
-                    raw, size = _FRAME.unpack(reader.read_exact(_FRAME.size))
-                    if size == _ERROR_SIZE:
-                        (length,) = struct.unpack("<I", reader.read_exact(4))
-                        raise IntegrityError(reader.read_exact(length).decode("utf-8", "replace"))
-                    yield bytes_to_digest(raw), size, reader.pieces(size)
+                yield from decode_stream(response.iter_bytes(), len(dict.fromkeys(digests)))
         except httpx.RemoteProtocolError:
             raise IntegrityError(
                 "the download was cut short: the server stopped sending (see 'kaos store verify')"
@@ -263,36 +226,6 @@ class RemoteObjects:
             if got != digest or hasher.hexdigest() != digest:
                 raise IntegrityError(f"downloaded object {digest} is corrupt", digest)
         return written
-
-
-class _StreamReader:
-    """Exact-size reads over an iterator of byte strings."""
-
-    def __init__(self, parts: Iterator[bytes]) -> None:
-        self._parts = parts
-        self._buffer = bytearray()
-
-    def read_exact(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            part = next(self._parts, None)
-            if part is None:
-                raise IntegrityError("download ended early (truncated stream)")
-            self._buffer += part
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
-
-    def pieces(self, n: int) -> Iterator[bytes]:
-        while n > 0:
-            if not self._buffer:
-                part = next(self._parts, None)
-                if part is None:
-                    raise IntegrityError("download ended early (truncated stream)")
-                self._buffer += part
-            take = min(n, len(self._buffer))
-            yield bytes(self._buffer[:take])
-            del self._buffer[:take]
-            n -= take
 
 
 def _raise_for_error(response: httpx.Response) -> None:

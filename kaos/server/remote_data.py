@@ -12,8 +12,8 @@ import httpx
 
 from kaos.pipeline.manifest import ManifestEntry, ManifestError
 from kaos.store import ContentStore, Tree, TreeEntry
-from kaos.store.chunking import TREE_CHUNKS
 from kaos.store.hashing import hash_file
+from kaos.store.scan import ScannedFolder
 
 CONCURRENCY = 4
 ATTEMPTS = 3
@@ -33,15 +33,9 @@ def fetch_manifest(store: ContentStore, entries: list[ManifestEntry], tmp_root: 
             ThreadPoolExecutor(max_workers=CONCURRENCY) as pool,
         ):
             downloaded = list(pool.map(lambda e: _download(client, e, folder), entries))
-        with store.writer() as writer:
-            tree_entries = []
-            for entry, path in zip(entries, downloaded, strict=True):
-                digest, size = hash_file(path)
-                writer.put_file(path, digest)
-                tree_entries.append(TreeEntry(entry.path, digest, size))
-            tree = Tree.of(tree_entries)
-            writer.put_bytes(tree.serialize(), TREE_CHUNKS)
-        return tree
+        files = {entry.path: str(path) for entry, path in zip(entries, downloaded, strict=True)}
+        tree = Tree.of(TreeEntry(rel, *hash_file(path)) for rel, path in files.items())
+        return store.push(ScannedFolder(folder, tree, files)).tree
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from kaos.store.backends.base import Backend
@@ -14,29 +13,25 @@ from kaos.store.chunking import TREE_CHUNKS
 from kaos.store.filecache import FileCache
 from kaos.store.gc import GcReport, collect_garbage
 from kaos.store.hashing import hash_bytes
-from kaos.store.index import PackIndex
+from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
 from kaos.store.locks import StoreLocks
 from kaos.store.pack import KIND_BLOB
-from kaos.store.progress import NullProgress, Progress, Throttled
+from kaos.store.progress import Progress
 from kaos.store.reader import StoreReader
-from kaos.store.receive import receive_pack
+from kaos.store.receive import verify_pack
 from kaos.store.scan import ScannedFolder, scan_folder
 from kaos.store.state import HashCache
+from kaos.store.transfer import PushReport, push
 from kaos.store.tree import Tree
 from kaos.store.verify import VerifyReport, verify_store
-from kaos.store.writer import BackendSink, StoreWriter
-
-
-@dataclass(frozen=True)
-class PushReport:
-    tree: Tree
-    files_sent: int
-    bytes_read: int
-    bytes_uploaded: int
+from kaos.store.writer import StoreWriter
 
 
 class ContentStore:
     """Blobs and trees by content on a backend, with a local file cache for checkouts.
+
+    It is a transfer `Destination` (it answers `missing` and stores packs), so a local push is
+    the same `push` a client makes to a server.
 
     `home` (usually KAOS_HOME) holds the local caches: the file cache used for hardlinked
     checkouts and, for remote backends, copies of the pack indexes.
@@ -86,10 +81,15 @@ class ContentStore:
         return absent
 
     # -- writing -------------------------------------------------------------------------
+    def store_pack(self, pack_id: str, data: bytes, index: bytes) -> None:
+        """Pack first, index second: an index that is visible always names a complete pack."""
+        self.backend.put(PACK_PREFIX + pack_id, data)
+        self.backend.put(INDEX_PREFIX + pack_id, index)
+        self.index.remember(pack_id, index)
+
     def writer(self) -> StoreWriter:
-        return StoreWriter(
-            BackendSink(self.backend, self.index), self.index, self.locks, self._uploads
-        )
+        """A write session holding the store's shared lock (so gc waits for it)."""
+        return StoreWriter(self, self.index, self.locks, self._uploads)
 
     def put_bytes(self, data: bytes) -> str:
         with self.writer() as w:
@@ -109,25 +109,9 @@ class ContentStore:
     ) -> PushReport:
         """Store every file of a scanned folder the store lacks, then the tree itself."""
         if writer is None:
-            with self.writer() as w:
-                return self.push(scanned, progress, w)
-        tree = scanned.tree
-        absent = {d for d in self.missing(tree.digests()) if not writer.has(d)}
-        todo = {}
-        for entry in tree:
-            if entry.digest in absent and entry.digest not in todo:
-                todo[entry.digest] = entry
-        total = sum(e.size for e in todo.values())
-        meter = Throttled(
-            progress or NullProgress(), "upload", total, step=max(total // 200, 1 << 20)
-        )
-        for digest, entry in todo.items():
-            writer.put_file(scanned.abspath(entry.path), digest)
-            meter.advance(entry.size)
-        self.put_tree(tree, writer)
-        writer.flush()
-        meter.finish()
-        return PushReport(tree, len(todo), total, writer.bytes_uploaded)
+            with self.writer() as session:
+                return push(scanned, self, progress, session)
+        return push(scanned, self, progress, writer)
 
     def add_folder(
         self, folder: str | Path, cache: HashCache | None = None, progress: Progress | None = None
@@ -164,22 +148,23 @@ class ContentStore:
     # -- maintenance ---------------------------------------------------------------------
     def gc(self, keep: Iterable[str], grace_seconds: float = 3600) -> GcReport:
         self._complete.clear()
-        with self.locks.hold(exclusive=True):
-            writer = StoreWriter(
-                BackendSink(self.backend, self.index), self.index, None, self._uploads
-            )
-            with writer:
-                try:
-                    return collect_garbage(
-                        self.backend, self.index, self.reader, writer, keep, grace_seconds
-                    )
-                finally:
-                    self._complete.clear()
+        with (
+            self.locks.hold(exclusive=True),
+            StoreWriter(self, self.index, None, self._uploads) as writer,
+        ):
+            try:
+                return collect_garbage(
+                    self.backend, self.index, self.reader, writer, keep, grace_seconds
+                )
+            finally:
+                self._complete.clear()
 
     def receive_pack(self, data: bytes) -> list[str]:
         """Store a pack uploaded by a client, once every object in it is verified."""
         with self.locks.hold(exclusive=False):
-            return receive_pack(data, BackendSink(self.backend, self.index), self.reader.get_bytes)
+            pack_id, index, digests = verify_pack(data, self.reader.get_bytes)
+            self.store_pack(pack_id, data, index)
+            return digests
 
     def verify(self, trees: Iterable[str] = (), progress: Progress | None = None) -> VerifyReport:
         return verify_store(self.backend, self.index, self.reader, trees, progress)

@@ -9,6 +9,7 @@ describes itself) and as a separate small object (so readers can list contents c
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import zstandard
@@ -181,6 +182,38 @@ def decode_frame(loc: Location, frame: bytes, decompressor: zstandard.ZstdDecomp
         return decompressor.decompress(frame)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"pack {loc.pack} has a corrupt frame", loc.pack) from exc
+
+
+class PackObject(NamedTuple):
+    digest: str
+    kind: int
+    payload: bytes
+
+
+def walk_pack(pack_id: str, data: bytes, index: bytes) -> Iterator[PackObject]:
+    """Every object of a whole pack with its payload, decoding each frame once.
+
+    Checks that every object lies inside the pack's body and inside its frame and has a known
+    kind; content hashes are left to the caller (an upload refuses, a store check reports).
+    """
+    body_end = len(data) - len(index) - TRAILER_SIZE
+    decompressor = zstandard.ZstdDecompressor()
+    frames: dict[int, bytes] = {}
+    for digest, loc in decode_index(pack_id, index):
+        start, end = loc.frame_offset, loc.frame_offset + loc.frame_length
+        if start < len(PACK_MAGIC) or end > body_end:
+            raise IntegrityError(f"object {digest} points outside the pack", digest)
+        raw = frames.get(start)
+        if raw is None:
+            try:
+                raw = frames[start] = decode_frame(loc, data[start:end], decompressor)
+            except IntegrityError as exc:
+                raise IntegrityError(f"object {digest}: {exc.message}", digest) from None
+        if loc.inner_offset + loc.size > len(raw):
+            raise IntegrityError(f"object {digest} points outside its frame", digest)
+        if loc.kind not in (KIND_BLOB, KIND_CHUNKS):
+            raise IntegrityError(f"object {digest} has an unknown kind {loc.kind}", digest)
+        yield PackObject(digest, loc.kind, raw[loc.inner_offset : loc.inner_offset + loc.size])
 
 
 _CHUNK_HEAD = struct.Struct("<Q")

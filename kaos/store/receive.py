@@ -7,10 +7,10 @@ and every chunk list must reassemble, from this pack or the store, to its digest
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 import xxhash
-import zstandard
 
 from kaos.errors import IntegrityError
 from kaos.store.hashing import hash_bytes
@@ -18,14 +18,10 @@ from kaos.store.pack import (
     KIND_BLOB,
     KIND_CHUNKS,
     PACK_MAGIC,
-    TRAILER_SIZE,
-    Location,
     decode_chunk_list,
-    decode_frame,
-    decode_index,
     index_from_pack,
+    walk_pack,
 )
-from kaos.store.writer import PackSink
 
 LookupBlob = Callable[[str], bytes]  # a stored blob's verified content (the store's reader)
 
@@ -37,49 +33,23 @@ def verify_pack(data: bytes, lookup_blob: LookupBlob) -> tuple[str, bytes, list[
         raise IntegrityError("upload is not a kaos pack", pack_id)
     try:
         index = index_from_pack(pack_id, data)
-        entries = decode_index(pack_id, index)
-    except (IntegrityError, ValueError, IndexError) as exc:
-        raise IntegrityError(f"uploaded pack is malformed: {exc}", pack_id) from None
-    body_end = len(data) - len(index) - TRAILER_SIZE
-    frames: dict[int, bytes] = {}
-    blobs: dict[str, bytes] = {}
-    decompressor = zstandard.ZstdDecompressor()
-    for digest, loc in entries:
-        if loc.frame_offset < len(PACK_MAGIC) or loc.frame_offset + loc.frame_length > body_end:
-            raise IntegrityError(f"object {digest} points outside the pack", digest)
-        if loc.frame_offset not in frames:
-            frames[loc.frame_offset] = _decode(data, loc, decompressor, digest)
-        raw = frames[loc.frame_offset]
-        if loc.inner_offset + loc.size > len(raw):
-            raise IntegrityError(f"object {digest} points outside its frame", digest)
-        payload = raw[loc.inner_offset : loc.inner_offset + loc.size]
-        if loc.kind == KIND_BLOB:
-            if hash_bytes(payload) != digest:
-                raise IntegrityError(f"object {digest} does not match its hash", digest)
-            blobs[digest] = payload
-        elif loc.kind != KIND_CHUNKS:
-            raise IntegrityError(f"object {digest} has an unknown kind {loc.kind}", digest)
-    for digest, loc in entries:
-        if loc.kind == KIND_CHUNKS:
-            payload = frames[loc.frame_offset][loc.inner_offset : loc.inner_offset + loc.size]
-            _verify_chunk_list(digest, payload, blobs, lookup_blob)
-    return pack_id, index, [d for d, _ in entries]
-
-
-def receive_pack(data: bytes, sink: PackSink, lookup_blob: LookupBlob) -> list[str]:
-    pack_id, index, digests = verify_pack(data, lookup_blob)
-    sink.store_pack(pack_id, data, index)
-    return digests
-
-
-def _decode(
-    data: bytes, loc: Location, decompressor: zstandard.ZstdDecompressor, digest: str
-) -> bytes:
-    frame = data[loc.frame_offset : loc.frame_offset + loc.frame_length]
-    try:
-        return decode_frame(loc, frame, decompressor)
+        objects = list(walk_pack(pack_id, data, index))
     except IntegrityError as exc:
-        raise IntegrityError(f"object {digest}: {exc.message}", digest) from None
+        if exc.digest != pack_id:
+            raise
+        raise IntegrityError(f"uploaded pack is malformed: {exc}", pack_id) from None
+    except (ValueError, IndexError, struct.error) as exc:
+        raise IntegrityError(f"uploaded pack is malformed: {exc}", pack_id) from None
+    blobs: dict[str, bytes] = {}
+    for obj in objects:
+        if obj.kind == KIND_BLOB:
+            if hash_bytes(obj.payload) != obj.digest:
+                raise IntegrityError(f"object {obj.digest} does not match its hash", obj.digest)
+            blobs[obj.digest] = obj.payload
+    for obj in objects:
+        if obj.kind == KIND_CHUNKS:
+            _verify_chunk_list(obj.digest, obj.payload, blobs, lookup_blob)
+    return pack_id, index, [obj.digest for obj in objects]
 
 
 def _verify_chunk_list(

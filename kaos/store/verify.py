@@ -5,19 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import zstandard
-
 from kaos.errors import IntegrityError, ObjectNotFound
 from kaos.store.backends.base import Backend
 from kaos.store.hashing import hash_bytes
 from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
-from kaos.store.pack import (
-    KIND_BLOB,
-    decode_chunk_list,
-    decode_frame,
-    decode_index,
-    index_from_pack,
-)
+from kaos.store.pack import KIND_BLOB, decode_chunk_list, index_from_pack, walk_pack
 from kaos.store.progress import NullProgress, Progress
 from kaos.store.reader import StoreReader
 from kaos.store.tree import Tree
@@ -46,12 +38,11 @@ def verify_store(
     report = VerifyReport()
     index.refresh()
     packs = [info for info in backend.list(PACK_PREFIX)]
-    decompressor = zstandard.ZstdDecompressor()
     for done, info in enumerate(packs, 1):
         pack_id = info.key[len(PACK_PREFIX) :]
         report.packs += 1
         try:
-            _verify_pack(backend, index, pack_id, decompressor, report)
+            _verify_pack(backend, index, pack_id, report)
         except (IntegrityError, ObjectNotFound, ValueError):
             report.corrupt.append(pack_id)
         progress("verify", done, len(packs))
@@ -60,13 +51,7 @@ def verify_store(
     return report
 
 
-def _verify_pack(
-    backend: Backend,
-    index: PackIndex,
-    pack_id: str,
-    decompressor: zstandard.ZstdDecompressor,
-    report: VerifyReport,
-) -> None:
+def _verify_pack(backend: Backend, index: PackIndex, pack_id: str, report: VerifyReport) -> None:
     data = backend.get(PACK_PREFIX + pack_id)
     trailer_index = index_from_pack(pack_id, data)  # checks the pack's own hash
     if (
@@ -74,18 +59,13 @@ def _verify_pack(
         and backend.get(INDEX_PREFIX + pack_id) != trailer_index
     ):
         raise IntegrityError(f"index of pack {pack_id} differs from the pack", pack_id)
-    frames: dict[int, bytes] = {}
-    for digest, loc in decode_index(pack_id, trailer_index):
+    for obj in walk_pack(pack_id, data, trailer_index):
         report.objects += 1
-        if loc.frame_offset not in frames:
-            frame = data[loc.frame_offset : loc.frame_offset + loc.frame_length]
-            frames[loc.frame_offset] = decode_frame(loc, frame, decompressor)
-        payload = frames[loc.frame_offset][loc.inner_offset : loc.inner_offset + loc.size]
-        if loc.kind == KIND_BLOB:
-            if hash_bytes(payload) != digest:
-                report.corrupt.append(digest)
+        if obj.kind == KIND_BLOB:
+            if hash_bytes(obj.payload) != obj.digest:
+                report.corrupt.append(obj.digest)
         else:
-            for chunk, _size in decode_chunk_list(payload)[1]:
+            for chunk, _size in decode_chunk_list(obj.payload)[1]:
                 if chunk not in index:
                     report.missing.append(chunk)
 

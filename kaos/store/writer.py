@@ -1,63 +1,52 @@
 """A write session: verified objects go into packs; sealed packs upload in the background.
 
 Chunk lists are held back and sent in a last pack once every other pack has landed, so a
-chunk list is never visible (or sent to a server that verifies it) before its chunks.
+chunk list is never visible (or sent to a server that verifies it) before its chunks. The
+chunks of a large file are checked against the destination in batches while it is read, so a
+file is read once and only the chunks the destination lacks are sent.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import xxhash
 
 from kaos.errors import BundleError, IntegrityError
-from kaos.store.backends.base import Backend
 from kaos.store.chunking import FILE_CHUNKS, ChunkParams, split_buffer, split_file
 from kaos.store.hashing import hash_bytes
-from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
 from kaos.store.locks import StoreLocks
 from kaos.store.pack import KIND_BLOB, KIND_CHUNKS, PackBuilder, RawPack, encode_chunk_list
 
+if TYPE_CHECKING:
+    from kaos.store.transfer import Destination
 
-class PackSink(Protocol):
-    """Where sealed packs go: a backend (local store) or a kaos server (the client)."""
-
-    def store_pack(self, pack_id: str, data: bytes, index: bytes) -> None: ...
-
-
-class BackendSink:
-    def __init__(self, backend: Backend, index: PackIndex) -> None:
-        self._backend = backend
-        self._index = index
-
-    def store_pack(self, pack_id: str, data: bytes, index: bytes) -> None:
-        """Pack first, index second: an index that is visible always names a complete pack."""
-        self._backend.put(PACK_PREFIX + pack_id, data)
-        self._backend.put(INDEX_PREFIX + pack_id, index)
-        self._index.remember(pack_id, index)
+PROBE_BYTES = 32 << 20  # ask the destination about a large file's chunks this much at a time
 
 
 class StoreWriter:
     """Use as a context manager: on a clean exit every object added is stored and indexed.
 
-    `known` answers "is this digest already stored?" (the store's index, or what a server said).
+    `known` answers "is this digest already stored?" without asking (the local store's index);
+    whatever else the writer needs to know it asks the destination with `probe`, in batches.
     """
 
     def __init__(
         self,
-        sink: PackSink,
-        known: Container[str],
+        destination: Destination,
+        known: Container[str] = frozenset(),
         locks: StoreLocks | None = None,
         uploads: int = 4,
     ) -> None:
-        self._sink = sink
+        self._sink = destination
         self._known = known
+        self._present: set[str] = set()
         self._locks = locks
         self._builder = PackBuilder()
         self._deferred = PackBuilder()
@@ -83,7 +72,16 @@ class StoreWriter:
             self._stack.close()
 
     def has(self, digest: str) -> bool:
-        return digest in self._known or digest in self._pending
+        return digest in self._pending or digest in self._present or digest in self._known
+
+    def probe(self, digests: Iterable[str]) -> set[str]:
+        """Which of `digests` the destination lacks and this session has not added (one ask)."""
+        unknown = {d for d in digests if not self.has(d)}
+        if not unknown:
+            return set()
+        absent = self._sink.missing(unknown)
+        self._present |= unknown - absent
+        return absent
 
     def add_blob(self, digest: str, data: bytes | memoryview) -> None:
         """Store content under its digest, after checking that the digest is right."""
@@ -109,8 +107,9 @@ class StoreWriter:
         if len(data) <= params.threshold:
             self.add_raw(digest, KIND_BLOB, data)
             return digest
-        chunks = [self._put_chunk(c) for c in split_buffer(data, params)]
-        self.add_raw(digest, KIND_CHUNKS, encode_chunk_list(len(data), chunks))
+        chunks = [(hash_bytes(c), c) for c in split_buffer(data, params)]
+        self._put_chunks(chunks)
+        self.add_raw(digest, KIND_CHUNKS, encode_chunk_list(len(data), _sizes(chunks)))
         return digest
 
     def put_file(self, path: str | Path, digest: str | None = None) -> str:
@@ -125,10 +124,20 @@ class StoreWriter:
                 self.add_raw(actual, KIND_BLOB, data)
             return actual
         hasher = xxhash.xxh3_128()
-        chunks = []
+        chunks: list[tuple[str, int]] = []
+        batch: list[tuple[str, bytes]] = []
+        batch_bytes = 0
         for chunk in split_file(path, FILE_CHUNKS):
             hasher.update(chunk)
-            chunks.append(self._put_chunk(chunk))
+            chunk_digest = hash_bytes(chunk)
+            chunks.append((chunk_digest, len(chunk)))
+            if not self.has(chunk_digest):
+                batch.append((chunk_digest, bytes(chunk)))
+                batch_bytes += len(chunk)
+                if batch_bytes >= PROBE_BYTES:
+                    self._put_chunks(batch)
+                    batch, batch_bytes = [], 0
+        self._put_chunks(batch)
         actual = hasher.hexdigest()
         _check_unchanged(path, digest, actual)
         if not self.has(actual):
@@ -136,11 +145,12 @@ class StoreWriter:
             self.add_raw(actual, KIND_CHUNKS, encode_chunk_list(total, chunks))
         return actual
 
-    def _put_chunk(self, chunk: memoryview) -> tuple[str, int]:
-        digest = hash_bytes(chunk)
-        if not self.has(digest):
-            self.add_raw(digest, KIND_BLOB, bytes(chunk))
-        return digest, len(chunk)
+    def _put_chunks(self, chunks: list[tuple[str, bytes | memoryview]]) -> None:
+        """Add the chunks the destination lacks (asked once for the whole batch)."""
+        absent = self.probe(d for d, _ in chunks)
+        for digest, chunk in chunks:
+            if digest in absent and digest not in self._pending:
+                self.add_raw(digest, KIND_BLOB, bytes(chunk))
 
     def flush(self) -> None:
         """Store everything added so far; chunk lists last, after their chunks have landed."""
@@ -172,6 +182,10 @@ class StoreWriter:
                 self.bytes_uploaded += len(data) + len(index)
         finally:
             self._slots.release()
+
+
+def _sizes(chunks: list[tuple[str, bytes | memoryview]]) -> list[tuple[str, int]]:
+    return [(digest, len(chunk)) for digest, chunk in chunks]
 
 
 def _check_unchanged(path: str, expected: str | None, actual: str) -> None:

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from kaos.errors import KaosError
 from kaos.server.routes import services
 from kaos.server.schemas import DigestsIn, MissingOut, PackOut
 from kaos.server.services import Services
-from kaos.store.hashing import digest_to_bytes, is_digest
+from kaos.store.hashing import is_digest
+from kaos.store.stream import encode_stream
 
 router = APIRouter(tags=["objects"])
 Svc = Annotated[Services, Depends(services)]
-FRAME_HEADER = struct.Struct("<16sQ")  # digest, length; then the content
-ERROR_SIZE = 2**64 - 1  # a frame of this length carries an error: u32 length, UTF-8 message
 
 
 @router.post("/objects/missing")
@@ -54,24 +50,12 @@ def get_tree(digest: str, svc: Svc) -> Response:
 
 @router.post("/objects/fetch")
 def fetch(body: DigestsIn, svc: Svc) -> StreamingResponse:
-    """Stream objects as (16-byte digest, u64 length, content) frames; the client re-verifies."""
+    """Stream objects in the frames of `kaos.store.stream`; the client re-verifies them."""
     reader = svc.store.reader
     for digest in body.digests:
         reader.locate(digest)  # unknown digests fail before the stream starts
-
-    def frames() -> Iterator[bytes]:
-        try:
-            for digest in dict.fromkeys(body.digests):
-                size, pieces = reader.open_content(digest)
-                yield FRAME_HEADER.pack(digest_to_bytes(digest), size)
-                yield from pieces
-        except KaosError as exc:  # e.g. a corrupt object: say which, in band, and stop
-            message = str(exc).encode()
-            yield (
-                FRAME_HEADER.pack(bytes(16), ERROR_SIZE) + struct.pack("<I", len(message)) + message
-            )
-
-    return StreamingResponse(frames(), media_type="application/octet-stream")
+    frames = encode_stream(body.digests, reader.open_content)
+    return StreamingResponse(frames, media_type="application/octet-stream")
 
 
 def _require_digest(value: str) -> None:

@@ -1,0 +1,95 @@
+"""One transfer: `push` to any destination, and the download stream's framing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from kaos.errors import IntegrityError, KaosError
+from kaos.store import ContentStore, scan_folder
+from kaos.store.backends import LocalBackend
+from kaos.store.hashing import hash_bytes
+from kaos.store.stream import decode_stream, encode_stream
+from kaos.store.transfer import push
+
+
+class CountingDestination:
+    """A destination over a local store that records what it is asked and sent."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+        self.questions = 0
+        self.packs = 0
+
+    def missing(self, digests):
+        self.questions += 1
+        return self.store.missing(digests)
+
+    def store_pack(self, pack_id, data, index):
+        self.packs += 1
+        self.store.store_pack(pack_id, data, index)
+
+
+@pytest.fixture
+def destination(tmp_path) -> CountingDestination:
+    return CountingDestination(ContentStore(LocalBackend(tmp_path / "store")))
+
+
+def test_an_append_to_a_large_file_sends_only_new_chunks_in_few_questions(destination, tmp_path):
+    folder = tmp_path / "data"
+    (folder / "features").mkdir(parents=True)
+    big = folder / "features" / "rows.bin"
+    big.write_bytes(os.urandom(8 << 20))
+    first = push(scan_folder(folder), destination)
+    assert first.files_sent == 1 and destination.questions <= 3
+    with big.open("ab") as f:
+        f.write(os.urandom(1 << 20))
+    asked = destination.questions
+    again = push(scan_folder(folder), destination)
+    assert again.files_sent == 1
+    assert again.bytes_uploaded < 4 << 20  # the new chunk(s), not the whole 9 MiB
+    assert destination.questions - asked <= 3
+    out = destination.store.checkout(again.tree.digest, tmp_path / "out", link=False)
+    assert (out / "features" / "rows.bin").read_bytes() == big.read_bytes()
+
+
+def test_pushing_what_is_there_stores_no_pack(destination, tmp_path):
+    folder = tmp_path / "src"
+    (folder / "pkg").mkdir(parents=True)
+    (folder / "pkg" / "a.txt").write_text("a")
+    push(scan_folder(folder), destination)
+    packs = destination.packs
+    assert push(scan_folder(folder), destination).files_sent == 0
+    assert destination.packs == packs
+
+
+def _pieces(frames, size):
+    """Re-cut a byte stream at arbitrary points, as a network would."""
+    data = b"".join(frames)
+    return iter([data[i : i + size] for i in range(0, len(data), size)])
+
+
+def test_the_stream_round_trips_any_cut_of_its_bytes():
+    objects = {hash_bytes(b): b for b in (b"first", b"x" * 70_000, b"")}
+
+    def open_content(digest):
+        return len(objects[digest]), [objects[digest][:3], objects[digest][3:]]
+
+    for cut in (1, 7, 4096):
+        frames = _pieces(encode_stream(list(objects) * 2, open_content), cut)
+        got = {d: b"".join(p) for d, _size, p in decode_stream(frames, len(objects))}
+        assert got == objects
+
+
+def test_an_error_frame_names_the_problem_and_a_cut_stream_is_refused():
+    def broken(digest):
+        raise KaosError(f"object {digest} is corrupt")
+
+    frames = encode_stream([hash_bytes(b"a")], broken)
+    with pytest.raises(IntegrityError, match="is corrupt"):
+        list(decode_stream(frames, 1))
+    whole = b"".join(encode_stream([hash_bytes(b"abc")], lambda d: (3, [b"abc"])))
+    with pytest.raises(IntegrityError, match="truncated"):
+        for _digest, _size, pieces in decode_stream(iter([whole[:-1]]), 1):
+            b"".join(pieces)
