@@ -11,6 +11,7 @@ import getpass
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import httpx
 import xxhash
@@ -145,6 +146,11 @@ class KaosClient:
             content=body,
             headers={"Content-Type": content_type},
         )
+
+    def dashboard_url(self, workspace: str | None = None) -> str:
+        """Where the server's dashboard is (checked to answer), on `workspace` if given."""
+        self.health()
+        return f"{self.endpoint}/" + (f"#/w/{quote(workspace, safe='')}" if workspace else "")
 
     # -- uploads ----------------------------------------------------------------------------
     def missing(self, digests: Iterable[str]) -> set[str]:

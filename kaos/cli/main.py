@@ -7,7 +7,7 @@ import sys
 import typer
 
 from kaos import __version__
-from kaos.cli import serve, server, store, template, train, workspace
+from kaos.cli import serve, server, store, template, train, ui, workspace
 from kaos.cli.common import JsonOpt
 from kaos.errors import KaosError
 
@@ -26,6 +26,7 @@ app.add_typer(train.app, name="train")
 app.add_typer(server.app, name="server")
 app.add_typer(store.app, name="store")
 app.add_typer(serve.app, name="serve")
+app.command("ui")(ui.ui)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kaos.errors import KaosError
+from kaos.pipeline.browse import ModelQuery, ModelRow
 from kaos.pipeline.ids import NotFound, resolve_prefix
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.plan import CatalogView, ImageState
@@ -428,6 +429,68 @@ class SqliteCatalog:
         )
         return [_revision(r) for r in rows]
 
+    # -- browsing (the dashboard and scripts): pages of a workspace's history -----------------
+    def model_rows(self, workspace: str, query: ModelQuery) -> tuple[int, list[ModelRow]]:
+        """(how many match, one page of them) across the workspace's jobs, ordered in SQL so a
+        page of thousands of models costs one indexed query."""
+        where = ["j.workspace = ?"]
+        args: list[Any] = [workspace]
+        if query.states:
+            where.append(f"m.state IN ({','.join('?' * len(query.states))})")
+            args += query.states
+        for f in query.filters:
+            where.append(f"json_extract(m.{f.field.group}, ?) {f.op} ?")
+            args += [f.field.json_path, f.value]
+        sql_from = " FROM models m JOIN jobs j ON j.id = m.job_id WHERE " + " AND ".join(where)
+        total = self._db().execute("SELECT COUNT(*)" + sql_from, args).fetchone()[0]
+        field, direction = query.sort, "DESC" if query.descending else "ASC"
+        order_args: list[Any] = []
+        if field.group:
+            key = f"json_extract(m.{field.group}, ?)"
+            order_args = [field.json_path, field.json_path]
+        else:
+            key = {"created": "j.created", "finished": "m.finished", "model_id": "m.model_id"}[
+                field.name
+            ]
+        rows = self._query(
+            "SELECT m.*, j.workspace AS workspace, j.deploy_id AS deploy_id, "
+            "j.created AS job_created, j.source AS source, j.data AS data, j.author AS author"
+            + sql_from
+            + f" ORDER BY ({key} IS NULL), {key} {direction}, j.created {direction},"
+            f" j.rowid {direction}, m.ind {direction} LIMIT ? OFFSET ?",
+            (*args, *order_args, query.limit, query.offset),
+        )
+        return total, [_model_row(r) for r in rows]
+
+    def model_values(self, workspace: str) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """Every model's (metrics, params) in a workspace: what the column summaries need."""
+        rows = self._query(
+            "SELECT m.metrics, m.params FROM models m JOIN jobs j ON j.id = m.job_id"
+            " WHERE j.workspace = ?",
+            (workspace,),
+        )
+        return [(json.loads(r["metrics"]), json.loads(r["params"])) for r in rows]
+
+    def deploys_page(self, workspace: str, limit: int, offset: int) -> tuple[int, list[Deploy]]:
+        """(how many, one page of them newest first)."""
+        total = self._query("SELECT COUNT(*) FROM deploys WHERE workspace = ?", (workspace,))[0][0]
+        rows = self._query(
+            "SELECT * FROM deploys WHERE workspace = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (workspace, limit, offset),
+        )
+        return total, [_deploy(r) for r in rows]
+
+    def jobs_of_deploys(self, deploy_ids: list[int]) -> dict[int, list[Job]]:
+        found: dict[int, list[Job]] = {i: [] for i in deploy_ids}
+        if deploy_ids:
+            marks = ",".join("?" * len(deploy_ids))
+            for r in self._query(
+                f"SELECT * FROM jobs WHERE deploy_id IN ({marks}) ORDER BY created, rowid",
+                tuple(deploy_ids),
+            ):
+                found[r["deploy_id"]].append(_job(r))
+        return found
+
     # -- recovery and checks ------------------------------------------------------------------
     def fail_interrupted(self, reason: str) -> int:
         """After a restart nothing is running: mark what was left active as failed."""
@@ -595,4 +658,16 @@ def _revision(r: sqlite3.Row) -> Revision:
         previous_value=r["previous_value"],
         reason=r["reason"],
         stats=json.loads(r["stats"] or "{}"),
+    )
+
+
+def _model_row(r: sqlite3.Row) -> ModelRow:
+    return ModelRow(
+        _model(r),
+        r["workspace"],
+        r["deploy_id"],
+        r["job_created"],
+        r["source"],
+        r["data"],
+        r["author"],
     )

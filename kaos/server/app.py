@@ -12,7 +12,17 @@ from fastapi.responses import JSONResponse
 from kaos import __version__
 from kaos.errors import KaosError
 from kaos.server.auth import TokenTable
-from kaos.server.routes import authenticate, health, objects, serving, store, train, workspaces
+from kaos.server.routes import (
+    authenticate,
+    browse,
+    health,
+    objects,
+    serving,
+    store,
+    train,
+    ui,
+    workspaces,
+)
 from kaos.server.services import Services
 from kaos.server.settings import Settings
 
@@ -55,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.tokens = TokenTable.from_settings(settings.token, settings.tokens_file)
     app.include_router(health.router)
-    for module in (workspaces, objects, train, store, serving):
+    app.include_router(ui.router)
+    app.mount("/ui", ui.static, name="ui")
+    for module in (workspaces, objects, train, store, serving, browse):
         app.include_router(module.router, dependencies=[Depends(authenticate)])
     return app

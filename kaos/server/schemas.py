@@ -294,3 +294,84 @@ class ServeLogsOut(BaseModel):
     text: str
     offset: int
     revision: int | None
+
+
+# -- browsing a workspace's history (the dashboard's API) -------------------------------------
+class ModelRowOut(ModelOut):
+    """A model with what it came from: its job's inputs and the deploy that started it."""
+
+    workspace: str
+    deploy_id: int | None
+    created: float  # its job's creation time: deploy order
+    source: Digest | None
+    data: Digest | None
+    source_name: str | None
+    data_name: str | None
+    author: str
+
+
+class ColumnOut(BaseModel):
+    group: str  # metrics | params
+    name: str
+    differs: bool  # not the same value on every model
+    numeric: bool
+    low: float | None
+    high: float | None
+
+
+class ModelPageOut(BaseModel):
+    total: int  # models matching the filters, over every page
+    offset: int
+    limit: int
+    items: list[ModelRowOut]
+    columns: list[ColumnOut]  # every metric and hyperparameter of the workspace's models
+
+
+class ChangeOut(BaseModel):
+    what: str  # source | data | params.NAME
+    before: Any
+    after: Any
+    label: str  # for people: "source /mnist:0b8c5 -> /mnist:7a1e2"
+
+
+class ProgressPointOut(BaseModel):
+    model_id: str
+    job_id: str
+    index: int
+    deploy_id: int | None
+    created: float
+    author: str
+    value: float | None
+    best: bool  # better than every model before it
+    params: dict[str, Any] | None
+    changes: list[ChangeOut]  # from the previous point
+
+
+class ProgressOut(BaseModel):
+    metric: str | None
+    goal: str  # max | min: which way is better
+    metrics: list[str]  # every metric the workspace's models report
+    points: list[ProgressPointOut]  # successful models in deploy order
+
+
+class TimelineEntryOut(BaseModel):
+    id: int
+    workspace: str
+    author: str
+    time: float
+    force: bool
+    source: Digest | None  # what this deploy changed (None: kept)
+    source_name: str | None
+    data: Digest | None
+    data_name: str | None
+    grid: dict[str, Any] | None
+    resources: dict[str, Any] | None
+    parallelism: int
+    jobs: list[JobOut]  # what it started
+
+
+class TimelineOut(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[TimelineEntryOut]  # newest first

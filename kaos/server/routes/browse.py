@@ -1,0 +1,91 @@
+"""Browsing a workspace's history: pages of models, the progress curve, the deploy timeline,
+and a model's trees as tar archives streamed from the store (what the dashboard reads)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import StreamingResponse
+
+from kaos.pipeline.browse import MAX_PAGE, ModelQuery
+from kaos.pipeline.states import JobState
+from kaos.server import browse
+from kaos.server.routes import services
+from kaos.server.schemas import ModelPageOut, ProgressOut, TimelineEntryOut, TimelineOut
+from kaos.server.services import Services
+
+router = APIRouter(tags=["browse"])
+Svc = Annotated[Services, Depends(services)]
+
+
+@router.get("/workspaces/{name}/models")
+def workspace_models(
+    name: str,
+    svc: Svc,
+    sort: Annotated[
+        str,
+        Query(
+            description="created, finished, model_id, metrics.NAME or params.NAME; "
+            "a leading '-' sorts descending"
+        ),
+    ] = "created",
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    state: Annotated[list[JobState] | None, Query(description="keep only these states")] = None,
+    filter: Annotated[
+        list[str] | None,
+        Query(description="FIELD OP VALUE, e.g. metrics.accuracy_test>=0.9 or params.C=10"),
+    ] = None,
+) -> ModelPageOut:
+    """One page of the workspace's models across its jobs, with their metrics and
+    hyperparameters, and a summary of every column (does it differ between models)."""
+    query = ModelQuery.parse(sort, limit, offset, [s.value for s in state or []], filter or [])
+    return browse.models_page(svc, name, query)
+
+
+@router.get("/workspaces/{name}/progress")
+def workspace_progress(
+    name: str,
+    svc: Svc,
+    metric: str | None = None,
+    goal: Annotated[str, Query(pattern="^(auto|max|min)$")] = "auto",
+) -> ProgressOut:
+    """A metric over the successful models in deploy order: each point says what changed from
+    the one before and whether it was the best so far."""
+    return browse.progress_curve(svc, name, metric, goal)
+
+
+@router.get("/workspaces/{name}/deploys")
+def workspace_deploys(
+    name: str,
+    svc: Svc,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> TimelineOut:
+    """The deploy timeline, newest first: what each deploy changed, who, and what it started."""
+    return browse.timeline(svc, name, limit, offset)
+
+
+@router.get("/deploys/{deploy_id}")
+def get_deploy(deploy_id: int, svc: Svc) -> TimelineEntryOut:
+    return browse.deploy_entry(svc, deploy_id)
+
+
+@router.get(
+    "/models/{model_id}/archive/{part}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-tar": {}}}},
+)
+def model_archive(
+    model_id: str,
+    svc: Svc,
+    part: Annotated[str, Path(pattern="^(source|data|model)$")],
+) -> StreamingResponse:
+    """The model's source, data or output tree as a tar, streamed from the store."""
+    filename, stream = browse.model_archive(svc, model_id, part)
+    return StreamingResponse(
+        stream,
+        media_type="application/x-tar",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,136 @@
+// A model's page: metrics, hyperparameters, the provenance graph, the diff against the
+// previous model (or any other), the job's logs (live while it runs) and archive downloads.
+
+import { download, enc, get } from "./api.js";
+import { bundle, card, clear, fmtTime, fmtValue, h, s, stateBadge } from "./dom.js";
+
+export async function modelPage(root, modelId) {
+  const prov = await get(`/models/${enc(modelId)}`);
+  const { model, job } = prov;
+  const id = model.model_id;
+  root.append(h("div", { class: "page-head" },
+    h("h1", { class: "mono", id: "model-id" }, id, " ", stateBadge(model.state)),
+    h("div", { class: "chips" },
+      h("span", { class: "chip" }, h("b", {}, "workspace"), h("a", { href: `#/w/${enc(job.workspace)}` }, job.workspace)),
+      h("span", { class: "chip" }, h("b", {}, "trained"), fmtTime(model.finished)),
+      h("span", { class: "chip" }, h("b", {}, "by"), prov.deploy_author)),
+    h("div", { class: "downloads" }, ["source", "data", "model"].map((part) =>
+      h("button", { class: "small", dataset: { part }, onclick: () => download(`/models/${enc(id)}/archive/${part}`, `${id.replace(":", "-")}-${part}.tar`) }, `⤓ ${part}.tar`)))));
+
+  root.append(h("div", { class: "columns" },
+    card("Metrics", {}, keyValues(model.metrics, "metrics")),
+    card("Hyperparameters", {}, model.params && Object.keys(model.params).length
+      ? keyValues(model.params, "params") : h("p", { class: "empty-state" }, "No grid: the source's own defaults."))));
+
+  const deploy = job.deploy_id ? await get(`/deploys/${job.deploy_id}`).catch(() => null) : null;
+  root.append(card("Provenance", { id: "provenance" }, provenanceGraph(prov, deploy)));
+
+  const diffBox = h("div", { id: "diff" });
+  const against = h("select", { id: "diff-against", "aria-label": "compare with" });
+  root.append(card("Changes", {}, h("div", { class: "toolbar" }, h("label", {}, "compared with ", against)), diffBox));
+  const progress = await get(`/workspaces/${enc(job.workspace)}/progress`).catch(() => ({ points: [] }));
+  const others = progress.points.filter((p) => p.model_id !== id);
+  const at = progress.points.findIndex((p) => p.model_id === id);
+  const previous = at > 0 ? progress.points[at - 1] : null;
+  clear(against, others.length ? others.map((p) => h("option", { value: p.model_id, selected: p === previous },
+    `${p === previous ? "previous: " : ""}${p.model_id}`)) : h("option", { value: "" }, "no other model"));
+  const showDiff = async () => {
+    if (!against.value) return clear(diffBox, h("p", { class: "empty-state" }, "This is the workspace's only model."));
+    try {
+      const diff = await get(`/models/${enc(id)}/diff`, { against: against.value });
+      clear(diffBox, renderDiff(diff));
+    } catch (error) {
+      if (error.status && error.status !== 404 && error.status !== 405) throw error;
+      clear(diffBox, h("p", { class: "empty-state", id: "diff-unavailable" }, "diff unavailable on this server"));
+    }
+  };
+  against.addEventListener("change", showDiff);
+  await showDiff();
+
+  const logBox = h("pre", { class: "logs", id: "logs" });
+  const logState = h("span", { class: "muted" });
+  root.append(card("Logs", {}, h("div", { class: "toolbar" }, h("span", { class: "mono" }, `job ${job.id.slice(0, 8)}`), logState), logBox));
+  let offset = 0;
+  let timer = null;
+  const follow = async () => {
+    const chunk = await get(`/jobs/${enc(job.id)}/logs`, { offset });
+    if (chunk.text) {
+      const atBottom = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
+      logBox.append(chunk.text);
+      if (atBottom) logBox.scrollTop = logBox.scrollHeight;
+    }
+    offset = chunk.offset;
+    logState.textContent = chunk.finished ? "finished" : "live";
+    if (chunk.finished && timer) clearInterval(timer);
+    return chunk.finished;
+  };
+  if (!(await follow())) timer = setInterval(follow, 1000);
+  return () => timer && clearInterval(timer);
+}
+
+function keyValues(values, kind) {
+  const entries = Object.entries(values || {}).sort(([a], [b]) => a.localeCompare(b));
+  if (!entries.length) return h("p", { class: "empty-state" }, `No ${kind}.`);
+  return h("table", { class: "table kv", id: `model-${kind}` },
+    h("tbody", {}, entries.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", { class: "num" }, fmtValue(v))))));
+}
+
+// source, data, hyperparameters, deploy -> image, job -> model, drawn as boxes and curves.
+function provenanceGraph(prov, deploy) {
+  const { model, job } = prov;
+  const W = 230;
+  const H = 50;
+  const grid = deploy?.grid ? Object.entries(deploy.grid).map(([k, v]) => `${k}: ${v.length} values`).join(", ") : null;
+  const nodes = {
+    source: [0, 0, "source", bundle(prov.source_name, job.source), job.source],
+    data: [0, 1, "data", bundle(prov.data_name, job.data), job.data],
+    params: [0, 2, "hyperparameters", model.params ? Object.entries(model.params).map(([k, v]) => `${k}=${fmtValue(v)}`).join(" ") : "defaults", grid ? `grid ${grid}` : null],
+    deploy: [0, 3, `deploy${job.deploy_id ? ` #${job.deploy_id}` : ""}`, `${prov.deploy_author} · ${fmtTime(prov.deploy_time)}`, null],
+    image: [1, 0.5, prov.lock ? "lock → image" : "image", job.image || "—", prov.lock?.digest || null],
+    job: [1, 2, "train job", `${job.id.slice(0, 12)} · ${job.state}`, job.id],
+    model: [2, 1.5, "model", model.model_id, model.output_tree],
+  };
+  const edges = [["source", "image"], ["image", "job"], ["data", "job"], ["params", "job"], ["deploy", "job"], ["job", "model"]];
+  const colX = [10, 330, 650];
+  const rowY = (r) => 12 + r * 66;
+  const svg = s("svg", { class: "graph", viewBox: `0 0 ${colX[2] + W + 10} ${rowY(3) + H + 12}`, role: "img" });
+  for (const [a, b] of edges) {
+    const [ca, ra] = nodes[a];
+    const [cb, rb] = nodes[b];
+    const x1 = colX[ca] + W;
+    const y1 = rowY(ra) + H / 2;
+    const x2 = colX[cb];
+    const y2 = rowY(rb) + H / 2;
+    const mid = (x1 + x2) / 2;
+    svg.append(s("path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2 - 6},${y2}` }),
+      s("path", { class: "arrow", d: `M${x2 - 7},${y2 - 4} L${x2},${y2} L${x2 - 7},${y2 + 4}z` }));
+  }
+  for (const [key, [c, r, title, value, full]] of Object.entries(nodes)) {
+    const x = colX[c];
+    const y = rowY(r);
+    const text = String(value ?? "—");
+    svg.append(s("g", { class: `node ${key}`, dataset: { node: key } },
+      full ? s("title", {}, full) : null,
+      s("rect", { x, y, width: W, height: H, rx: 8 }),
+      s("text", { class: "node-title", x: x + 12, y: y + 19 }, title),
+      s("text", { class: "node-value", x: x + 12, y: y + 37 }, text.length > 34 ? `${text.slice(0, 33)}…` : text)));
+  }
+  return svg;
+}
+
+// The diff (the reproduction API's ModelDiff), drawn generically: unified diffs as coloured
+// lines, before/after pairs as rows, anything else as nested lists.
+function renderDiff(diff) {
+  const isUnified = (v) => typeof v === "string" && /^(---|\+\+\+|@@)/m.test(v);
+  const unified = (text) => h("pre", { class: "udiff" }, text.split("\n").map((line) =>
+    h("span", { class: line.startsWith("@@") ? "hunk" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : "" }, `${line}\n`)));
+  const value = (v, depth) => {
+    if (isUnified(v)) return unified(v);
+    if (Array.isArray(v)) return v.length ? h("ul", { class: "diff-list" }, v.map((x) => h("li", {}, value(x, depth + 1)))) : h("span", { class: "muted" }, "none");
+    if (v && typeof v === "object") {
+      return h("dl", { class: `diff-obj depth-${depth}` }, Object.entries(v).map(([k, x]) => [h("dt", {}, k.replaceAll("_", " ")), h("dd", {}, value(x, depth + 1))]));
+    }
+    return h("span", { class: "mono" }, fmtValue(v));
+  };
+  return value(diff, 0);
+}
