@@ -18,7 +18,7 @@ from kaos.pipeline.records import Model
 
 MAX_PAGE = 1000
 _KEY = re.compile(r'^[^"\\\x00-\x1f]{1,128}$')  # any metric or hyperparameter name, unquoted
-_FILTER = re.compile(r"^\s*(?P<field>[^<>=!]+?)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.*?)\s*$")
+_FILTER = re.compile(r"^\s*(?P<field>[^<>=!]+?)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.+?)\s*$")
 PLAIN_SORTS = ("created", "finished", "model_id")
 _MINIMISED = re.compile(r"loss|err|mse|mae|rmse|perplexity|latency", re.IGNORECASE)
 

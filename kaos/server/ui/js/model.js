@@ -86,7 +86,7 @@ function provenanceGraph(prov, deploy) {
     data: [0, 1, "data", bundle(prov.data_name, job.data), job.data],
     params: [0, 2, "hyperparameters", model.params ? Object.entries(model.params).map(([k, v]) => `${k}=${fmtValue(v)}`).join(" ") : "defaults", grid ? `grid ${grid}` : null],
     deploy: [0, 3, `deploy${job.deploy_id ? ` #${job.deploy_id}` : ""}`, `${prov.deploy_author} · ${fmtTime(prov.deploy_time)}`, null],
-    image: [1, 0.5, prov.lock ? "lock → image" : "image", job.image || "—", prov.lock?.digest || null],
+    image: [1, 0.5, prov.lock ? "lock → image" : "image", job.source ? `build-train-${prov.source_name || "?"}:${job.source.slice(0, 5)}` : "—", job.image],
     job: [1, 2, "train job", `${job.id.slice(0, 12)} · ${job.state}`, job.id],
     model: [2, 1.5, "model", model.model_id, model.output_tree],
   };
