@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/python benchmarks/store_bench.py
 	$(BIN)/python benchmarks/pipeline_bench.py
 	$(BIN)/python benchmarks/cli_bench.py
+	$(BIN)/python benchmarks/ui_bench.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .kaos-demo

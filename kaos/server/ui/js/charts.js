@@ -116,7 +116,9 @@ export function progressChart(container, progress, { onOpen } = {}) {
       dataset: { i: p.i, modelId: p.model_id, value: p.value, best: p.best ? "1" : "0" },
     }));
     if (labelled || (p.best && p === best)) {
-      dots.append(s("text", { class: "point-label", x: cx, y: cy - 12, "text-anchor": "middle" },
+      // labels near an edge grow inwards, so none is cut off
+      const anchor = cx > inner.x1 - 70 ? "end" : cx < inner.x0 + 70 ? "start" : "middle";
+      dots.append(s("text", { class: "point-label", x: cx, y: cy - 12, "text-anchor": anchor },
         p.model_id));
     }
   }

@@ -86,8 +86,8 @@ function provenanceGraph(prov, deploy) {
     data: [0, 1, "data", bundle(prov.data_name, job.data), job.data],
     params: [0, 2, "hyperparameters", model.params ? Object.entries(model.params).map(([k, v]) => `${k}=${fmtValue(v)}`).join(" ") : "defaults", grid ? `grid ${grid}` : null],
     deploy: [0, 3, `deploy${job.deploy_id ? ` #${job.deploy_id}` : ""}`, `${prov.deploy_author} · ${fmtTime(prov.deploy_time)}`, null],
-    image: [1, 0.5, prov.lock ? "lock → image" : "image", job.source ? `build-train-${prov.source_name || "?"}:${job.source.slice(0, 5)}` : "—", job.image],
-    job: [1, 2, "train job", `${job.id.slice(0, 12)} · ${job.state}`, job.id],
+    image: [1, 0, prov.lock ? "lock → image" : "image", job.source ? `build-train-${prov.source_name || "?"}:${job.source.slice(0, 5)}` : "—", job.image],
+    job: [1, 1.5, "train job", `${job.id.slice(0, 12)} · ${job.state}`, job.id],
     model: [2, 1.5, "model", model.model_id, model.output_tree],
   };
   const edges = [["source", "image"], ["image", "job"], ["data", "job"], ["params", "job"], ["deploy", "job"], ["job", "model"]];
@@ -101,6 +101,14 @@ function provenanceGraph(prov, deploy) {
     const y1 = rowY(ra) + H / 2;
     const x2 = colX[cb];
     const y2 = rowY(rb) + H / 2;
+    if (ca === cb) { // same column: straight down
+      const cx = colX[ca] + W / 2;
+      const top = rowY(ra) + H;
+      const bottom = rowY(rb);
+      svg.append(s("path", { class: "edge", d: `M${cx},${top} L${cx},${bottom - 6}` }),
+        s("path", { class: "arrow", d: `M${cx - 4},${bottom - 7} L${cx},${bottom} L${cx + 4},${bottom - 7}z` }));
+      continue;
+    }
     const mid = (x1 + x2) / 2;
     svg.append(s("path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2 - 6},${y2}` }),
       s("path", { class: "arrow", d: `M${x2 - 7},${y2 - 4} L${x2},${y2} L${x2 - 7},${y2 + 4}z` }));
@@ -118,19 +126,32 @@ function provenanceGraph(prov, deploy) {
   return svg;
 }
 
-// The diff (the reproduction API's ModelDiff), drawn generically: unified diffs as coloured
-// lines, before/after pairs as rows, anything else as nested lists.
+// The diff (the API's ModelDiff: from model a, the one compared with, to model b, this one):
+// changed files with their unified diffs, appended data rows, hyperparameters, packages, metrics.
 function renderDiff(diff) {
-  const isUnified = (v) => typeof v === "string" && /^(---|\+\+\+|@@)/m.test(v);
   const unified = (text) => h("pre", { class: "udiff" }, text.split("\n").map((line) =>
-    h("span", { class: line.startsWith("@@") ? "hunk" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : "" }, `${line}\n`)));
-  const value = (v, depth) => {
-    if (isUnified(v)) return unified(v);
-    if (Array.isArray(v)) return v.length ? h("ul", { class: "diff-list" }, v.map((x) => h("li", {}, value(x, depth + 1)))) : h("span", { class: "muted" }, "none");
-    if (v && typeof v === "object") {
-      return h("dl", { class: `diff-obj depth-${depth}` }, Object.entries(v).map(([k, x]) => [h("dt", {}, k.replaceAll("_", " ")), h("dd", {}, value(x, depth + 1))]));
-    }
-    return h("span", { class: "mono" }, fmtValue(v));
+    h("span", { class: line.startsWith("@@") ? "hunk" : line.startsWith("+") && !line.startsWith("+++") ? "add" : line.startsWith("-") && !line.startsWith("---") ? "del" : "" }, `${line}\n`)));
+  const files = (label, tree) => {
+    if (tree.same) return h("div", { class: "diff-part" }, h("h3", {}, label), h("p", { class: "muted" }, "unchanged"));
+    return h("div", { class: "diff-part" }, h("h3", {}, label, h("span", { class: "muted" }, ` ${tree.files.length} file${tree.files.length === 1 ? "" : "s"} changed`)),
+      tree.files.map((f) => h("div", { class: "diff-file" },
+        h("div", { class: "diff-file-head" }, h("span", { class: `badge ${f.change}` }, f.change), h("span", { class: "mono" }, f.path),
+          f.rows_appended !== null && f.rows_appended !== undefined ? h("span", { class: "muted" }, `+${f.rows_appended} rows appended`) : null,
+          f.size_a !== null && f.size_b !== null && !f.diff ? h("span", { class: "muted" }, `${f.size_a} → ${f.size_b} bytes`) : null),
+        f.diff ? unified(f.diff) : null)));
   };
-  return value(diff, 0);
+  const values = (label, changes, delta) => h("div", { class: "diff-part" }, h("h3", {}, label),
+    changes.length
+      ? h("table", { class: "table compact diff-values" },
+          h("thead", {}, h("tr", {}, h("th", {}, "name"), h("th", { class: "num" }, diff.a.model_id), h("th", { class: "num" }, diff.b.model_id), delta ? h("th", { class: "num" }, "change") : null)),
+          h("tbody", {}, changes.map((c) => {
+            const d = typeof c.a === "number" && typeof c.b === "number" ? c.b - c.a : null;
+            return h("tr", {}, h("td", { class: "mono" }, c.name), h("td", { class: "num" }, fmtValue(c.a)), h("td", { class: "num" }, fmtValue(c.b)),
+              delta ? h("td", { class: `num ${d > 0 ? "up" : d < 0 ? "down" : ""}` }, d === null ? "" : `${d > 0 ? "+" : ""}${fmtValue(d)}`) : null);
+          })))
+      : h("p", { class: "muted" }, "no difference"));
+  return h("div", { class: "diff" },
+    files("Source", diff.source), files("Data", diff.data),
+    h("div", { class: "columns" }, values("Hyperparameters", diff.hyperparams), values("Packages", diff.packages)),
+    values("Metrics", diff.metrics, true));
 }
