@@ -276,3 +276,13 @@ def test_a_token_protected_server_shows_only_the_prompt_until_a_valid_token(tmp_
             wait_for(driver, "#progress-chart svg[data-drawn]")
     finally:
         server.stop()
+
+
+def test_kaos_ui_prints_the_dashboard_url_of_the_current_workspace(server, walkthrough):
+    cli, _work, _models = walkthrough
+    cli.ok("workspace", "set", "-n", "mnist")
+    url = cli.ok("ui").out.strip()
+    assert url == f"{server.url}/#/w/mnist"
+    assert cli.ok("ui", "--json", "-w", "other").json() == {"url": f"{server.url}/#/w/other"}
+    page = httpx.get(url)
+    assert page.status_code == 200 and '<script type="module" src="/ui/js/app.js">' in page.text
