@@ -146,15 +146,18 @@ export function progressChart(container, progress, { onOpen } = {}) {
   return svg;
 }
 
-// A scale for any values: numeric when all are numbers, else evenly spaced categories.
-function axisScale(values, range) {
-  const numeric = values.every((v) => typeof v === "number");
+// A scale for any values: numeric when all are numbers (and, for a hyperparameter, more than
+// a few distinct ones), else evenly spaced categories in their natural order.
+function axisScale(values, range, { fewIsCategorical = false } = {}) {
+  const numbers = values.every((v) => typeof v === "number");
+  const distinct = [...new Set(values)];
+  const numeric = numbers && !(fewIsCategorical && distinct.length <= 6);
   if (numeric) {
     const domain = paddedDomain(values);
     const f = linear(domain, range);
     return { f, numeric, ticks: ticks(domain[0], domain[1], 5), domain };
   }
-  const cats = [...new Set(values.map(fmtValue))].sort();
+  const cats = (numbers ? distinct.sort((a, b) => a - b) : distinct.sort()).map(fmtValue);
   const f0 = linear([-0.5, cats.length - 0.5], range);
   return { f: (v) => f0(cats.indexOf(fmtValue(v))), numeric, cats };
 }
@@ -175,7 +178,7 @@ export function scatterChart(container, models, param, metric, { onOpen } = {}) 
     svg.append(s("text", { class: "empty", x: inner.x1 / 2, y: 140, "text-anchor": "middle" }, "Nothing to plot"));
     return svg;
   }
-  const xs = axisScale(rows.map((m) => m.params[param]), [inner.x0 + 10, inner.x1 - 10]);
+  const xs = axisScale(rows.map((m) => m.params[param]), [inner.x0 + 10, inner.x1 - 10], { fewIsCategorical: true });
   const domain = paddedDomain(rows.map((m) => m.metrics[metric]));
   const y = linear(domain, [inner.y0, inner.y1]);
   yAxis(svg, inner, y, domain, metric);
@@ -206,7 +209,8 @@ export function parallelChart(container, models, params, metric) {
   if (!rows.length || !dims.length) return svg;
   const xOf = linear([0, Math.max(dims.length - 1, 1)], [inner.x0 + 20, inner.x1 - 40]);
   const value = (m, d, k) => (k === dims.length - 1 ? m.metrics[d] : m.params?.[d]);
-  const scales = dims.map((d, k) => axisScale(rows.map((m) => value(m, d, k)), [inner.y0, inner.y1 + 8]));
+  const scales = dims.map((d, k) => axisScale(rows.map((m) => value(m, d, k)), [inner.y0, inner.y1 + 8],
+    { fewIsCategorical: k < dims.length - 1 }));
   const metricScale = scales[dims.length - 1];
   const [lo, hi] = metricScale.domain || [0, 1];
   const lines = s("g", { class: "pc-lines" });

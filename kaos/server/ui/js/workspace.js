@@ -191,14 +191,26 @@ async function endpointsView(name, box) {
     }
     throw error;
   }
-  const items = Array.isArray(endpoints) ? endpoints : endpoints.items || [];
-  if (!items.length) {
-    clear(box, h("p", { class: "empty-state" }, "No endpoints in this workspace."));
+  if (!endpoints.length) {
+    clear(box, h("p", { class: "empty-state" }, "No endpoints in this workspace: ", h("code", {}, "kaos serve deploy -m MODEL")));
     return;
   }
-  const keys = [...new Set(items.flatMap((e) => Object.keys(e)))].slice(0, 8);
+  // each endpoint's revisions (a handful of endpoints per workspace: one request each)
+  const details = await Promise.all(endpoints.map((e) =>
+    get(`/workspaces/${enc(name)}/endpoints/${enc(e.name)}`).catch(() => ({ revisions: [] }))));
+  const ms = (v) => (v === null || v === undefined ? "—" : `${fmtValue(v)} ms`);
   clear(box, h("table", { class: "table compact", id: "endpoints-table" },
-    h("thead", {}, h("tr", {}, keys.map((k) => h("th", {}, k.replaceAll("_", " "))))),
-    h("tbody", {}, items.map((e) => h("tr", {}, keys.map((k) => h("td", { class: k.includes("model") ? "mono" : "" },
-      k === "model_id" && e[k] ? h("a", { href: `#/m/${enc(e[k])}` }, e[k]) : fmtValue(Array.isArray(e[k]) ? e[k].length : e[k]))))))));
+    h("thead", {}, h("tr", {}, ["endpoint", "state", "model", "revision", "revisions", "follows", "requests", "errors", "p50", "p99"]
+      .map((c, k) => h("th", { class: k >= 6 ? "num" : "" }, c)))),
+    h("tbody", {}, endpoints.map((e, k) => h("tr", { dataset: { endpoint: e.name } },
+      h("td", { class: "mono", title: e.route }, e.name),
+      h("td", {}, h("span", { class: `badge ${{ RUNNING: "success", STARTING: "starting", FAILED: "failure", KILLED: "killed" }[e.state] || ""}` }, e.state)),
+      h("td", { class: "mono" }, e.model_id ? h("a", { href: `#/m/${enc(e.model_id)}` }, e.model_id) : "—"),
+      h("td", {}, e.revision ? `#${e.revision}` : "—"),
+      h("td", { title: details[k].revisions.map((r) => `#${r.id} ${r.cause} ${r.model_id}`).join("\n") }, details[k].revisions.length),
+      h("td", { class: "mono" }, e.follow || "—"),
+      h("td", { class: "num" }, e.stats.requests),
+      h("td", { class: "num" }, e.stats.errors),
+      h("td", { class: "num" }, ms(e.stats.p50_ms)),
+      h("td", { class: "num" }, ms(e.stats.p99_ms)))))));
 }
