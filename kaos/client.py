@@ -173,6 +173,10 @@ class KaosClient:
             timeout=300,
         )
 
+    def complete(self, tree_digest: str) -> bool:
+        """Whether the server holds this tree and every object it names (one request)."""
+        return bool(self._json("GET", f"/trees/{tree_digest}/complete")["complete"])
+
     def push(self, scanned: ScannedFolder, progress: Progress | None = None) -> PushReport:
         """Upload what the server lacks of a scanned folder (two uploads at once)."""
         with StoreWriter(self, uploads=2) as writer:

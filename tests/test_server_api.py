@@ -79,9 +79,36 @@ def test_deploy_of_an_incompletely_uploaded_bundle_is_refused(api, workspace, tm
     serialized = scanned.tree.serialize()
     builder.add(scanned.tree.digest, KIND_BLOB, serialized)  # the tree, but none of its files
     api.store_pack(*builder.seal().encode())
+    assert not api.complete(scanned.tree.digest)
     with pytest.raises(ServerError, match="incomplete"):
         api.deploy(workspace, source=scanned.tree.digest)
     assert api.workspace(workspace)["inputs"]["source"] is None
+    assert api.push(scanned).files_sent > 0  # not taken for complete: the files are sent
+    assert api.complete(scanned.tree.digest)
+
+
+def test_an_unchanged_folder_pushes_in_one_request_and_a_change_is_still_sent(
+    api, tmp_path, kaos_home
+):
+    from kaos.store import StatCache
+
+    data = write_data(tmp_path / "data", train_rows=200 + len(uuid.uuid4().hex))
+    (data / "features" / "tag.txt").write_text(uuid.uuid4().hex)
+    cache = StatCache(kaos_home / "state.db")
+    first = api.push(scan_folder(data, cache))
+    assert first.files_sent > 0
+    seen: list[str] = []
+    api._http.event_hooks["request"] = [lambda request: seen.append(request.url.path)]
+
+    again = scan_folder(data, cache)
+    assert api.push(again).files_sent == 0
+    assert seen == [f"/trees/{first.tree.digest}/complete"]
+    assert "tree" not in vars(again)  # no tree of entries was built
+
+    (data / "features" / "tag.txt").write_text(uuid.uuid4().hex)
+    changed = api.push(scan_folder(data, cache))
+    assert changed.files_sent == 1 and changed.tree.digest != first.tree.digest
+    assert api.complete(changed.tree.digest)
 
 
 @pytest.mark.parametrize(

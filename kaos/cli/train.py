@@ -136,13 +136,13 @@ def _submit(api, kind: str, folder: Path, quiet: bool) -> str:
     if not quiet:
         echo(f"Submitting {kind} bundle: {folder}")
     scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"))
-    name = (source_bundle_name if kind == "source" else data_bundle_name)(scanned.tree)
+    name = source_bundle_name(scanned.tree) if kind == "source" else data_bundle_name(scanned.paths)
     progress = BarProgress(f"Compressing {kind} bundle") if not quiet else None
     api.push(scanned, progress)
     if progress:
         progress.close()
-        echo(f" ✔ Setting {kind} bundle: {bundle_label(name, scanned.tree.digest)}\n")
-    return scanned.tree.digest
+        echo(f" ✔ Setting {kind} bundle: {bundle_label(name, scanned.digest)}\n")
+    return scanned.digest
 
 
 def _check_folder(folder: Path | None, kind: str) -> None:
@@ -624,14 +624,16 @@ class _Watcher:
         try:
             for kind, folder in self.folders.items():
                 scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"))
-                if scanned.tree.digest == self.deployed.get(kind):
+                if scanned.digest == self.deployed.get(kind):
                     continue
-                bundle = (source_bundle_name if kind == "source" else data_bundle_name)(
-                    scanned.tree
+                bundle = (
+                    source_bundle_name(scanned.tree)
+                    if kind == "source"
+                    else data_bundle_name(scanned.paths)
                 )
                 self.api.push(scanned)
-                body[kind] = scanned.tree.digest
-                labels.append(f"{kind} {bundle_label(bundle, scanned.tree.digest)}")
+                body[kind] = scanned.digest
+                labels.append(f"{kind} {bundle_label(bundle, scanned.digest)}")
             if self.grid is not None:
                 grid_json = _read_grid(self.grid)
                 digest = hash_bytes(json.dumps(grid_json, sort_keys=True).encode())

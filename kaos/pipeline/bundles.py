@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from kaos.errors import BundleError
 from kaos.store.tree import Tree
 
@@ -22,14 +24,17 @@ def source_bundle_name(tree: Tree) -> str:
     return name
 
 
-def data_bundle_name(tree: Tree) -> str:
-    """A data bundle holds one top-level folder, e.g. `features/`."""
+def data_bundle_name(tree: Tree | Iterable[str]) -> str:
+    """A data bundle holds one top-level folder, e.g. `features/`. Takes a tree or just its
+    paths (a scanned folder's, so no tree of entries is built to name it)."""
     return _single_top_folder(tree, "data")
 
 
-def _single_top_folder(tree: Tree, kind: str) -> str:
-    tops = tree.top_level_names()
-    folders = sorted({e.path.split("/", 1)[0] for e in tree if "/" in e.path})
+def _single_top_folder(tree: Tree | Iterable[str], kind: str) -> str:
+    paths = (e.path for e in tree) if isinstance(tree, Tree) else tree
+    tops_of = {p.split("/", 1)[0]: "/" in p for p in paths}
+    tops = sorted(tops_of)
+    folders = [t for t in tops if tops_of[t]]
     loose = [t for t in tops if t not in folders and not t.startswith(".")]
     if len(folders) != 1 or loose:
         raise BundleError(

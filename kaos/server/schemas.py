@@ -65,6 +65,10 @@ class MissingOut(BaseModel):
     missing: list[Digest]
 
 
+class CompleteOut(BaseModel):
+    complete: bool
+
+
 class PackOut(BaseModel):
     stored: int
 

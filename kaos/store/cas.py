@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from kaos.errors import ObjectNotFound
 from kaos.store.backends.base import Backend
 from kaos.store.backends.local import LocalBackend
 from kaos.store.backends.url import backend_from_url
@@ -68,6 +69,16 @@ class ContentStore:
 
     def __contains__(self, digest: str) -> bool:
         return not self.missing([digest])
+
+    def complete(self, tree_digest: str) -> bool:
+        """Whether the tree and every object it names are stored (a tree not in the index is
+        answered without a refresh: a push that follows asks `missing`, which refreshes)."""
+        if tree_digest not in self.index:
+            return False
+        try:
+            return not self.absent_from(tree_digest)
+        except ObjectNotFound:
+            return False
 
     def absent_from(self, tree_digest: str) -> set[str]:
         """The objects a stored tree names that the store lacks (raises ObjectNotFound for an

@@ -68,6 +68,11 @@ class ScannedFolder:
     def __len__(self) -> int:
         return len(self._walk.paths)
 
+    @property
+    def paths(self) -> list[str]:
+        """The relative paths of the files, in walk order (not sorted)."""
+        return self._walk.paths
+
     @cached_property
     def tree(self) -> Tree:
         paths, digests = self._walk.paths, self._digests.hex()

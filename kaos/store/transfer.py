@@ -1,8 +1,9 @@
 """One transfer: store a scanned folder's missing files, then its tree, at any destination.
 
-A destination answers two questions, "which of these do you lack?" and "store this pack"; the
-local `ContentStore` and the HTTP `KaosClient` both do, so the CLI, the Python API, the server's
-remote-data download and the executors' output upload all go through `push` below.
+A destination answers three questions, "do you hold this whole tree?", "which of these do you
+lack?" and "store this pack"; the local `ContentStore` and the HTTP `KaosClient` both do, so
+the CLI, the Python API, the server's remote-data download and the executors' output upload
+all go through `push` below. An unchanged folder costs the first question alone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from kaos.store.writer import StoreWriter
 class Destination(Protocol):
     """Where pushed content goes: a local content store or a kaos server."""
 
+    def complete(self, tree_digest: str) -> bool:
+        """Whether it holds the tree and every object the tree names (one question)."""
+        ...
+
     def missing(self, digests: Iterable[str]) -> set[str]:
         """The digests it does not hold (asked in batches, so one question per batch)."""
         ...
@@ -32,10 +37,14 @@ class Destination(Protocol):
 
 @dataclass(frozen=True)
 class PushReport:
-    tree: Tree
+    scanned: ScannedFolder
     files_sent: int
     bytes_read: int
     bytes_uploaded: int
+
+    @property
+    def tree(self) -> Tree:
+        return self.scanned.tree
 
 
 def push(
@@ -49,6 +58,8 @@ def push(
     Large files are chunked and only chunks the destination lacks are sent, so an appended data
     file costs its new rows. Pass `writer` to share one write session (and its lock).
     """
+    if destination.complete(scanned.digest):  # unchanged since it was pushed: no tree is built
+        return PushReport(scanned, 0, 0, 0)
     if writer is None:
         with StoreWriter(destination) as session:
             return push(scanned, destination, progress, session)
@@ -67,4 +78,4 @@ def push(
         writer.put_bytes(tree.serialize(), TREE_CHUNKS)
     writer.flush()
     meter.finish()
-    return PushReport(tree, len(todo), total, writer.bytes_uploaded)
+    return PushReport(scanned, len(todo), total, writer.bytes_uploaded)

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from kaos.server.routes import services
-from kaos.server.schemas import DigestsIn, MissingOut, PackOut
+from kaos.server.schemas import CompleteOut, DigestsIn, MissingOut, PackOut
 from kaos.server.services import Services
 from kaos.store.hashing import is_digest
 from kaos.store.stream import encode_stream
@@ -39,6 +39,14 @@ async def upload_pack(request: Request, svc: Svc) -> PackOut:
         raise HTTPException(400, "truncated upload")
     stored = await run_in_threadpool(svc.store.receive_pack, bytes(body))
     return PackOut(stored=len(stored))
+
+
+@router.get("/trees/{digest}/complete")
+def tree_complete(digest: str, svc: Svc) -> CompleteOut:
+    """Whether the tree and every object it names are stored: an unchanged folder's push is
+    this one request (the store remembers complete trees, so it reads nothing)."""
+    _require_digest(digest)
+    return CompleteOut(complete=svc.store.complete(digest))
 
 
 @router.get("/trees/{digest}")
