@@ -11,12 +11,14 @@ import gc
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
-from typing import Any, NamedTuple
+from typing import NamedTuple
+
+import xxhash
 
 from kaos.errors import BundleError, UnsafePathError
 from kaos.store.hashing import hash_bytes, hash_file
@@ -30,6 +32,7 @@ _SMALL_FILE = 4 << 20
 # A file modified within this window of the scan may change again within the same mtime tick;
 # its hash is used but not cached (git's "racily clean" problem).
 _RACY_WINDOW_NS = 2_000_000_000
+_BATCH = 50_000  # files looked up, hashed and recorded in the stat cache at a time
 
 
 ContentHook = Callable[[str, bytes], None]
@@ -62,6 +65,7 @@ class ScannedFolder:
     def __init__(self, root: Path, walk: Walk, digests: bytes, digest: str) -> None:
         self.root = root
         self.digest = digest
+        self._prefix = os.path.join(root, "")
         self._walk = walk
         self._digests = digests
 
@@ -85,7 +89,7 @@ class ScannedFolder:
         return Tree.from_scan(entries, self.digest)
 
     def abspath(self, rel: str) -> str:
-        return os.path.join(self.root, rel)
+        return self._prefix + rel
 
 
 def walk_folder(root: Path) -> Walk:
@@ -176,55 +180,64 @@ def _scan(
     if last is not None and last.matches(walk.paths, walk.stats):
         return ScannedFolder(root, walk, last.digests, last.tree or "")
     racy_after = time.time_ns() - _RACY_WINDOW_NS
-    records = list(STAT.iter_unpack(walk.stats))
-    found = last.vouched(walk.paths, walk.stats) if last is not None else {}
-    rest = [i for i in range(len(records)) if i not in found]
-    known = cache.lookup(_key(records[i]) for i in rest)
-    todo: list[tuple[int, ScannedFile]] = []
-    for i in rest:
-        key = _key(records[i])
-        cached = known.get(key)
-        if cached is not None:
-            found[i] = bytes.fromhex(cached)
-        else:
-            path = walk.paths[i]
-            todo.append((i, ScannedFile(path, os.path.join(root, path), key, bool(records[i][4]))))
-    total = sum(f.key[2] for _, f in todo)
+    n = len(walk.paths)
+    digests = bytearray(n * DIGEST_SIZE)
+    rest: Sequence[int] = (
+        last.vouch(walk.paths, walk.stats, digests) if last is not None else range(n)
+    )
+    size_at, prefix, stats = STAT.size, os.path.join(root, ""), walk.stats
+    total = sum(STAT.unpack_from(stats, i * size_at)[2] for i in rest)
     meter = Throttled(progress, "hash", total, step=max(total // 200, 1 << 20))
-    fresh: list[tuple[StatKey, str]] = []
-    for i, f in todo:
-        digest = _hash_one(f, on_content)
-        found[i] = bytes.fromhex(digest)
-        if f.key[3] < racy_after:
-            fresh.append((f.key, digest))
-        meter.advance(f.key[2])
+    racy: list[int] = []
+    for start in range(0, len(rest), _BATCH):  # batches keep memory flat at a million files
+        batch = rest[start : start + _BATCH]
+        records = [STAT.unpack_from(stats, i * size_at) for i in batch]
+        known = cache.lookup(_key(record) for record in records)
+        fresh: list[tuple[StatKey, str]] = []
+        for i, record in zip(batch, records, strict=True):
+            key = _key(record)
+            digest = known.get(key)
+            if digest is None:
+                path = walk.paths[i]
+                found = ScannedFile(path, prefix + path, key, record[4] != 0)
+                digest = _hash_one(found, on_content)
+                if key[3] < racy_after:
+                    fresh.append((key, digest))
+                else:
+                    racy.append(i)
+            digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = bytes.fromhex(digest)
+            meter.advance(key[2])
+        cache.record(fresh)
     meter.finish()
-    cache.record(fresh)
-    digests = b"".join([found[i] for i in range(len(records))])
-    digest = _tree_digest(walk.paths, records, digests)
-    racy = [i for i, record in enumerate(records) if record[3] >= racy_after]
-    if racy:  # vouched for by nothing next time: re-read until they are old enough
+    digest = _tree_digest(walk.paths, stats, digests)
+    if racy:  # vouched for by nothing next time: read again until they are old enough
         kept = bytearray(digests)
         for i in racy:
             kept[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = UNKNOWN
-        cache.remember_scan(real, Snapshot(walk.paths, bytes(walk.stats), bytes(kept), None))
+        cache.remember_scan(real, Snapshot(walk.paths, bytes(stats), bytes(kept), None))
     else:
-        cache.remember_scan(real, Snapshot(walk.paths, bytes(walk.stats), digests, digest))
-    return ScannedFolder(root, walk, digests, digest)
+        cache.remember_scan(real, Snapshot(walk.paths, bytes(stats), bytes(digests), digest))
+    return ScannedFolder(root, walk, bytes(digests), digest)
 
 
-def _key(record: tuple[int, int, int, int, int]) -> StatKey:
+def _key(record: tuple[int, ...]) -> StatKey:
     return record[0], record[1], record[2], record[3]
 
 
-def _tree_digest(paths: list[str], records: list[tuple[Any, ...]], digests: bytes) -> str:
-    """The tree's digest from the arrays, in one pass (the same bytes as `Tree.serialize`)."""
-    hexes = digests.hex()
-    lines = []
+def _tree_digest(paths: list[str], stats: bytearray, digests: bytearray) -> str:
+    """The tree's digest from the arrays, in one streaming pass (the bytes `Tree.serialize`
+    would give, without one object per entry)."""
+    hexes, size_at, unpack = digests.hex(), STAT.size, STAT.unpack_from
+    hasher = xxhash.xxh3_128(HEADER)
+    lines: list[str] = []
     for i in sorted(range(len(paths)), key=paths.__getitem__):
-        size, executable = records[i][2], records[i][4]
-        lines.append(entry_line(paths[i], hexes[i * 32 : i * 32 + 32], size, bool(executable)))
-    return hash_bytes(HEADER + "".join(lines).encode("utf-8"))
+        _dev, _ino, size, _mtime, executable = unpack(stats, i * size_at)
+        lines.append(entry_line(paths[i], hexes[i * 32 : i * 32 + 32], size, executable != 0))
+        if len(lines) == 4096:
+            hasher.update("".join(lines).encode("utf-8"))
+            lines.clear()
+    hasher.update("".join(lines).encode("utf-8"))
+    return hasher.hexdigest()
 
 
 def _hash_one(f: ScannedFile, on_content: ContentHook | None = None) -> str:

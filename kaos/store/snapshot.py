@@ -14,6 +14,7 @@ import marshal
 import os
 import struct
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,22 +37,29 @@ class Snapshot:
         """The walk found exactly what this snapshot recorded (compared as arrays, in C)."""
         return self.tree is not None and self.stats == stats and self.paths == paths
 
-    def vouched(self, paths: list[str], stats: bytes | bytearray) -> dict[int, bytes]:
-        """Position in the walk -> digest, for every entry whose stat record is unchanged."""
+    def vouch(self, paths: list[str], stats: bytes | bytearray, into: bytearray) -> list[int]:
+        """Copy into `into` the digest of every walked entry whose stat record is unchanged;
+        return the positions of the others (they must be looked up or read)."""
         size = STAT.size
         mine, theirs, digests = memoryview(stats), memoryview(self.stats), self.digests
-        found: dict[int, bytes] = {}
         if paths == self.paths:
-            pairs = ((i, i) for i in range(len(paths)))
+            pairs: Iterable[tuple[int, int | None]] = ((i, i) for i in range(len(paths)))
         else:
             where = {path: i for i, path in enumerate(self.paths)}
-            pairs = ((i, where[p]) for i, p in enumerate(paths) if p in where)
+            pairs = ((i, where.get(p)) for i, p in enumerate(paths))
+        rest = []
         for i, j in pairs:
-            if mine[i * size : (i + 1) * size] == theirs[j * size : (j + 1) * size]:
+            same = (
+                j is not None
+                and mine[i * size : (i + 1) * size] == theirs[j * size : (j + 1) * size]
+            )
+            if same:
                 digest = digests[j * DIGEST_SIZE : (j + 1) * DIGEST_SIZE]
                 if digest != UNKNOWN:
-                    found[i] = digest
-        return found
+                    into[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = digest
+                    continue
+            rest.append(i)
+        return rest
 
 
 class SnapshotDir:
