@@ -11,7 +11,7 @@ from kaos.store import NullStatCache, Tree, TreeEntry, scan_folder
 
 names = st.text(
     alphabet=string.ascii_letters + string.digits + "_-.", min_size=1, max_size=12
-).filter(lambda s: s not in (".", ".."))
+).filter(lambda s: s not in (".", "..", ".kaosignore"))  # ignore rules are tested on their own
 file_maps = st.dictionaries(
     st.lists(names, min_size=1, max_size=3).map("/".join),
     st.binary(max_size=300),
@@ -136,3 +136,10 @@ def test_missing_and_empty_bundles_are_refused(tmp_path):
         scan_folder(tmp_path / "nope")
     with pytest.raises(BundleError, match="empty"):
         scan_folder(tmp_path, NullStatCache())
+
+
+def test_an_ignore_file_that_is_not_utf8_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / ".kaosignore").write_bytes(b"\x80*.tmp\n")
+    with pytest.raises(BundleError, match="not UTF-8"):
+        scan_folder(tmp_path)

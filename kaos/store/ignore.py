@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pathspec
 
+from kaos.errors import BundleError
+
 IGNORE_FILE = ".kaosignore"
 DEFAULT_IGNORED_DIRS = frozenset({".git", "__pycache__"})
 
@@ -22,7 +24,12 @@ class IgnoreRules:
         ignore_file = root / IGNORE_FILE
         if not ignore_file.is_file():
             return cls(None)
-        lines = ignore_file.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = ignore_file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise BundleError(
+                f"{ignore_file} is not UTF-8 text", "save it as UTF-8 (gitignore syntax)"
+            ) from None
         return cls(pathspec.PathSpec.from_lines("gitignore", lines))
 
     def skips_dir(self, name: str, rel: str) -> bool:
