@@ -48,3 +48,18 @@ for job in reversed(jobs):
         accuracy = model["metrics"]["accuracy_test"]
         print(f"{model['model_id']}  accuracy_test={accuracy:.3f}")
 PY
+
+echo; echo "== 4. serve the best model; better ones take over by themselves =="
+step kaos serve deploy -n mnist --follow accuracy_test
+step kaos serve list
+python3 - "http://127.0.0.1:$KAOS_PORT/serve/mnist/mnist/invocations" <<'PY'
+import gzip, json, sys, urllib.request
+
+with gzip.open("templates/mnist/data/features/test/test.csv.gz", "rt") as f:
+    rows = [[float(v) for v in line.split(",")] for line in f.read().splitlines()[:20]]
+body = json.dumps({"instances": [row[1:] for row in rows]}).encode()
+request = urllib.request.Request(sys.argv[1], body, {"Content-Type": "application/json"})
+predictions = json.load(urllib.request.urlopen(request))["predictions"]
+right = sum(int(p) == int(row[0]) for p, row in zip(predictions, rows))
+print(f"{right} of {len(rows)} test digits right through {sys.argv[1]}")
+PY

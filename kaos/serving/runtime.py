@@ -199,6 +199,7 @@ class Endpoint:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kaos-serve"
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms stall
     endpoint: Endpoint  # set on the class before serving
 
     def do_GET(self) -> None:

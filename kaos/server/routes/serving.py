@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from kaos.errors import KaosError
@@ -20,6 +19,7 @@ from kaos.server.schemas import (
     ServeStatsOut,
 )
 from kaos.server.services import Services
+from kaos.serving.forward import Forwarder
 from kaos.serving.manager import NotServing
 from kaos.serving.records import Endpoint, EndpointState, Revision, ServeOptions
 
@@ -91,39 +91,31 @@ def logs(
 async def route(workspace: str, name: str, path: str, request: Request, svc: Svc) -> Response:
     """Forward to the endpoint's serving revision; a swap never fails a request in flight
     (the old revision drains first), and a connection lost to a restart is retried once."""
-    if path.strip("/") not in ROUTED_PATHS:
+    path = path.strip("/")
+    if path not in ROUTED_PATHS:
         raise NotFound(f"no route /{path} on an endpoint", f"use one of {', '.join(ROUTED_PATHS)}")
     body = await request.body()
-    headers = {"content-type": request.headers.get("content-type", "application/json")}
-    http = _http(request)
+    content_type = request.headers.get("content-type", "application/json")
+    forwarder = _forwarder(request)
     for attempt in range(2):
         with svc.serving.routed(workspace, name) as port:
             try:
-                answer = await http.request(
-                    request.method, f"http://127.0.0.1:{port}/{path.strip('/')}",
-                    content=body, headers=headers,
-                )  # fmt: skip
-                return Response(
-                    answer.content,
-                    answer.status_code,
-                    media_type=answer.headers.get("content-type"),
+                answer = await forwarder.request(
+                    port, request.method, f"/{path}", body, content_type
                 )
-            except httpx.TransportError as exc:
+                return Response(answer.body, answer.status, media_type=answer.content_type)
+            except ConnectionError as exc:
                 if attempt:
-                    raise NotServing(
-                        f"endpoint {name!r} did not answer ({type(exc).__name__})"
-                    ) from None
+                    raise NotServing(str(exc), f"see 'kaos serve logs -n {name}'") from None
         await asyncio.sleep(0.2)
-    raise KaosError("unreachable")  # the loop returns or raises
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
-def _http(request: Request) -> httpx.AsyncClient:
-    client = getattr(request.app.state, "serve_http", None)
-    if client is None:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        client = httpx.AsyncClient(timeout=120, limits=limits)
-        request.app.state.serve_http = client
-    return client
+def _forwarder(request: Request) -> Forwarder:
+    forwarder = getattr(request.app.state, "serve_forwarder", None)
+    if forwarder is None:
+        forwarder = request.app.state.serve_forwarder = Forwarder()
+    return forwarder
 
 
 def _default_name(svc: Services, model_id: str | None) -> str:
