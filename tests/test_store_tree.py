@@ -143,3 +143,12 @@ def test_an_ignore_file_that_is_not_utf8_is_refused_with_the_fix(tmp_path):
     (tmp_path / ".kaosignore").write_bytes(b"\x80*.tmp\n")
     with pytest.raises(BundleError, match="not UTF-8"):
         scan_folder(tmp_path)
+
+
+def test_digests_of_a_serialized_tree_are_its_entries_digests(tmp_path):
+    for i in range(5):
+        (tmp_path / f"f{i}.txt").write_text(f"file {i % 3}")  # shared contents too
+    tree = scan_folder(tmp_path).tree
+    assert Tree.digests_of(tree.serialize()) == tree.digests()
+    with pytest.raises(BundleError, match="bad header"):
+        Tree.digests_of(b"not a tree\n")

@@ -86,7 +86,7 @@ class ContentStore:
         reads nothing; only gc can make it incomplete again, and gc forgets them all."""
         if tree_digest in self._complete:
             return set()
-        absent = self.missing(self.get_tree(tree_digest).digests())
+        absent = self.missing(Tree.digests_of(self.reader.get_bytes(tree_digest)))
         if not absent:
             self._complete.add(tree_digest)
         return absent

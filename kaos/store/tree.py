@@ -100,6 +100,14 @@ class Tree:
     def top_level_names(self) -> list[str]:
         return sorted({e.path.split("/", 1)[0] for e in self.entries})
 
+    @staticmethod
+    def digests_of(data: bytes) -> set[str]:
+        """The content digests a serialized tree names, without building its entries: checking
+        that a large stored tree is complete needs nothing else (and no second parse)."""
+        if not data.startswith(HEADER):
+            raise BundleError("not a kaos tree (bad header)")
+        return {line[:32].decode("ascii", "replace") for line in data[len(HEADER) :].splitlines()}
+
     @classmethod
     def parse(cls, data: bytes, expected_digest: str | None = None) -> Tree:
         """Parse a serialized tree, verifying it against `expected_digest` when given."""
