@@ -78,8 +78,8 @@ def main() -> None:
 
         source = store.push(scan_folder(bundle(work / "src", "fixed"))).tree.digest
         request = BuildRequest("bench", source, "bench")
-        image = docker_ex.build(request, log, Cancel())
-        env = local_ex.build(request, log, Cancel())
+        image = docker_ex.build(request, log, Cancel()).ref
+        env = local_ex.build(request, log, Cancel()).ref
         figure(
             "cached_build_s",
             median_of(args.runs, lambda: timed(lambda: docker_ex.build(request, log, Cancel()))),

@@ -6,7 +6,12 @@ Prints (medians):
   env_build_uv_s           a new environment (scikit-learn, numpy) with uv, packages in its cache
   env_build_pip_s          the same environment with python -m venv + pip (the peer)
   env_build_uv_vs_pip      ratio of the two
-  env_reuse_s              a code-only change: the environment is found by requirements hash
+  env_reuse_s              a code-only change: the environment is found by its lock
+  lock_resolve_s           new requirements resolved into a lock (uv pip compile --generate-hashes,
+                           uv's cache warm), stored, and its ref written
+  lock_reuse_s             the same requirements again: the stored lock found by their hash
+  env_from_lock_s          a new environment made from a stored lock (uv venv + uv pip sync from
+                           uv's cache), as a fresh server or a Ray node does
   deploy_to_train_start_s  deploy of new data (environment built) until the train script runs
   grid12_p2_vs_sequential  wall time of a 12-combination grid at -p 2 divided by -p 1
 """
@@ -31,7 +36,7 @@ from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.inputs import Grid, InputsChange
 from kaos.pipeline.logs import JobLogs
-from kaos.store import ContentStore, scan_folder
+from kaos.store import ContentStore, Tree, scan_folder
 from kaos.store.backends import LocalBackend
 from tests.fixtures.bundles import write_data, write_source
 
@@ -93,6 +98,39 @@ def bench_env_builds(work: Path, runs: int) -> None:
     figure("env_build_pip_s", pip, "s")
     figure("env_build_uv_vs_pip", uv / pip)
     figure("env_reuse_s", median_of(runs, reuse), "s")
+
+
+def bench_locks(work: Path, runs: int) -> None:
+    store = ContentStore(LocalBackend(work / "lockstore"), work / "lockhome")
+    executor = LocalExecutor(store, work / "lockhome")
+    log = JobLogs(work / "locklogs").writer("bench")
+    counter = iter(range(10**6))
+
+    def source(requirements: str) -> Tree:
+        src = write_source(work / f"locksrc-{next(counter)}", requirements=requirements)
+        return store.get_tree(store.push(scan_folder(src)).tree.digest)
+
+    def resolve() -> float:
+        tree = source(REQUIREMENTS + f"# {time.time_ns()}\n")  # new requirements: a new lock
+        return timed(lambda: executor.locker.lock(tree, "digits", log, Cancel()))
+
+    resolve()
+    figure("lock_resolve_s", median_of(runs, resolve), "s")
+    fixed = source(REQUIREMENTS)
+    lock = executor.locker.lock(fixed, "digits", log, Cancel())
+    assert lock is not None
+    reuse = median_of(
+        runs, lambda: timed(lambda: executor.locker.lock(fixed, "digits", log, Cancel()))
+    )
+    figure("lock_reuse_s", reuse, "s")
+
+    def from_lock() -> float:
+        fresh = LocalExecutor(store, work / f"lockhome-{next(counter)}")  # no environments yet
+        request = BuildRequest("bench", fixed.digest, "digits", lock=lock.digest)
+        return timed(lambda: fresh.build(request, log, Cancel()))
+
+    from_lock()
+    figure("env_from_lock_s", median_of(runs, from_lock), "s")
 
 
 def bench_deploy_latency(work: Path, runs: int) -> None:
@@ -159,6 +197,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kaos-pipeline-bench-"))
     try:
         bench_env_builds(work, args.runs)
+        bench_locks(work, args.runs)
         bench_deploy_latency(work, args.runs)
         bench_grid(work, args.runs)
     finally:

@@ -110,6 +110,14 @@ class KaosClient:
     def provenance(self, model_id: str) -> dict[str, Any]:
         return self._json("GET", f"/models/{model_id}")
 
+    def reproduce(self, model_id: str) -> dict[str, Any]:
+        """Start retraining a model from what was stored for it; returns the job."""
+        return self._json("POST", f"/models/{model_id}/reproduce")
+
+    def reproduction(self, job_id: str) -> dict[str, Any]:
+        """A reproduction's state and, once trained, whether its output is identical."""
+        return self._json("GET", f"/reproductions/{job_id}")
+
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """What changed from model `a` to model `b` (a `ModelDiff`)."""
         return self._json("GET", f"/models/{b}/diff", params={"against": a})

@@ -40,6 +40,18 @@ class Cli:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
+    def start(self, *args: str) -> Running:
+        """Start a command without waiting for it (several at once)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kaos", *args],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return Running(proc)
+
     def ok(self, *args: str, timeout: float = 600) -> Result:
         result = self.run(*args, timeout=timeout)
         assert result.code == 0, f"kaos {' '.join(args)} failed:\n{result.out}\n{result.err}"
@@ -50,3 +62,12 @@ class Cli:
         assert result.code != 0, f"kaos {' '.join(args)} should have failed:\n{result.out}"
         assert "Traceback" not in result.err, result.err
         return result
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+
+    def finish(self, timeout: float = 600) -> Result:
+        out, err = self.proc.communicate(timeout=timeout)
+        return Result(self.proc.returncode, out, err)

@@ -136,7 +136,7 @@ def test_an_unchanged_source_never_asks_the_engine_to_build(engine, tmp_path):
     assert train.state == JobState.SUCCESS
 
 
-def test_a_requirements_typo_fails_the_build_with_pips_error(engine, tmp_path):
+def test_a_requirements_typo_fails_the_build_with_the_resolvers_error(engine, tmp_path):
     import docker
 
     client = docker.from_env()
@@ -146,7 +146,9 @@ def test_a_requirements_typo_fails_the_build_with_pips_error(engine, tmp_path):
     build = engine.catalog.job(result.build_job.id)
     assert build.state == JobState.FAILURE
     log = engine.pipeline.logs.read(build.id)[0]
-    assert "scikit-learnn-typo-no-such-pkg" in log and "No matching distribution" in log
+    assert "scikit-learnn-typo-no-such-pkg" in log
+    assert "tiny/requirements.txt does not resolve" in build.reason
+    assert engine.builds.calls == 0  # no image is attempted from requirements that do not lock
     assert engine.catalog.jobs("w", "train") == []
     assert {c.id for c in client.containers.list(all=True)} == before  # no container left behind
 

@@ -48,7 +48,7 @@ def newest_model(cli: Cli) -> dict:
     return model
 
 
-def test_seed_walkthrough(seed_server, tmp_path):
+def test_seed_walkthrough(seed_server, request, tmp_path):
     cli = Cli(tmp_path / "client-home", tmp_path, seed_server.url)
     assert (
         cli.ok("workspace", "create", "-n", "mnist").out.strip()
@@ -116,3 +116,25 @@ def test_seed_walkthrough(seed_server, tmp_path):
     assert scan_folder(root / "data").tree.digest == job["data"]
     assert scan_folder(root / "model-train").tree == scan_folder(tmp_path / source).tree
     assert (root / "models" / more["model_id"] / "metrics" / "metrics.json").is_file()
+    assert (root / "lock" / "requirements.lock").is_file()  # the environment, beside the source
+
+    # the walkthrough's models are reproducible and their differences are named
+    kernel = cli.ok("train", "diff", "2", "1").out
+    assert "-KERNEL = 'poly'" in kernel and "+KERNEL = 'linear'" in kernel
+    assert "Packages: unchanged" in kernel
+    appended = cli.ok("train", "diff", "1", "0", "--json").json()["data"]["files"]
+    assert [(f["path"], f["rows_appended"]) for f in appended] == [
+        ("features/training/training.csv.gz", 2000)
+    ]
+    builds = cli.ok("train", "list", "--json").json()["building"]
+    assert builds[0]["lock"] == builds[1]["lock"]  # the second build reused the stored lock
+    assert "reusing lock" in cli.ok("train", "build-logs", "-i", "0").out
+    prov = cli.ok("train", "provenance", "-m", more["model_id"]).out
+    assert "Environment: Python 3." in prov and "scikit-learn==" in prov
+    models = [poly["model_id"], linear["model_id"], more["model_id"]]
+    if request.node.callspec.params["seed_server"] != "local-store":
+        models = models[-1:]  # the other ways to run reproduce the newest model only (lean)
+    runs = [cli.start("train", "reproduce", "-m", m) for m in models]  # two train at once
+    for model, run in zip(models, runs, strict=True):
+        result = run.finish()
+        assert result.code == 0 and f"identical: {model}" in result.out, result.out + result.err

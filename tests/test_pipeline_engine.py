@@ -177,7 +177,8 @@ def test_restart_marks_jobs_left_running_as_failed(tmp_path):
     assert job.state == JobState.FAILURE and "server stopped" in job.reason
 
 
-def test_train_scripts_get_a_seed_from_the_train_key_and_a_fixed_hash_seed(engine, tmp_path):
+def test_train_scripts_get_a_seed_from_the_train_key_and_a_fixed_hash_seed(tmp_path):
+    engine = Engine(tmp_path / "engine")
     src = write_source(tmp_path / "src", requirements="")
     (src / "digits" / "model" / "train").write_text(
         "#!/usr/bin/env python3\nimport json, os, sys\n"

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from tests.cli import Cli
+from tests.conftest import KaosServer
 from tests.fixtures.bundles import write_data, write_source
 
 pytestmark = pytest.mark.slow
@@ -52,3 +53,86 @@ def test_diff_names_the_changed_source_line_the_appended_rows_and_the_scores(cli
 
     missing = cli.fails("train", "diff", poly, "fffff_fffff:ffffff")
     assert missing.err.strip().count("\n") == 0 and "no model matches" in missing.err
+
+
+def test_a_retrain_in_the_locked_environment_is_identical_and_unknown_models_are_refused(
+    cli, tmp_path
+):
+    write_source(tmp_path / "src", kernel="rbf", tag=uuid.uuid4().hex)
+    write_data(tmp_path / "data", train_rows=200)
+    cli.ok("train", "deploy", "-s", "src", "-d", "data", "--wait")
+    model = model_of(cli, 0)
+    again = cli.ok("train", "reproduce", "-m", model, "--json").json()
+    assert again["identical"] and again["reproduced_id"] == model and again["files"] == []
+    assert again["job"]["kind"] == "reproduce"
+    assert len(cli.ok("train", "list", "--json").json()["training"]) == 1  # not a workspace job
+    unknown = cli.fails("train", "reproduce", "-m", "fffff_fffff:ffffff")
+    assert unknown.err.strip().count("\n") == 0 and "no model matches" in unknown.err
+
+    cli.ok("train", "deploy", "--refresh-env", "--wait")  # resolves again, rebuilds, retrains
+    jobs = cli.ok("train", "list", "--json").json()
+    assert len(jobs["building"]) == 2 and len(jobs["training"]) == 2
+    assert "resolving digits/requirements.txt" in cli.ok("train", "build-logs", "-i", "0").out
+
+
+def test_a_kaos_1_0_layout_builds_and_trains(cli, tmp_path):
+    src = write_source(tmp_path / "src", kernel="linear", tag=uuid.uuid4().hex)
+    bundle = src / "digits"
+    (bundle / "requirements.txt").rename(bundle / "model" / "requirements.txt")
+    (bundle / "params.json").rename(bundle / "model" / "params.json")
+    train = bundle / "model" / "train"
+    train.write_text(train.read_text().replace('open("../params.json")', 'open("params.json")'))
+    write_data(tmp_path / "data", train_rows=200)
+    cli.ok("train", "deploy", "-s", "src", "-d", "data", "--wait")
+    (model,) = cli.ok("train", "info", "-i", "0", "--json").json()["models"]
+    assert model["state"] == "JOB_SUCCESS" and model["metrics"]["accuracy_test"] > 0.5
+    log = cli.ok("train", "build-logs", "-i", "0").out
+    assert "digits/model/requirements.txt" in log
+
+
+def test_without_requirements_the_env_is_the_base_interpreter_and_imports_get_a_hint(cli, tmp_path):
+    src = write_source(tmp_path / "src", requirements="", tag=uuid.uuid4().hex)
+    (src / "digits" / "requirements.txt").unlink()
+    write_data(tmp_path / "data", train_rows=50)
+    deploy = cli.run("train", "deploy", "-s", "src", "-d", "data", "--wait")
+    assert "the environment has only the base interpreter" in deploy.out
+    assert (
+        "the environment has only the base interpreter"
+        in cli.ok("train", "build-logs", "-i", "0").out
+    )
+    (job,) = cli.ok("train", "list", "--json").json()["training"]
+    assert job["state"] == "JOB_FAILURE"
+    assert "no module named 'numpy'" in job["reason"]
+    assert "digits/requirements.txt or digits/model/requirements.txt" in job["reason"]
+    assert "\n" not in job["reason"]
+
+
+def test_a_corrupt_shipped_lock_fails_the_build_naming_it(cli, tmp_path):
+    src = write_source(tmp_path / "src", tag=uuid.uuid4().hex)
+    (src / "digits" / "pylock.toml").write_text("lock-version = [unclosed\n")
+    write_data(tmp_path / "data", train_rows=50)
+    cli.run("train", "deploy", "-s", "src", "-d", "data", "--wait")
+    (build,) = cli.ok("train", "list", "--json").json()["building"]
+    assert build["state"] == "JOB_FAILURE" and build["lock"] is None
+    assert "digits/pylock.toml is not a valid lock" in build["reason"]
+
+
+def test_two_servers_sharing_an_s3_store_train_the_same_model(s3_endpoint, s3_bucket, tmp_path):
+    store = ["--store", f"s3://{s3_bucket}/kaos", "--s3-endpoint-url", s3_endpoint]
+    write_source(tmp_path / "src", kernel="poly", tag=uuid.uuid4().hex)
+    write_data(tmp_path / "data", train_rows=200)
+    ids, logs = [], []
+    for name in ("one", "two"):
+        home = tmp_path / f"server-{name}"
+        home.mkdir()
+        server = KaosServer(home, store)
+        try:
+            cli = Cli(tmp_path / f"client-{name}", tmp_path, server.url)
+            cli.ok("workspace", "create", "-n", "shared")
+            cli.ok("train", "deploy", "-s", "src", "-d", "data", "--wait")
+            ids.append(model_of(cli, 0))
+            logs.append(cli.ok("train", "build-logs", "-i", "0").out)
+        finally:
+            server.stop()
+    assert ids[0] == ids[1]
+    assert "resolving digits/requirements.txt" in logs[0] and "reusing lock" in logs[1]

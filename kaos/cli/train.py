@@ -43,6 +43,12 @@ def deploy(
     force: Annotated[
         bool, typer.Option("--force", help="retrain even if identical inputs trained")
     ] = False,
+    refresh_env: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-env", help="resolve the requirements again (a new lock), rebuild, retrain"
+        ),
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="follow the jobs until they end")] = False,
     ws: WorkspaceOpt = None,
     as_json: JsonOpt = False,
@@ -54,6 +60,7 @@ def deploy(
     from kaos.pipeline.inputs import Grid, Resources
 
     named = (source, data, manifest, grid, cpu, memory, gpu)
+    force = force or refresh_env
     if all(v is None for v in named) and not force:
         raise KaosError("nothing to deploy", "pass -s SOURCE, -d DATA, -m MANIFEST or -h GRID")
     if data is not None and manifest is not None:
@@ -68,6 +75,8 @@ def deploy(
         limit = int(api.health().get("max_combinations") or 1000)
         Grid.from_json(grid_json, max_combinations=limit)
     body: dict[str, Any] = {"parallelism": parallelism, "force": force, "grid": grid_json}
+    if refresh_env:
+        body["refresh_env"] = True
     if any(v is not None for v in (cpu, memory, gpu)):
         body["resources"] = {"cpu": cpu, "memory": memory, "gpu": gpu or 0}
         Resources.from_json(body["resources"])  # a bad size fails before any upload
@@ -101,6 +110,8 @@ def show_deploy(result: dict[str, Any]) -> None:
     if result["reused"] and not result["train_job"] and not result["build_job"]:
         shown = ", ".join(result["reused"][:5]) + (" ..." if len(result["reused"]) > 5 else "")
         echo(f"\nInputs unchanged: {shown} already trained (use --force to retrain)")
+    for note in result.get("notes", []):
+        echo(f"\nNote: {note}")
 
 
 def grid_table(grid: dict[str, list[Any]]) -> str:
@@ -389,6 +400,8 @@ def get(
     parts = []
     if code or everything:
         parts.append(("source bundle", j["source"], root / "model-train"))
+        if j.get("lock"):  # the environment's lock, beside the source it was resolved for
+            parts.append(("environment lock", j["lock"], root / "lock"))
     if data or everything:
         parts.append(("data bundle", j["data"], root / "data"))
     if model or everything:
@@ -439,12 +452,13 @@ def build_logs(
     _print_logs(api, resolve_job(api, context.workspace(ws), index, job, kind="build"), follow)
 
 
-def _print_logs(api, job_id: str, follow: bool) -> None:
+def _print_logs(api, job_id: str, follow: bool, quiet: bool = False) -> None:
     offset = 0
     while True:
         chunk = api.logs(job_id, offset)
-        sys.stdout.write(chunk["text"])
-        sys.stdout.flush()
+        if not quiet:
+            sys.stdout.write(chunk["text"])
+            sys.stdout.flush()
         offset = chunk["offset"]
         if not follow or (chunk["finished"] and not chunk["text"]):
             return
@@ -487,11 +501,46 @@ def provenance(
     echo(f"├── Source /{p['source_name']}:{j['source'][:5]}  {j['source']}")
     echo(f"│   └── Image {j['image']}")
     echo(f"├── Data /{p['data_name']}:{j['data'][:5]}  {j['data']}")
+    env = p.get("environment")
+    if env:
+        echo(f"│   └── Environment: Python {env['python']}, lock {env['lock'][:12]} ({env['file']},"
+             f" {env['locked']} packages)")  # fmt: skip
+        for pkg, version in env["packages"].items():
+            echo(f"│       └── {pkg}=={version}")
+    else:
+        echo("│   └── Environment: base interpreter only (the source has no requirements)")
     echo(f"├── Hyperparameters {json.dumps(m['params']) if m['params'] else 'None'}")
     echo(f"├── Output {m['output_tree']}")
     took = round((m["finished"] or 0) - (m["started"] or 0))
     echo(f"├── Job {j['id']} (model {m['index']}), trained in {took}s")
     echo(f"└── Deployed by {p['deploy_author']} at {http_date(p['deploy_time'])}")
+
+
+@app.command()
+def reproduce(
+    model: Annotated[str, typer.Option("-m", "--model", help="model id (any unique prefix)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Retrain a model from its stored source, data, hyperparameters and lock, and compare:
+    exit 0 when the output is identical, 1 with the files that differ when not."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json, reproduction_report
+    from kaos.errors import KaosError
+
+    api = context.client()
+    job = api.reproduce(model)
+    if not as_json:
+        echo(f"Reproducing {model} (job {job['id']})")
+    _print_logs(api, job["id"], follow=True, quiet=as_json)
+    result = api.reproduction(job["id"])
+    if as_json:
+        print_json(result)
+    if result["job"]["state"] != "JOB_SUCCESS":
+        raise KaosError(f"the reproduction failed: {result['job']['reason']}")
+    if not as_json:
+        echo(reproduction_report(result))
+    if not result["identical"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -56,6 +56,17 @@ class BuildRequest:
     job_id: str
     source: str  # tree digest
     bundle_name: str
+    lock: str | None = None  # make the environment from this stored lock (nodes, reproduce)
+    refresh_env: bool = False  # resolve the requirements again instead of reusing the lock
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """What a build made: what `train` runs in, and the lock it was made from (None: the
+    source has no requirements, so the environment has only the base interpreter)."""
+
+    ref: str
+    lock: str | None
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class TrainRequest:
     image: str  # what build returned
     params: Mapping[str, Scalar] | None
     resources: Resources = field(default_factory=Resources)
+    lock: str | None = None  # the lock `image` was made from (a Ray node makes it again)
     seed: int = 0  # KAOS_SEED: from the train key, so a retrain of the same inputs draws the same
 
 
@@ -81,8 +93,8 @@ class TrainOutcome:
 class Executor(Protocol):
     kind: str
 
-    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> str:
-        """Build (or find) the image for a source; return what `train` needs to run in it."""
+    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> BuiltImage:
+        """Build (or find) the image for a source from its lock; say what `train` runs in."""
         ...
 
     def image_exists(self, image: str) -> bool:

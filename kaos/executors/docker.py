@@ -1,15 +1,18 @@
 """The Docker executor: the source's Dockerfile becomes an image; each model trains in a
 container, per the train contract (data read-only, output writable, network none).
 
-Images are tagged `build-train-<name>:<5 hex>` and labelled with the full source hash, so an
-unchanged source is found by its tag and never sent to the engine to build again. The source
-checkout is mounted into the container and run from there: every executor runs exactly the
-same code, and the image only provides the environment.
+Images are made from the source's lock (see `envlock`): the requirements file in the build
+context is replaced by the lock, whose `--hash` lines make pip install exactly the locked
+files. Images are tagged `build-train-<name>:<5 hex>` and labelled with the full source and
+lock hashes, so an unchanged source is found by its tag and never sent to the engine again.
+The source checkout is mounted into the container and run from there: every executor runs
+exactly the same code, and the image only provides the environment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import tempfile
@@ -22,20 +25,32 @@ from kaos.errors import ConfigError
 from kaos.executors.base import (
     BuildFailed,
     BuildRequest,
+    BuiltImage,
     Cancel,
     Killed,
     TrainFailed,
     TrainOutcome,
     TrainRequest,
 )
-from kaos.executors.local import recover_job_dirs
+from kaos.executors.envlock import KAOS_LOCK, Locker
+from kaos.executors.local import (
+    BuildSettings,
+    python_version,
+    recover_job_dirs,
+    train_exit_failure,
+    uv_binary,
+)
+from kaos.executors.process import LogTail
 from kaos.executors.workdir import TrainDirs, collect, prepare
+from kaos.pipeline.envspec import env_spec
 from kaos.pipeline.ids import image_name
 from kaos.pipeline.inputs import Resources, memory_bytes
+from kaos.pipeline.lockstore import EnvLock
 from kaos.pipeline.logs import LogWriter
 from kaos.store import ContentStore
 
 SOURCE_LABEL = "kaos.source"
+LOCK_LABEL = "kaos.lock"
 JOB_LABEL = "kaos.job"
 CA_FILE = ".kaos-ca.crt"
 IN_CONTAINER = Path("/kaos")
@@ -67,6 +82,9 @@ class DockerExecutor:
         self.jobs = Path(home) / "jobs"
         self.settings = settings or DockerSettings()
         self.client = client or connect()
+        s = self.settings
+        uv_env = {**os.environ, **BuildSettings(s.index_url, s.extra_index_url, s.ca_bundle).env()}
+        self.locker = Locker(store, uv_binary(), uv_env, python_version())
 
     # -- build ------------------------------------------------------------------------------
     def image_exists(self, image: str) -> bool:
@@ -78,29 +96,50 @@ class DockerExecutor:
         except docker.errors.ImageNotFound:
             return False
 
-    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> str:
+    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> BuiltImage:
+        if request.lock is not None:
+            lock: EnvLock | None = self.locker.read(request.lock)
+        else:
+            tree = self.store.get_tree(request.source)
+            lock = self.locker.lock(tree, request.bundle_name, log, cancel, request.refresh_env)
+        digest = lock.digest if lock else None
+        labels = {SOURCE_LABEL: request.source, LOCK_LABEL: digest or "-"}
         tag = image_name(request.bundle_name, request.source)
-        if self._built_from(tag) == request.source:
-            log.write(f"kaos: reusing image {tag} (same source)\n")
-            return tag
+        if self._labels(tag) == labels:
+            log.write(f"kaos: reusing image {tag} (same source and lock)\n")
+            return BuiltImage(tag, digest)
+        if request.lock is not None and digest:  # another lock than the tag's (a reproduce)
+            tag = f"{tag}-{digest[:5]}"
+            if self._labels(tag) == labels:
+                log.write(f"kaos: reusing image {tag} (same source and lock)\n")
+                return BuiltImage(tag, digest)
         with tempfile.TemporaryDirectory(prefix="kaos-build-") as tmp:
-            context = self._context(request, Path(tmp))
-            self._run_build(context, tag, request.source, log, cancel)
-        return tag
+            context = self._context(request, Path(tmp), lock, log)
+            self._run_build(context, tag, labels, log, cancel)
+        return BuiltImage(tag, digest)
 
-    def _built_from(self, tag: str) -> str | None:
+    def _labels(self, tag: str) -> dict[str, str] | None:
         import docker.errors
 
         try:
-            return (self.client.images.get(tag).labels or {}).get(SOURCE_LABEL)
+            labels = self.client.images.get(tag).labels or {}
         except docker.errors.ImageNotFound:
             return None
+        return {k: labels.get(k, "") for k in (SOURCE_LABEL, LOCK_LABEL)}
 
-    def _context(self, request: BuildRequest, tmp: Path) -> Path:
-        """The bundle's folder as build context; with a CA bundle set, the Dockerfile is given
-        the CA right after each FROM (the user's file in the store is not changed)."""
+    def _context(
+        self, request: BuildRequest, tmp: Path, lock: EnvLock | None, log: LogWriter
+    ) -> Path:
+        """The bundle's folder as build context, its requirements file replaced by the lock;
+        with a CA bundle set, the Dockerfile is given the CA right after each FROM (the user's
+        files in the store are not changed)."""
         checkout = self.store.checkout(request.source, tmp / "source", link=False)
         context = checkout / request.bundle_name
+        spec = env_spec(self.store.get_tree(request.source), request.bundle_name)
+        if lock is not None and lock.file == KAOS_LOCK and spec.requirements_path:
+            inside = spec.requirements_path.split("/", 1)[1]
+            (context / inside).write_text(lock.text)
+            log.write(f"kaos: the image installs lock {lock.digest[:12]} as {inside}\n")
         if self.settings.ca_bundle:
             shutil.copyfile(self.settings.ca_bundle, context / CA_FILE)
             dockerfile = context / "Dockerfile"
@@ -108,7 +147,7 @@ class DockerExecutor:
         return context
 
     def _run_build(
-        self, context: Path, tag: str, source: str, log: LogWriter, cancel: Cancel
+        self, context: Path, tag: str, labels: dict[str, str], log: LogWriter, cancel: Cancel
     ) -> None:
         args = dict(self.settings.build_args)
         if self.settings.base_image:
@@ -121,7 +160,7 @@ class DockerExecutor:
             path=str(context),
             tag=tag,
             buildargs=args,
-            labels={SOURCE_LABEL: source},
+            labels=labels,
             network_mode=self.settings.build_network,
             rm=True,
             forcerm=True,  # no containers left behind, even when a step fails
@@ -174,8 +213,9 @@ class DockerExecutor:
                 **_limits(request.resources),
             )
             cancel.on_kill(lambda: _kill(container))
+            tail = LogTail(log)
             for line in container.logs(stream=True, follow=True):
-                log.write(line.decode("utf-8", errors="replace"))
+                tail.write(line.decode("utf-8", errors="replace"))
             code = container.wait().get("StatusCode", -1)
             container.reload()
             if cancel.killed:
@@ -186,7 +226,7 @@ class DockerExecutor:
                     f"out of memory: the train script exceeded its memory limit ({limit})"
                 )
             if code != 0:
-                raise TrainFailed(f"the train script exited with code {code} (see the logs)")
+                raise train_exit_failure(code, tail.lines, self.store, request)
             return collect(self.store, dirs, log)
         except docker.errors.ImageNotFound:
             raise TrainFailed(

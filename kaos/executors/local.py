@@ -1,8 +1,10 @@
-"""The local executor: a Python environment per requirements, the train script as a process.
+"""The local executor: a Python environment per lock, the train script as a process.
 
-Builds are keyed by the hash of `requirements.txt` (and the Python version), so every source
-with the same requirements shares one environment: after a code-only change the "build" is a
-lookup. Environments are made with uv, which installs from its cache in about a second.
+A build finds the source's lock (see `envlock`: shipped, stored for the same requirements, or
+resolved now) and makes the environment from the lock alone with `uv pip sync`. Environments
+are keyed by the lock (and the Python version), so every source with the same requirements
+shares one: after a code-only change the "build" is a lookup. uv installs from its cache in
+about a second.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from pathlib import Path
 from kaos.executors.base import (
     BuildFailed,
     BuildRequest,
+    BuiltImage,
     Cancel,
     Killed,
     TrainFailed,
     TrainOutcome,
     TrainRequest,
 )
-from kaos.executors.process import kill_leftover, run_logged
+from kaos.executors.envlock import Locker
+from kaos.executors.process import LogTail, kill_leftover, run_logged
 from kaos.executors.workdir import collect, prepare
+from kaos.pipeline.envspec import env_spec, missing_module_hint
+from kaos.pipeline.lockstore import EnvLock
 from kaos.pipeline.logs import LogWriter
 from kaos.store import ContentStore
 from kaos.store.hashing import hash_bytes
@@ -67,53 +73,58 @@ class LocalExecutor:
         self.jobs = Path(home) / "jobs"
         self.settings = settings or BuildSettings()
         self.python = sys.executable
+        self.locker = Locker(store, uv_binary(), self._uv_env(), python_version())
+
+    def _uv_env(self) -> dict[str, str]:
+        return {**os.environ, **self.settings.env(), "NO_COLOR": "1"}
 
     # -- build ------------------------------------------------------------------------------
-    def env_key(self, requirements: bytes) -> str:
-        version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-        return hash_bytes(b"python " + version.encode() + b"\n" + requirements)
+    def env_key(self, lock: str | None) -> str:
+        version = ".".join(map(str, sys.version_info[:3]))
+        return hash_bytes(f"python {version}\nlock {lock or '-'}\n".encode())
 
-    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> str:
-        tree = self.store.get_tree(request.source)
-        entry = tree.get(f"{request.bundle_name}/requirements.txt")
-        requirements = self.store.get_bytes(entry.digest) if entry else b""
-        key = self.env_key(requirements)
+    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> BuiltImage:
+        if request.lock is not None:
+            lock: EnvLock | None = self.locker.read(request.lock)
+        else:
+            tree = self.store.get_tree(request.source)
+            lock = self.locker.lock(tree, request.bundle_name, log, cancel, request.refresh_env)
+        digest = lock.digest if lock else None
+        key = self.env_key(digest)
         env_dir = self.envs / key
         with _env_lock(self.envs, key):
             if (env_dir / READY_MARK).exists():
-                log.write(f"kaos: reusing environment {key[:12]} (same requirements.txt)\n")
-                return key
+                log.write(f"kaos: reusing environment {key[:12]} (made from the same lock)\n")
+                return BuiltImage(key, digest)
             shutil.rmtree(env_dir, ignore_errors=True)
             try:
-                self._make_env(env_dir, requirements, log, cancel)
+                self._make_env(env_dir, lock, log, cancel)
             except BaseException:
                 shutil.rmtree(env_dir, ignore_errors=True)
                 raise
-            (env_dir / READY_MARK).write_text(request.source + "\n")
-        return key
+            (env_dir / READY_MARK).write_text(f"{digest or '-'}\n")
+        return BuiltImage(key, digest)
 
-    def _make_env(self, env_dir: Path, requirements: bytes, log: LogWriter, cancel: Cancel) -> None:
-        uv = _uv_binary()
-        env = {**os.environ, **self.settings.env(), "NO_COLOR": "1"}
+    def env_dir(self, image: str) -> Path:
+        """Where the environment `image` (a build's ref) lives: its `bin/python` runs models."""
+        return self.envs / image
+
+    def _make_env(
+        self, env_dir: Path, lock: EnvLock | None, log: LogWriter, cancel: Cancel
+    ) -> None:
+        uv, env = self.locker.uv, self._uv_env()
         log.write(f"kaos: creating environment {env_dir.name[:12]} with uv\n")
         code = run_logged([uv, "venv", "--python", self.python, str(env_dir)], log, cancel, env=env)
         _check_step(code, cancel, "could not create the Python environment")
-        if not requirements.strip():
-            log.write("kaos: no requirements.txt; the environment has no extra packages\n")
+        if lock is None:
             return
-        req_file = env_dir / "requirements.txt"
-        req_file.write_bytes(requirements)
-        cmd = [
-            uv,
-            "pip",
-            "install",
-            "--python",
-            str(env_dir / "bin" / "python"),
-            "-r",
-            str(req_file),
-        ]
+        lock_file = env_dir / lock.file
+        lock_file.write_text(lock.text)
+        cmd = [uv, "pip", "sync", "--python", str(env_dir / "bin" / "python"), str(lock_file)]
+        if "--hash=" in lock.text:
+            cmd.append("--require-hashes")
         code = run_logged(cmd, log, cancel, env=env)
-        _check_step(code, cancel, "installing requirements.txt failed (see the build logs)")
+        _check_step(code, cancel, f"installing lock {lock.digest[:12]} failed (see the build logs)")
 
     def image_exists(self, image: str) -> bool:
         return (self.envs / image / READY_MARK).exists()
@@ -149,16 +160,29 @@ class LocalExecutor:
             env.pop("PYTHONHOME", None)
             if request.resources.gpu == 0:
                 env["CUDA_VISIBLE_DEVICES"] = ""
+            tail = LogTail(log)
             code = run_logged(
-                [str(dirs.model_dir / "train"), str(dirs.output)], log, cancel, dirs.model_dir, env
+                [str(dirs.model_dir / "train"), str(dirs.output)], tail, cancel, dirs.model_dir, env
             )
             if cancel.killed:
                 raise Killed("killed on request")
             if code != 0:
-                raise TrainFailed(f"the train script exited with code {code} (see the logs)")
+                raise train_exit_failure(code, tail.lines, self.store, request)
             return collect(self.store, dirs, log)
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def train_exit_failure(
+    code: int, lines: list[str], store: ContentStore, request: TrainRequest
+) -> TrainFailed:
+    """A failed train script's one line; an import error names the module and where the
+    environment's requirements are read from."""
+    spec = env_spec(store.get_tree(request.source), request.bundle_name)
+    hint = missing_module_hint(lines, spec)
+    if hint:
+        return TrainFailed(f"the train script exited with code {code}: {hint}")
+    return TrainFailed(f"the train script exited with code {code} (see the logs)")
 
 
 def recover_job_dirs(jobs: Path) -> int:
@@ -180,7 +204,12 @@ def _check_step(code: int, cancel: Cancel, message: str) -> None:
         raise BuildFailed(message)
 
 
-def _uv_binary() -> str:
+def python_version() -> str:
+    """The `X.Y` locks are resolved for: this server's interpreter (also the base images')."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def uv_binary() -> str:
     try:
         from uv import find_uv_bin
 

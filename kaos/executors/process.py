@@ -103,3 +103,24 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group, even if the leader died
 
     threading.Thread(target=finish, daemon=True).start()
+
+
+class LogTail:
+    """A log that also keeps its last lines, to quote a failing command's own reason."""
+
+    def __init__(self, log: LogWriter, keep: int = 40) -> None:
+        self._log = log
+        self._keep = keep
+        self.lines: list[str] = []
+
+    @property
+    def path(self) -> Path:
+        return self._log.path
+
+    @property
+    def prefix(self) -> str:
+        return self._log.prefix
+
+    def write(self, text: str) -> None:
+        self._log.write(text)
+        self.lines = (self.lines + [s for s in text.splitlines() if s.strip()])[-self._keep :]

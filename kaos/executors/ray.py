@@ -1,10 +1,10 @@
 """The Ray executor: every model of a train job is one Ray task, placed and queued by Ray.
 
 Tasks carry hashes and store settings only; on its node a task fetches the source and data
-trees from the store itself, prepares the environment (cached per node by the requirements
-hash, like the local executor), runs the train script per the contract, stores the output tree
-and returns its hash with the metrics. The server never ships bundle bytes to nodes. Logs
-stream back through a small actor pinned to the server's node.
+trees from the store itself, makes the environment from the lock the server's build stored
+(cached per node by the lock, like the local executor), runs the train script per the
+contract, stores the output tree and returns its hash with the metrics. The server never ships
+bundle bytes to nodes. Logs stream back through a small actor pinned to the server's node.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from kaos.errors import ConfigError
 from kaos.executors.base import (
     BuildRequest,
+    BuiltImage,
     Cancel,
     Killed,
     TrainFailed,
@@ -77,7 +78,8 @@ class RayExecutor:
             )
 
     # -- build: validated on the server; every node makes the same environment on first use -----
-    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> str:
+    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> BuiltImage:
+        """The lock is found or resolved here, once; nodes make their environment from it."""
         return self.local.build(request, log, cancel)
 
     def image_exists(self, image: str) -> bool:
@@ -233,11 +235,13 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
     fields["resources"] = Resources(**fields["resources"])
     request = TrainRequest(**fields)
     cancel = Cancel()
-    env = executor.build(
-        BuildRequest(request.job_id, request.source, request.bundle_name), log, cancel
-    )  # type: ignore[arg-type]
+    built = executor.build(
+        BuildRequest(request.job_id, request.source, request.bundle_name, lock=request.lock),
+        log,  # type: ignore[arg-type]
+        cancel,
+    )
     outcome = executor.train(
-        TrainRequest(**{**fields, "image": env}),
+        TrainRequest(**{**fields, "image": built.ref}),
         log,  # type: ignore[arg-type]
         cancel,
     )

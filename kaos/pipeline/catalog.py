@@ -45,12 +45,12 @@ CREATE TABLE IF NOT EXISTS deploys (
     force INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
     source TEXT NOT NULL, builder TEXT NOT NULL, state TEXT NOT NULL, job_id TEXT NOT NULL,
-    ref TEXT, PRIMARY KEY (source, builder));
+    ref TEXT, lock TEXT, PRIMARY KEY (source, builder));
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, workspace TEXT NOT NULL, deploy_id INTEGER,
     state TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL, source TEXT,
     data TEXT, image TEXT, author TEXT NOT NULL, hyperopt INTEGER NOT NULL,
-    parallelism INTEGER NOT NULL, reason TEXT);
+    parallelism INTEGER NOT NULL, reason TEXT, lock TEXT);
 CREATE INDEX IF NOT EXISTS jobs_by_workspace ON jobs (workspace, kind, created);
 CREATE TABLE IF NOT EXISTS models (
     job_id TEXT NOT NULL REFERENCES jobs(id), ind INTEGER NOT NULL, train_key TEXT NOT NULL,
@@ -110,6 +110,14 @@ class SqliteCatalog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._db().executescript(SCHEMA)  # executescript commits by itself: no _tx() here
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Catalogs made before a column existed get it (NULL for their old rows)."""
+        for table, column in _ADDED_COLUMNS:
+            names = {r["name"] for r in self._query(f"PRAGMA table_info({table})")}
+            if column not in names:
+                self._db().execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
     # -- connection handling: one connection per thread, WAL, a generous busy timeout ---------
     def _db(self) -> sqlite3.Connection:
@@ -239,8 +247,9 @@ class SqliteCatalog:
     def set_image(self, image: Image) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?)",
-                (image.source, image.builder, image.state, image.job_id, image.ref),
+                "INSERT OR REPLACE INTO images (source, builder, state, job_id, ref, lock)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (image.source, image.builder, image.state, image.job_id, image.ref, image.lock),
             )
 
     def view(self, builder: str, train_keys: list[str]) -> CatalogView:
@@ -271,7 +280,7 @@ class SqliteCatalog:
     def add_job(self, job: Job, models: list[Model] = ()) -> None:  # type: ignore[assignment]
         with self._tx() as db:
             db.execute(
-                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     job.id,
                     job.kind,
@@ -288,6 +297,7 @@ class SqliteCatalog:
                     int(job.hyperopt),
                     job.parallelism,
                     job.reason,
+                    job.lock,
                 ),
             )
             db.executemany(
@@ -515,6 +525,7 @@ class SqliteCatalog:
             trees.update(t for t in (ws.inputs.source, ws.inputs.data) if t)
         for row in self._query(
             "SELECT source, data FROM jobs UNION SELECT inputs, NULL FROM deploys"
+            " UNION SELECT lock, NULL FROM jobs UNION SELECT lock, NULL FROM images"
         ):
             for value in row:
                 if value and value.startswith("{"):
@@ -534,7 +545,8 @@ class SqliteCatalog:
         return problems
 
 
-_JOB_COLUMNS = {"state", "started", "finished", "image", "reason"}
+_ADDED_COLUMNS = (("images", "lock"), ("jobs", "lock"))
+_JOB_COLUMNS = {"state", "started", "finished", "image", "reason", "lock"}
 _MODEL_COLUMNS = {
     "state",
     "model_id",
@@ -605,6 +617,7 @@ def _job(r: sqlite3.Row) -> Job:
         bool(r["hyperopt"]),
         r["parallelism"],
         r["reason"],
+        r["lock"],
     )
 
 

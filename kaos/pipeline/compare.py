@@ -10,9 +10,9 @@ from kaos.pipeline.diff import (
     TreeDiff,
     ValueChange,
     diff_trees,
-    locked_versions,
     value_changes,
 )
+from kaos.pipeline.lockstore import read_lock
 from kaos.pipeline.records import Job, Model
 from kaos.store import ContentStore, Tree
 
@@ -66,7 +66,7 @@ def _side(model: Model, job: Job) -> ModelSide:
         model.index,
         job.source,
         job.data,
-        None,  # the job's lock, once builds record one
+        job.lock,
         model.output_tree,
     )
 
@@ -78,4 +78,4 @@ def _tree(store: ContentStore, digest: str) -> Tree:
 def _versions(store: ContentStore, lock: str | None) -> dict[str, str]:
     if lock is None:
         return {}
-    return locked_versions(store.get_bytes(lock).decode("utf-8", "replace"))
+    return read_lock(store, lock).versions()

@@ -7,18 +7,20 @@ import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kaos.errors import KaosError, ObjectNotFound
 from kaos.executors.base import BuildFailed, BuildRequest, Cancel, Executor, Killed, TrainRequest
 from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import Catalog
+from kaos.pipeline.envspec import base_only_note, env_spec
 from kaos.pipeline.ids import image_name, model_id, new_job_id
 from kaos.pipeline.inputs import InputsChange, TrainingInputs, train_seed
 from kaos.pipeline.logs import JobLogs, LogWriter
 from kaos.pipeline.plan import ImageState, Plan, TrainTask, plan, tasks_for
 from kaos.pipeline.records import Deploy, Image, Job, Model
+from kaos.pipeline.reproduce import ReproducePlan, plan_reproduce
 from kaos.pipeline.states import JobState, overall_state
 from kaos.store import ContentStore
 
@@ -37,6 +39,7 @@ class DeployResult:
     build_job: Job | None = None
     train_job: Job | None = None
     names: dict[str, str] = field(default_factory=dict)  # "source"/"data" -> bundle folder name
+    notes: tuple[str, ...] = ()  # what the user should know, e.g. an environment without packages
 
 
 class Pipeline:
@@ -73,7 +76,11 @@ class Pipeline:
         author: str,
         force: bool = False,
         parallelism: int = 1,
+        refresh_env: bool = False,
     ) -> DeployResult:
+        """Record the deploy and start what it invalidates. `refresh_env` resolves the
+        source's requirements again (a new lock, so a new environment) and retrains."""
+        force = force or refresh_env
         if change.empty and not force:
             raise KaosError("nothing to deploy", "pass -s SOURCE, -d DATA and/or -h GRID")
         if parallelism < 1:
@@ -90,8 +97,19 @@ class Pipeline:
                 "resources": change.resources.to_json() if change.resources else None,
                 "parallelism": parallelism,
             }
+            if refresh_env:
+                changed["refresh_env"] = True
             deploy = self.catalog.record_deploy(workspace, author, inputs, changed, force)
-            return self._advance(workspace, inputs, deploy, force, parallelism, names)
+            result = self._advance(
+                workspace, inputs, deploy, force, parallelism, names, refresh_env
+            )
+        return replace(result, notes=self._notes(change, names))
+
+    def _notes(self, change: InputsChange, names: dict[str, str]) -> tuple[str, ...]:
+        if change.source is None:
+            return ()
+        spec = env_spec(self.store.get_tree(change.source), names["source"])
+        return (base_only_note(spec),) if spec.empty else ()
 
     def _bundle_names(self, change: InputsChange) -> dict[str, str]:
         """Validate the deployed bundles (complete in the store, right shape); their names."""
@@ -133,6 +151,7 @@ class Pipeline:
         force: bool,
         parallelism: int,
         names: dict[str, str] | None = None,
+        refresh_env: bool = False,
     ) -> DeployResult:
         """Plan against the catalog and start what the plan says (under the deploy lock)."""
         names = dict(names or {})
@@ -140,10 +159,12 @@ class Pipeline:
             names["source"] = self._bundle_name(inputs.source, "source")
         self._forget_vanished_image(inputs.source)
         view = self.catalog.view(self.executor.kind, [t.key for t in tasks_for(inputs)])
-        decided = plan(inputs, view, force)
+        decided = plan(inputs, view, force, rebuild=refresh_env)
         build_job = train_job = None
         if decided.build:
-            build_job = self._start_build(workspace, deploy, decided.build, names["source"])
+            build_job = self._start_build(
+                workspace, deploy, decided.build, names["source"], refresh_env
+            )
         image = self.catalog.image(inputs.source, self.executor.kind) if inputs.source else None
         if decided.train and image is not None and image.ref:
             train_job = self._start_train(
@@ -167,7 +188,9 @@ class Pipeline:
             )
 
     # -- builds -----------------------------------------------------------------------------
-    def _start_build(self, workspace: str, deploy: Deploy, source: str, name: str) -> Job:
+    def _start_build(
+        self, workspace: str, deploy: Deploy, source: str, name: str, refresh_env: bool = False
+    ) -> Job:
         job = Job(
             new_job_id(),
             "build",
@@ -181,10 +204,10 @@ class Pipeline:
         )
         self.catalog.add_job(job)
         self.catalog.set_image(Image(source, self.executor.kind, ImageState.BUILDING, job.id, None))
-        self._spawn(job.id, self._run_build, job, name)
+        self._spawn(job.id, self._run_build, job, name, refresh_env)
         return job
 
-    def _run_build(self, job: Job, name: str, cancel: Cancel) -> None:
+    def _run_build(self, job: Job, name: str, refresh_env: bool, cancel: Cancel) -> None:
         log = self.logs.writer(job.id)
         assert job.source is not None
         with self._slots:
@@ -193,7 +216,8 @@ class Pipeline:
                 return
             self.catalog.update_job(job.id, state=JobState.RUNNING, started=time.time())
             try:
-                ref = self.executor.build(BuildRequest(job.id, job.source, name), log, cancel)
+                request = BuildRequest(job.id, job.source, name, refresh_env=refresh_env)
+                built = self.executor.build(request, log, cancel)
             except Killed:
                 self._end_build(job, JobState.KILLED, "killed on request")
                 return
@@ -207,7 +231,10 @@ class Pipeline:
                 return
         # The image is ready and the waiting trains exist before the build reads as finished,
         # so whoever follows this deploy never sees "all done" in between.
-        self.catalog.set_image(Image(job.source, self.executor.kind, ImageState.READY, job.id, ref))
+        self.catalog.set_image(
+            Image(job.source, self.executor.kind, ImageState.READY, job.id, built.ref, built.lock)
+        )
+        self.catalog.update_job(job.id, lock=built.lock)
         self._start_waiting_trains(job.source)
         self.catalog.update_job(job.id, state=JobState.SUCCESS, finished=time.time())
 
@@ -228,7 +255,9 @@ class Pipeline:
                     continue
                 last = deploys[-1]
                 parallelism = int(last.changed.get("parallelism") or 1)
-                self._advance(ws.name, ws.inputs, last, False, parallelism)
+                # a forced deploy (--force, --refresh-env) whose trains waited for this build
+                # retrains them in the new image instead of answering with the old models
+                self._advance(ws.name, ws.inputs, last, last.force, parallelism)
 
     # -- trains -----------------------------------------------------------------------------
     def _start_train(
@@ -255,6 +284,7 @@ class Pipeline:
             author=deploy.author,
             hyperopt=inputs.grid is not None,
             parallelism=parallelism,
+            lock=image.lock,
         )
         models = [
             Model(job.id, i, t.key, dict(t.params) if t.params else None, JobState.STARTING)
@@ -303,7 +333,7 @@ class Pipeline:
                 self.catalog.update_job(job.id, state=JobState.RUNNING, started=now)
             request = TrainRequest(
                 job.id, model.index, job.source or "", job.data or "", name, job.image or "",
-                model.params, inputs.resources, train_seed(model.train_key),
+                model.params, inputs.resources, job.lock, train_seed(model.train_key),
             )  # fmt: skip
             try:
                 outcome = self.executor.train(request, log, cancel)
@@ -333,6 +363,49 @@ class Pipeline:
         self.catalog.update_model(
             job.id, model.index, state=state, finished=time.time(), reason=reason
         )
+
+    # -- reproducing ---------------------------------------------------------------------------
+    def reproduce(self, model_prefix: str, author: str) -> Job:
+        """Retrain a model from what was stored for it, in the background (see `reproduce`)."""
+        todo = plan_reproduce(self.catalog, self.store, model_prefix, author)
+        self.catalog.add_job(todo.job, [todo.model])
+        self._spawn(todo.job.id, self._run_reproduce, todo)
+        return todo.job
+
+    def _run_reproduce(self, todo: ReproducePlan, cancel: Cancel) -> None:
+        job, log = todo.job, self.logs.writer(todo.job.id)
+        assert job.source and job.data
+        log.write(f"kaos: reproducing model {todo.original.model_id}\n")
+        with self._slots:
+            now = time.time()
+            self.catalog.update_job(job.id, state=JobState.RUNNING, started=now)
+            self.catalog.update_model(job.id, 0, state=JobState.RUNNING, started=now)
+            state, reason = JobState.SUCCESS, None
+            try:
+                build = BuildRequest(job.id, job.source, todo.bundle_name, lock=job.lock)
+                built = self.executor.build(build, log, cancel)
+                request = TrainRequest(
+                    job.id, 0, job.source, job.data, todo.bundle_name, built.ref,
+                    todo.original.params, todo.resources, built.lock,
+                    train_seed(todo.original.train_key),
+                )  # fmt: skip
+                outcome = self.executor.train(request, log, cancel)
+            except Killed:
+                state, reason = JobState.KILLED, "killed on request"
+            except KaosError as exc:
+                state, reason = JobState.FAILURE, str(exc)
+            except Exception as exc:  # an executor bug must not leave the job running forever
+                state, reason = JobState.FAILURE, f"reproduce crashed: {exc!r}"
+        now = time.time()
+        if state == JobState.SUCCESS:
+            self.catalog.update_model(
+                job.id, 0, state=state, finished=now, output_tree=outcome.output_tree,
+                metrics=outcome.metrics, node=outcome.node,
+            )  # fmt: skip
+        else:
+            log.write(f"kaos: reproduce failed: {reason}\n")
+            self.catalog.update_model(job.id, 0, state=state, finished=now, reason=reason)
+        self.catalog.update_job(job.id, state=state, finished=now, reason=reason)
 
     # -- running, killing, waiting ------------------------------------------------------------
     def _spawn(self, job_id: str, target: Any, *args: Any) -> None:

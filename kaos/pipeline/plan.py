@@ -67,10 +67,16 @@ def tasks_for(inputs: TrainingInputs) -> list[TrainTask]:
     ]
 
 
-def plan(inputs: TrainingInputs, view: CatalogView, force: bool = False) -> Plan:
+def plan(
+    inputs: TrainingInputs, view: CatalogView, force: bool = False, rebuild: bool = False
+) -> Plan:
+    """`rebuild` (a fresh resolve of the environment) builds even where an image exists, and
+    the trains wait for the new one."""
     if inputs.source is None:
         return Plan(inputs)  # data (or a grid) alone waits for a source
     image = view.images.get(inputs.source)
+    if rebuild and image != ImageState.BUILDING:
+        image = None
     build = inputs.source if image is None else None
     image_ready = image == ImageState.READY
     train: list[TrainTask] = []

@@ -34,6 +34,7 @@ class Image:
     state: str  # an ImageState value
     job_id: str
     ref: str | None  # what the executor runs: an environment key, a docker tag
+    lock: str | None = None  # the lock tree it was made from (None: base interpreter only)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Job:
     hyperopt: bool = False
     parallelism: int = 1
     reason: str | None = None
+    lock: str | None = None  # build: the lock it made the image from; train: the image's lock
 
     @property
     def duration(self) -> float | None:

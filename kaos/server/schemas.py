@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from kaos.pipeline.compare import ModelComparison
 from kaos.pipeline.diff import TreeDiff, ValueChange
 from kaos.pipeline.records import Image, Job, Model
+from kaos.pipeline.reproduce import Reproduction
 from kaos.store.hashing import is_digest
 
 
@@ -81,6 +82,7 @@ class DeployIn(BaseModel):
     resources: ResourcesIn | None = None
     parallelism: int = Field(default=1, ge=1, le=256)
     force: bool = False
+    refresh_env: bool = False  # resolve the requirements again (a new lock) and retrain
 
 
 class JobOut(BaseModel):
@@ -100,6 +102,7 @@ class JobOut(BaseModel):
     hyperopt: bool
     parallelism: int
     reason: str | None
+    lock: Digest | None  # the environment's lock tree (None: base interpreter only)
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -132,6 +135,7 @@ class DeployOut(BaseModel):
     reused: list[str]  # model ids answering for identical inputs
     waiting: int  # combinations waiting for the image
     in_progress: int  # combinations already training
+    notes: list[str] = []  # e.g. the environment has only the base interpreter
 
 
 class JobDetailOut(BaseModel):
@@ -148,6 +152,14 @@ class LogsOut(BaseModel):
     finished: bool
 
 
+class EnvironmentOut(BaseModel):
+    lock: Digest  # the lock tree (the lock file and python-version)
+    file: str  # requirements.lock | pylock.toml
+    python: str
+    packages: dict[str, str]  # the requirements' top-level packages -> locked version
+    locked: int  # how many packages the lock installs
+
+
 class ProvenanceOut(BaseModel):
     model: ModelOut
     job: JobOut
@@ -155,6 +167,7 @@ class ProvenanceOut(BaseModel):
     data_name: str | None
     deploy_author: str
     deploy_time: float
+    environment: EnvironmentOut | None  # None: no requirements, the base interpreter only
 
 
 def image_out(image: Image | None, name: str | None) -> ImageOut | None:
@@ -379,3 +392,27 @@ class TimelineOut(BaseModel):
     offset: int
     limit: int
     items: list[TimelineEntryOut]  # newest first
+
+
+class ReproductionOut(BaseModel):
+    """A retrain of `original` from its stored inputs and lock, and how its output compares."""
+
+    job: JobOut  # kind "reproduce"
+    original: str  # the model id reproduced
+    original_tree: Digest | None
+    reproduced_tree: Digest | None  # None until it trained (or when it failed)
+    reproduced_id: str | None
+    identical: bool
+    files: list[FileChangeOut]  # output files that differ, with sizes
+
+    @classmethod
+    def of(cls, r: Reproduction) -> ReproductionOut:
+        return cls(
+            job=JobOut.of(r.job),
+            original=r.original.model_id or "",
+            original_tree=r.original.output_tree,
+            reproduced_tree=r.reproduced_tree,
+            reproduced_id=r.reproduced_id,
+            identical=r.identical,
+            files=[FileChangeOut(**asdict(f)) for f in r.files],
+        )

@@ -20,6 +20,7 @@ from kaos.store.pack import KIND_BLOB
 from kaos.store.progress import Progress
 from kaos.store.reader import StoreReader
 from kaos.store.receive import verify_pack
+from kaos.store.refs import Refs
 from kaos.store.scan import ScannedFolder, scan_folder
 from kaos.store.state import HashCache
 from kaos.store.transfer import PushReport, push
@@ -47,6 +48,7 @@ class ContentStore:
         self.index = PackIndex(backend, index_cache)
         self.reader = StoreReader(backend, self.index)
         self.locks = StoreLocks(backend)
+        self.refs = Refs(backend)
         self.file_cache = FileCache(self.home / "cache" / "files") if self.home else None
         self._uploads = uploads
         self._complete: set[str] = set()  # trees with every object stored (until a gc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -9,19 +10,23 @@ from fastapi import APIRouter, Depends, Query
 from kaos.errors import KaosError
 from kaos.pipeline.compare import compare_models
 from kaos.pipeline.inputs import Grid, InputsChange, Resources
+from kaos.pipeline.lockstore import summarize
 from kaos.pipeline.manifest import parse_manifest
+from kaos.pipeline.reproduce import reproduction
 from kaos.server.remote_data import fetch_manifest
 from kaos.server.routes import author, services
 from kaos.server.routes.workspaces import inputs_out
 from kaos.server.schemas import (
     DeployIn,
     DeployOut,
+    EnvironmentOut,
     JobDetailOut,
     JobOut,
     LogsOut,
     ModelDiff,
     ModelOut,
     ProvenanceOut,
+    ReproductionOut,
 )
 from kaos.server.services import Services
 
@@ -47,7 +52,14 @@ def deploy(name: str, body: DeployIn, svc: Svc, who: Author) -> DeployOut:
         else None,
         resources=Resources.from_json(body.resources.model_dump()) if body.resources else None,
     )
-    result = svc.pipeline.deploy(name, change, who, force=body.force, parallelism=body.parallelism)
+    result = svc.pipeline.deploy(
+        name,
+        change,
+        who,
+        force=body.force,
+        parallelism=body.parallelism,
+        refresh_env=body.refresh_env,
+    )
     workspace = svc.catalog.workspace(name)
     return DeployOut(
         deploy_id=result.deploy.id,
@@ -57,6 +69,7 @@ def deploy(name: str, body: DeployIn, svc: Svc, who: Author) -> DeployOut:
         reused=[model_id for _, model_id in result.plan.reused],
         waiting=len(result.plan.waiting),
         in_progress=len(result.plan.in_progress),
+        notes=list(result.notes),
     )
 
 
@@ -107,6 +120,9 @@ def provenance(model_id: str, svc: Svc) -> ProvenanceOut:
         data_name=svc.bundle_name(job.data, "data"),
         deploy_author=deploy.author if deploy else job.author,
         deploy_time=deploy.time if deploy else job.created,
+        environment=EnvironmentOut(**asdict(summarize(svc.store, job.lock, job.source)))
+        if job.lock and job.source
+        else None,
     )
 
 
@@ -115,3 +131,15 @@ def diff(model_id: str, against: Annotated[str, Query(min_length=1)], svc: Svc) 
     """What changed from model `against` to model `model_id`: source, data, hyperparameters,
     locked packages and metrics, from the stored trees."""
     return ModelDiff.of(compare_models(svc.catalog, svc.store, against, model_id))
+
+
+@router.post("/models/{model_id}/reproduce", status_code=201)
+def reproduce(model_id: str, svc: Svc, who: Author) -> JobOut:
+    """Retrain a model from its stored source, data, hyperparameters and lock (a job of kind
+    `reproduce`; the workspace's inputs stay as they are)."""
+    return JobOut.of(svc.pipeline.reproduce(model_id, who))
+
+
+@router.get("/reproductions/{job_id}")
+def get_reproduction(job_id: str, svc: Svc) -> ReproductionOut:
+    return ReproductionOut.of(reproduction(svc.catalog, svc.store, job_id))
