@@ -105,10 +105,6 @@ class LocalExecutor:
             (env_dir / READY_MARK).write_text(f"{digest or '-'}\n")
         return BuiltImage(key, digest)
 
-    def env_dir(self, image: str) -> Path:
-        """Where the environment `image` (a build's ref) lives: its `bin/python` runs models."""
-        return self.envs / image
-
     def _make_env(
         self, env_dir: Path, lock: EnvLock | None, log: LogWriter, cancel: Cancel
     ) -> None:
