@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.cli import Cli
 from tests.conftest import KaosServer, free_port
+from tests.docker_env import BASE_IMAGE, requires_docker
 from tests.fixtures.serving import write_serve_data, write_serve_source
 
 pytestmark = pytest.mark.slow
@@ -248,3 +251,39 @@ def test_endpoints_survive_a_server_restart_and_a_crashing_process_is_restarted_
         assert cli.ok("serve", "info", "-n", "adder", "--json").json()["state"] == "RUNNING"
     finally:
         server.stop()
+
+
+@requires_docker
+def test_a_docker_server_serves_in_the_models_image_and_swaps_without_failures(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    server = KaosServer(home, ["--executor", "docker", "--base-image", BASE_IMAGE])
+    try:
+        cli = Cli(tmp_path / "client-home", tmp_path, server.url)
+        cli.ok("workspace", "create", "-n", "docker")
+        small, large = train(cli, rows=3), train(cli, rows=5, source=False)
+        cli.ok("serve", "deploy", "-m", small, "-n", "adder")
+        url = route(cli, server, "adder")
+        direct = cli.ok("serve", "info", "-n", "adder", "--json").json()["url"]
+        assert invoke(direct, ROW).json() == {"predictions": [9.0]}
+        (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+        assert cli.ok("serve", "predict", "-n", "adder", "rows.csv").out.split() == ["9.0"]
+        containers = _serving_containers(home)
+        assert len(containers) == 1
+        cli.ok("serve", "deploy", "-m", large, "-n", "adder")
+        assert invoke(url, ROW).json() == {"predictions": [15.0]}
+        cli.ok("serve", "kill", "-n", "adder")
+        deadline = time.time() + 30
+        while _serving_containers(home) and time.time() < deadline:
+            time.sleep(0.2)
+        assert _serving_containers(home) == []  # drained, stopped and removed
+    finally:
+        server.stop()
+
+
+def _serving_containers(home: Path) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=kaos.serve={home / 'serving'}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.split()

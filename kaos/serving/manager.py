@@ -16,11 +16,12 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from kaos.errors import KaosError
 from kaos.executors.process import kill_leftover
@@ -60,10 +61,12 @@ class NotServing(KaosError):
     http_status = 503
 
 
-class ServingExecutor(Protocol):
-    kind: str
+@dataclass(frozen=True)
+class Environment:
+    """What a revision runs in: the model's own, never changed by serving."""
 
-    def python_of(self, image: str) -> Path: ...
+    python: Path | None = None  # local: the environment's interpreter
+    image: str | None = None  # docker: the image it trained in
 
 
 @dataclass
@@ -104,6 +107,8 @@ class ServingManager:
 
     def restore(self) -> int:
         restored = 0
+        if self.executor.kind == "docker" and shutil.which("docker"):
+            process.remove_containers(process.leftover_containers(str(self.root)))
         for endpoint in self.catalog.endpoints():
             for revision in self.catalog.revisions(endpoint.workspace, endpoint.name):
                 kill_leftover(self._rev_dir(revision.id) / "pid")
@@ -134,7 +139,7 @@ class ServingManager:
             for live in lives:
                 live.stopping = True
         for live in lives:
-            process.stop(live.proc, grace=5)
+            process.stop(live.proc, grace=5, container=live.launch.container)
 
     # -- moving the pointer ---------------------------------------------------------------------
     def deploy(
@@ -258,7 +263,7 @@ class ServingManager:
             with self._lock:
                 live.stopping = True
                 self._live.pop(revision.id, None)
-            process.stop(live.proc, grace=2)
+            process.stop(live.proc, grace=2, container=live.launch.container)
             reason = _with_log(problem, launch.log)
             self._end_revision(revision.id, RevisionState.FAILED, reason)
             raise ServeError(reason, f"see 'kaos serve logs -n {revision.name}'")
@@ -278,7 +283,7 @@ class ServingManager:
     def _launch(self, revision: Revision, options: ServeOptions) -> Launch:
         """Check the model is servable and lay out its code and files for the runtime."""
         model = self._find_model(revision.model_id)
-        source, bundle, python = self._servable(model)
+        source, bundle, environment = self._servable(model)
         assert model.output_tree
         folder = self._rev_dir(revision.id)
         if not (folder / "ready").exists():
@@ -287,27 +292,34 @@ class ServingManager:
             self.store.checkout(model.output_tree, folder / "output")
             (folder / "output" / "model").mkdir(parents=True, exist_ok=True)
             (folder / "ready").touch()
+        resources = options.resources
+        limits: list[str] = []
+        if resources.get("cpu"):
+            limits += ["--cpus", str(resources["cpu"])]
+        if resources.get("memory"):
+            limits += ["--memory", str(resources["memory"])]
         return Launch(
-            python=python,
+            folder=folder,
             code_dir=folder / "source" / bundle / "model",
             model_dir=folder / "output" / "model",
             model_id=model.model_id or revision.model_id,
             log=self.log_path(revision.id),
+            python=environment.python,
+            image=environment.image,
+            container=f"kaos-serve-{revision.id}-{uuid.uuid4().hex[:8]}"
+            if environment.image
+            else None,
+            label=str(self.root),
             max_batch_size=options.max_batch_size,
             max_latency_ms=options.max_latency_ms,
-            gpu=int(options.resources.get("gpu") or 0),
+            gpu=int(resources.get("gpu") or 0),
+            limits=tuple(limits),
         )
 
-    def _servable(self, model: Model) -> tuple[Tree, str, Path]:
-        """The model's source tree, bundle name and environment's Python, or why it cannot
-        be served (checked before anything changes)."""
+    def _servable(self, model: Model) -> tuple[Tree, str, Environment]:
+        """The model's source tree, bundle name and environment, or why it cannot be served
+        (checked before anything changes)."""
         job = self.catalog.job(model.job_id)
-        python_of = getattr(self.executor, "python_of", None)
-        if python_of is None:
-            raise ServeError(
-                f"serving on the {self.executor.kind} executor is not available yet",
-                "serve from a server started with --executor local",
-            )
         source = self.store.get_tree(job.source or "")
         bundle = source_bundle_name(source)
         if source.get(f"{bundle}/model/predict.py") is None:
@@ -315,7 +327,23 @@ class ServingManager:
                 f"model {model.model_id}'s source has no {bundle}/model/predict.py",
                 "add model/predict.py with load(model_dir) and predict(model, rows)",
             )
-        return source, bundle, Path(python_of(job.image or ""))
+        return source, bundle, self._environment(job.image or "")
+
+    def _environment(self, image: str) -> Environment:
+        """Where the model trained: a local environment's Python, or a docker image."""
+        kind = self.executor.kind
+        if kind == "local":
+            return Environment(python=Path(self.executor.python_of(image)))
+        if kind == "docker":
+            if shutil.which("docker") is None:
+                raise ServeError("serving on docker needs the docker command", "install docker")
+            if not self.executor.image_exists(image):
+                raise ServeError(f"image {image} is gone", "deploy the model's source again")
+            return Environment(image=image)
+        raise ServeError(
+            f"serving on the {kind} executor is not available yet",
+            "serve from a server started with --executor local or docker",
+        )
 
     def _drain(self, revision_id: int) -> None:
         """Wait until nothing routed to the revision is in flight, then stop its process."""
@@ -332,7 +360,7 @@ class ServingManager:
             time.sleep(0.01)
         time.sleep(DIRECT_GRACE_S)
         stats = self._stats(live.port)
-        process.stop(live.proc, grace=DRAIN_TIMEOUT_S)
+        process.stop(live.proc, grace=DRAIN_TIMEOUT_S, container=live.launch.container)
         with self._lock:
             self._live.pop(revision_id, None)
         if stats:

@@ -21,33 +21,62 @@ from typing import Any
 RUNTIME = Path(__file__).with_name("runtime.py")
 
 
+IN_CONTAINER = Path("/kaos")
+SERVE_LABEL = "kaos.serve"  # value: the serving root, so servers sharing an engine stay apart
+
+
 @dataclass(frozen=True)
 class Launch:
-    """Everything needed to start (or restart) a revision's process."""
+    """Everything needed to start (or restart) a revision's process.
 
-    python: Path
+    Local: the environment's `python` runs the runtime. Docker: `docker run` runs it in the
+    model's `image` on the host network, the revision folder and the runtime mounted read-only.
+    """
+
+    folder: Path  # the revision's folder: source/ and output/ checkouts
     code_dir: Path  # the source bundle's model/ folder, with predict.py
     model_dir: Path  # what the train script wrote under <output>/model/
     model_id: str
     log: Path
+    python: Path | None = None
+    image: str | None = None
+    container: str | None = None
+    label: str = ""
     max_batch_size: int = 0
     max_latency_ms: float = 5.0
     gpu: int = 0
+    limits: tuple[str, ...] = ()  # docker run flags (--cpus, --memory)
 
     def command(self, port: int) -> list[str]:
+        if self.image is None:
+            assert self.python is not None
+            return [str(self.python), "-I", "-u", str(RUNTIME),
+                    *self._args(self.code_dir, self.model_dir, port)]  # fmt: skip
+        inside = IN_CONTAINER / "revision"
+        code = inside / self.code_dir.relative_to(self.folder)
+        model = inside / self.model_dir.relative_to(self.folder)
         return [
-            str(self.python), "-I", "-u", str(RUNTIME),
-            "--code", str(self.code_dir), "--model", str(self.model_dir),
-            "--port", str(port), "--model-id", self.model_id,
-            "--max-batch-size", str(self.max_batch_size),
+            "docker", "run", "--rm", "--name", str(self.container),
+            "--label", f"{SERVE_LABEL}={self.label}", "--network", "host",
+            "-v", f"{self.folder}:{inside}:ro", "-v", f"{RUNTIME.parent}:{IN_CONTAINER}/serving:ro",
+            "-w", str(code), *self.limits, self.image,
+            "python3", "-I", "-u", f"{IN_CONTAINER}/serving/{RUNTIME.name}",
+            *self._args(code, model, port),
+        ]  # fmt: skip
+
+    def _args(self, code: Path, model: Path, port: int) -> list[str]:
+        return [
+            "--code", str(code), "--model", str(model), "--port", str(port),
+            "--model-id", self.model_id, "--max-batch-size", str(self.max_batch_size),
             "--max-latency-ms", str(self.max_latency_ms),
         ]  # fmt: skip
 
 
 def start(launch: Launch, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["VIRTUAL_ENV"] = str(launch.python.parent.parent)
-    env["PATH"] = f"{launch.python.parent}{os.pathsep}{env.get('PATH', '')}"
+    if launch.python is not None:
+        env["VIRTUAL_ENV"] = str(launch.python.parent.parent)
+        env["PATH"] = f"{launch.python.parent}{os.pathsep}{env.get('PATH', '')}"
     if launch.gpu == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
     launch.log.parent.mkdir(parents=True, exist_ok=True)
@@ -87,8 +116,9 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float) -> str 
     return f"the endpoint did not answer /ping within {timeout:.0f}s"
 
 
-def stop(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM (the runtime lets requests in flight finish), then SIGKILL after `grace`."""
+def stop(proc: subprocess.Popen[bytes], grace: float, container: str | None = None) -> None:
+    """SIGTERM (the runtime lets requests in flight finish; `docker run` passes it on), then
+    SIGKILL after `grace`, and a container that outlived its `docker run` is removed."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -97,6 +127,22 @@ def stop(proc: subprocess.Popen[bytes], grace: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    if container is not None:
+        remove_containers([container])
+
+
+def remove_containers(names: list[str]) -> None:
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
+
+
+def leftover_containers(label: str) -> list[str]:
+    """Serving containers a crashed server of this home left behind."""
+    found = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={SERVE_LABEL}={label}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return found.stdout.split()
 
 
 def free_port() -> int:
