@@ -42,7 +42,7 @@ class ValueChange:
 
     @property
     def changed(self) -> bool:
-        return self.a != self.b
+        return bool(self.a != self.b)
 
 
 @dataclass(frozen=True)
