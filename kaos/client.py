@@ -20,9 +20,10 @@ from kaos.errors import IntegrityError, KaosError
 from kaos.store.checkout import checkout
 from kaos.store.hashing import hash_bytes
 from kaos.store.progress import Progress
-from kaos.store.scan import ScannedFolder
+from kaos.store.scan import PathsHook, ScannedFolder
+from kaos.store.state import HashCache
 from kaos.store.stream import decode_stream
-from kaos.store.transfer import PushReport, push
+from kaos.store.transfer import PushReport, push, scan_and_push
 from kaos.store.tree import Tree
 from kaos.store.writer import StoreWriter
 
@@ -189,6 +190,17 @@ class KaosClient:
         """Upload what the server lacks of a scanned folder (two uploads at once)."""
         with StoreWriter(self, uploads=2) as writer:
             return push(scanned, self, progress, writer)
+
+    def push_folder(
+        self,
+        folder: str | Path,
+        cache: HashCache | None = None,
+        progress: Progress | None = None,
+        vet: PathsHook | None = None,
+    ) -> PushReport:
+        """Scan and upload a folder in one pass (each new file read once); `vet(paths)` may
+        refuse it before anything is read or sent."""
+        return scan_and_push(folder, self, cache, progress, vet)
 
     # -- downloads --------------------------------------------------------------------------
     def get_tree(self, digest: str) -> Tree:

@@ -310,3 +310,41 @@ def test_a_complete_tree_is_remembered_until_gc(tmp_path, kaos_home, monkeypatch
     store.gc([], grace_seconds=0)  # both trees collected
     with pytest.raises(ObjectNotFound):
         store.absent_from(whole.digest)
+
+
+def test_scan_and_push_reads_each_new_file_once_and_round_trips(tmp_path, kaos_home, monkeypatch):
+    from kaos.store import StatCache
+    from kaos.store.transfer import scan_and_push
+    from kaos.store.writer import StoreWriter
+
+    store = ContentStore(LocalBackend(tmp_path / "store"), kaos_home)
+    src = make_bundle(tmp_path / "src", n=40, big=3 << 20)  # 3 MiB: chunked by the push
+    reread = []
+    real_put_file = StoreWriter.put_file
+    monkeypatch.setattr(
+        StoreWriter,
+        "put_file",
+        lambda w, path, *a: reread.append(path) or real_put_file(w, path, *a),
+    )
+    report = scan_and_push(src, store, StatCache(kaos_home / "state.db"))
+    assert [os.path.basename(p) for p in reread] == ["big.bin"]  # only the chunked one
+    assert report.files_sent == len(scan_folder(src).tree.digests()) == 42
+    assert store.absent_from(report.scanned.digest) == set()
+    assert store.get_tree(report.scanned.digest) == scan_folder(src).tree
+    assert files_of(
+        store.checkout(report.scanned.digest, tmp_path / "out", link=False)
+    ) == files_of(src)
+    assert scan_and_push(src, store, StatCache(kaos_home / "state.db")).files_sent == 0
+
+
+def test_scan_and_push_refused_by_vet_stores_nothing(tmp_path, kaos_home):
+    from kaos.store.transfer import scan_and_push
+
+    store = ContentStore(LocalBackend(tmp_path / "store"), kaos_home)
+
+    def refuse(paths):
+        raise BundleError("wrong shape")
+
+    with pytest.raises(BundleError, match="wrong shape"):
+        scan_and_push(make_bundle(tmp_path / "src"), store, vet=refuse)
+    assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]

@@ -13,7 +13,7 @@ import typer
 
 from kaos.cli.common import JsonOpt, WorkspaceOpt
 
-app = typer.Typer(help="Deploy training inputs and follow what they train.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help line: kaos.cli.main.GROUPS
 PAGE_SIZE = 20
 
 IndexOpt = Annotated[int | None, typer.Option("-i", "--ind", help="index in 'kaos train list'")]
@@ -146,10 +146,15 @@ def _submit(api, kind: str, folder: Path, quiet: bool) -> str:
 
     if not quiet:
         echo(f"Submitting {kind} bundle: {folder}")
-    scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"))
-    name = source_bundle_name(scanned.tree) if kind == "source" else data_bundle_name(scanned.paths)
+    cache = StatCache(kaos_home() / "state.db")
     progress = BarProgress(f"Compressing {kind} bundle") if not quiet else None
-    api.push(scanned, progress)
+    if kind == "source":  # small: its shape (a Dockerfile, an executable train) checked first
+        scanned = scan_folder(folder, cache)
+        name = source_bundle_name(scanned.tree)
+        api.push(scanned, progress)
+    else:  # scanned and sent in one pass, its shape checked from the file list first
+        scanned = api.push_folder(folder, cache, progress, vet=data_bundle_name).scanned
+        name = data_bundle_name(scanned.paths)
     if progress:
         progress.close()
         echo(f" ✔ Setting {kind} bundle: {bundle_label(name, scanned.digest)}\n")

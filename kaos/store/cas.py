@@ -10,7 +10,7 @@ from kaos.store.backends.base import Backend
 from kaos.store.backends.local import LocalBackend
 from kaos.store.backends.url import backend_from_url
 from kaos.store.checkout import checkout
-from kaos.store.chunking import TREE_CHUNKS
+from kaos.store.chunking import FILE_CHUNKS, TREE_CHUNKS
 from kaos.store.filecache import FileCache
 from kaos.store.gc import GcReport, collect_garbage
 from kaos.store.hashing import hash_bytes
@@ -134,7 +134,7 @@ class ContentStore:
         with self.writer() as w:
 
             def keep(digest: str, data: bytes) -> None:
-                if not w.has(digest):
+                if len(data) <= FILE_CHUNKS.threshold and not w.has(digest):  # larger: chunked
                     w.add_raw(digest, KIND_BLOB, data)
 
             scanned = scan_folder(folder, cache, progress, on_content=keep)

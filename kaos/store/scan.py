@@ -36,6 +36,7 @@ _BATCH = 50_000  # files looked up, hashed and recorded in the stat cache at a t
 
 
 ContentHook = Callable[[str, bytes], None]
+PathsHook = Callable[[list[str]], object]
 
 
 class ScannedFile(NamedTuple):
@@ -134,13 +135,15 @@ def scan_folder(
     progress: Progress | None = None,
     allow_empty: bool = False,
     on_content: ContentHook | None = None,
+    vet: PathsHook | None = None,
 ) -> ScannedFolder:
     """Hash a folder into a tree; unchanged files (same stat record) are answered by the
     folder's last snapshot or the stat cache, and a folder unchanged since its last scan is
     answered by the snapshot alone.
 
     `on_content(digest, data)` sees the bytes of every small file that had to be read, so a
-    caller that stores them needs no second read (a single-pass ingest).
+    caller that stores them needs no second read (a single-pass ingest). `vet(paths)` sees the
+    file list before anything is read, so a bundle of the wrong shape is refused first.
     """
     with _gc_paused():
         return _scan(
@@ -149,6 +152,7 @@ def scan_folder(
             progress or NullProgress(),
             allow_empty,
             on_content,
+            vet,
         )
 
 
@@ -171,10 +175,13 @@ def _scan(
     progress: Progress,
     allow_empty: bool,
     on_content: ContentHook | None,
+    vet: PathsHook | None,
 ) -> ScannedFolder:
     walk = walk_folder(root)
     if not walk.paths and not allow_empty:
         raise BundleError(f"bundle is empty: {root}", "put the bundle's files in that folder")
+    if vet is not None:
+        vet(walk.paths)
     real = os.path.realpath(root)
     last = cache.last_scan(real)
     if last is not None and last.matches(walk.paths, walk.stats):

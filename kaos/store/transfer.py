@@ -9,12 +9,15 @@ all go through `push` below. An unchanged folder costs the first question alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
-from kaos.store.chunking import TREE_CHUNKS
+from kaos.store.chunking import FILE_CHUNKS, TREE_CHUNKS
+from kaos.store.pack import KIND_BLOB
 from kaos.store.progress import NullProgress, Progress, Throttled
-from kaos.store.scan import ScannedFolder
+from kaos.store.scan import PathsHook, ScannedFolder, scan_folder
+from kaos.store.state import HashCache
 from kaos.store.tree import Tree, TreeEntry
 from kaos.store.writer import StoreWriter
 
@@ -79,3 +82,59 @@ def push(
     writer.flush()
     meter.finish()
     return PushReport(scanned, len(todo), total, writer.bytes_uploaded)
+
+
+def scan_and_push(
+    root: str | Path,
+    destination: Destination,
+    cache: HashCache | None = None,
+    progress: Progress | None = None,
+    vet: PathsHook | None = None,
+    uploads: int = 2,
+) -> PushReport:
+    """Scan a folder and push it in one pass: every small file read to be hashed is offered to
+    the destination right away, in batches (one "which do you lack?" per batch), and packed
+    and uploaded on the writer's threads while the scan goes on. A first push thus reads each
+    file once; an unchanged folder still costs its walk and one question. `vet(paths)` may
+    refuse the folder before anything is read or sent."""
+    with StoreWriter(destination, uploads=uploads) as writer:
+        offer = _Offer(writer)
+        scanned = scan_folder(root, cache, progress, on_content=offer, vet=vet)
+        offer.flush()
+        report = push(scanned, destination, None, writer)
+    return replace(
+        report,
+        files_sent=report.files_sent + offer.files,
+        bytes_read=report.bytes_read + offer.bytes,
+        bytes_uploaded=writer.bytes_uploaded,
+    )
+
+
+class _Offer:
+    """Collects (digest, content) pairs from a scan; asks which are missing per batch."""
+
+    _FILES = 2_000
+    _BYTES = 16 << 20
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
+        self._batch: dict[str, bytes] = {}
+        self._bytes = 0
+        self.files = 0  # sent so far
+        self.bytes = 0
+
+    def __call__(self, digest: str, data: bytes) -> None:
+        if len(data) > FILE_CHUNKS.threshold or self._writer.has(digest):
+            return  # large content is chunked by the push that follows
+        self._batch[digest] = data
+        self._bytes += len(data)
+        if len(self._batch) >= self._FILES or self._bytes >= self._BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self._batch, self._bytes = self._batch, {}, 0
+        if batch:
+            for digest in self._writer.probe(batch):
+                self._writer.add_raw(digest, KIND_BLOB, batch[digest])  # hashed by the scan
+                self.files += 1
+                self.bytes += len(batch[digest])
