@@ -13,7 +13,7 @@ import typer
 
 from kaos.cli.common import JsonOpt, WorkspaceOpt
 
-app = typer.Typer(help="Serve trained models over HTTP.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help line: kaos.cli.main.GROUPS
 
 NameOpt = Annotated[str, typer.Option("-n", "--name", help="endpoint name")]
 

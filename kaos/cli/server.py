@@ -9,7 +9,7 @@ import time
 
 import typer
 
-app = typer.Typer(help="Run a kaos server.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help line: kaos.cli.main.GROUPS
 
 
 @app.command()

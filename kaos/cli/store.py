@@ -6,7 +6,7 @@ import typer
 
 from kaos.cli.common import JsonOpt
 
-app = typer.Typer(help="Check the content store.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help line: kaos.cli.main.GROUPS
 
 
 @app.command()

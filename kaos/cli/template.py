@@ -12,7 +12,7 @@ import typer
 
 from kaos.cli.common import JsonOpt
 
-app = typer.Typer(help="Ready-made source and data bundles.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help line: kaos.cli.main.GROUPS
 
 
 def _templates() -> dict[str, resources.abc.Traversable]:

@@ -7,7 +7,7 @@ import typer
 from kaos.cli.common import JsonOpt
 from kaos.config import ClientConfig
 
-app = typer.Typer(help="Create and choose workspaces.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help line: kaos.cli.main.GROUPS
 
 
 @app.command()
