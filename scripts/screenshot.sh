@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # docs/img/dashboard.png (workspace page) and docs/img/model.png (model page) from a real run:
-# a fresh local server, the seed walkthrough's three deploys, then a hyperparameter grid,
+# a fresh local server, the seed walkthrough's three deploys, then a small hyperparameter grid,
 # photographed by headless Chromium (Debian's chromium + chromium-driver, selenium).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,7 +18,8 @@ sed -i "s/KERNEL = 'poly'/KERNEL = 'linear'/" templates/mnist/model-train/mnist/
 kaos train deploy -s templates/mnist/model-train --wait
 cat templates/mnist/more-data/training-extra.csv.gz >> templates/mnist/data/features/training/training.csv.gz
 kaos train deploy -d templates/mnist/data --wait
-kaos train deploy -h templates/mnist/hyperopt/params.json -p 2 --wait
+echo '{"kernel": ["poly", "rbf"], "gamma": [0.01, 0.001], "degree": [3]}' > grid.json
+kaos train deploy -h grid.json -p 2 --wait
 
 mkdir -p "$root/docs/img"
 python "$root/scripts/screenshot.py" "$(kaos ui --json | python -c 'import json,sys; print(json.load(sys.stdin)["url"])')" "$root/docs/img"

@@ -205,7 +205,7 @@ def progress(rows: Sequence[ModelRow], metric: str, goal: str) -> list[Point]:
     best: float | None = None
     previous: ModelRow | None = None
     for row in rows:
-        raw = row.model.metrics.get(metric)
+        raw: Any = row.model.metrics.get(metric)
         value = float(raw) if _is_number(raw) else None
         is_best = value is not None and (
             best is None or (value > best if goal == "max" else value < best)

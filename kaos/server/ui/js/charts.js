@@ -106,8 +106,20 @@ export function progressChart(container, progress, { onOpen } = {}) {
   svg.append(s("path", { class: "best-line", d: steps.join("") }));
 
   const dense = points.length > 200;
-  const labelled = points.length <= 24;
+  // Labels: the best models first, then the others, each kept only where it overlaps none
+  // kept before (a model id is about 130 px wide), so any number of points stays readable.
+  const LABEL_W = 136;
+  const kept = [];
+  const ranked = [...points].sort((a, b) => (b.best - a.best) || (b.i - a.i));
+  for (const p of ranked) {
+    const cx = x(p.i);
+    const cy = y(p.value);
+    if (kept.length >= 40) break;
+    if (kept.every((k) => Math.abs(k.cx - cx) > LABEL_W || Math.abs(k.cy - cy) > 16)) kept.push({ p, cx, cy });
+  }
+  const labels = new Set(kept.map((k) => k.p));
   const dots = s("g", { class: "points" });
+  const texts = s("g", { class: "labels" });
   for (const p of points) {
     const cx = x(p.i);
     const cy = y(p.value);
@@ -115,13 +127,13 @@ export function progressChart(container, progress, { onOpen } = {}) {
       class: p.best ? "point best" : "point", cx, cy, r: p.best ? (dense ? 4 : 6) : (dense ? 2.5 : 4.5),
       dataset: { i: p.i, modelId: p.model_id, value: p.value, best: p.best ? "1" : "0" },
     }));
-    if (labelled || (p.best && p === best)) {
+    if (labels.has(p)) {
       // labels near an edge grow inwards, so none is cut off
       const anchor = cx > inner.x1 - 70 ? "end" : cx < inner.x0 + 70 ? "start" : "middle";
-      dots.append(s("text", { class: "point-label", x: cx, y: cy - 12, "text-anchor": anchor },
-        p.model_id));
+      texts.append(s("text", { class: "point-label", x: cx, y: cy - 12, "text-anchor": anchor }, p.model_id));
     }
   }
+  svg.append(texts);
   svg.append(dots);
   const byIndex = new Map(points.map((p) => [String(p.i), p]));
   svg.addEventListener("mousemove", (event) => {
