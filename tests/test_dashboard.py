@@ -100,6 +100,15 @@ def test_progress_chart_shows_the_three_models_in_deploy_order(server, walkthrou
     )
     assert labels == [m["model_id"] for m in models]
 
+    # hovering a point says what changed from the model before it
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    second = browser.find_elements("css selector", "#progress-chart circle.point")[1]
+    ActionChains(browser).move_to_element(second).perform()
+    tip = wait_until(browser, lambda d: d.find_element("css selector", "#tooltip").text)
+    assert models[1]["model_id"] in tip
+    assert f"source /mnist:{models[0]['model_id'][:5]} -> /mnist:{models[1]['model_id'][:5]}" in tip
+
 
 def test_models_table_ranks_by_the_chosen_metric(server, walkthrough, browser):
     _cli, _work, models = walkthrough
@@ -135,6 +144,14 @@ def test_models_table_ranks_by_the_chosen_metric(server, walkthrough, browser):
     assert [v for _, v in shown] == sorted((v for _, v in shown), reverse=True)
     assert {m for m, _ in shown} == set(values)  # ties may come in any order
     assert all(abs(values[m] - v) < 1e-3 for m, v in shown)
+    # a filter on a metric keeps only the models that pass it
+    box = browser.find_element("css selector", "#model-filter")
+    box.send_keys("metrics.accuracy_test>=0.91\n")
+    keep = {m["model_id"] for m in models if m["metrics"]["accuracy_test"] >= 0.91}
+    wait_until(browser, lambda d: {r[0] for r in table_rows(d, "accuracy_test")} == keep)
+    box.clear()
+    box.send_keys("\n")
+    wait_until(browser, lambda d: len(table_rows(d, "accuracy_test")) == 3)
     # "only columns that differ" hides what every model shares
     differ = browser.find_element("css selector", "#only-differ")
     headers = lambda: browser.execute_script(  # noqa: E731
@@ -214,17 +231,27 @@ def test_a_running_jobs_state_changes_on_the_page_without_reload(server, walkthr
     running = wait_until(
         browser,
         lambda d: d.execute_script(
-            f"return {rows}.filter(r => ['JOB_STARTING', 'JOB_RUNNING'].includes("
-            "r.dataset.state)).map(r => r.dataset.jobId)"
+            f"return {rows}.filter(r => r.dataset.kind === 'train' && "
+            "['JOB_STARTING', 'JOB_RUNNING'].includes(r.dataset.state)).map(r => r.dataset.jobId)"
         ),
-        timeout=60,
+        timeout=120,
     )
+    # its logs follow it live on the job's page, then say it finished
+    browser.execute_script(f"location.hash = '#/w/live/job/{running[0]}'")
+    wait_until(browser, lambda d: d.find_element("css selector", "#logs-state").text == "live")
+    wait_until(
+        browser,
+        lambda d: d.find_element("css selector", "#logs-state").text == "finished",
+        timeout=180,
+    )
+    assert "training on" in browser.find_element("css selector", "#logs").text
+    browser.execute_script("location.hash = '#/w/live'")
     wait_until(
         browser,
         lambda d: d.execute_script(
             f"return {rows}.length === 2 && {rows}.every(r => r.dataset.state === 'JOB_SUCCESS')"
         ),
-        timeout=180,
+        timeout=60,
     )
     done = browser.execute_script(f"return {rows}.map(r => r.dataset.jobId)")
     assert set(running) <= set(done)

@@ -17,6 +17,7 @@ from kaos.errors import KaosError
 from kaos.pipeline.records import Model
 
 MAX_PAGE = 1000
+MAX_OFFSET = 2**31  # SQLite takes 64-bit integers; no history is longer than this
 _KEY = re.compile(r'^[^"\\\x00-\x1f]{1,128}$')  # any metric or hyperparameter name, unquoted
 _FILTER = re.compile(r"^\s*(?P<field>[^<>=!]+?)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.+?)\s*$")
 PLAIN_SORTS = ("created", "finished", "model_id")
@@ -103,8 +104,8 @@ class ModelQuery:
         descending = sort.startswith("-")
         if not 1 <= limit <= MAX_PAGE:
             raise QueryError(f"limit must be 1..{MAX_PAGE}, got {limit}")
-        if offset < 0:
-            raise QueryError(f"offset must not be negative, got {offset}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise QueryError(f"offset must be 0..{MAX_OFFSET}, got {offset}")
         return cls(
             Field.parse(sort.lstrip("-")),
             descending,

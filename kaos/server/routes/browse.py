@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
-from kaos.pipeline.browse import MAX_PAGE, ModelQuery
+from kaos.pipeline.browse import MAX_OFFSET, MAX_PAGE, ModelQuery
 from kaos.pipeline.states import JobState
 from kaos.server import browse
 from kaos.server.routes import services
@@ -31,7 +31,7 @@ def workspace_models(
         ),
     ] = "created",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     state: Annotated[list[JobState] | None, Query(description="keep only these states")] = None,
     filter: Annotated[
         list[str] | None,
@@ -61,14 +61,14 @@ def workspace_deploys(
     name: str,
     svc: Svc,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> TimelineOut:
     """The deploy timeline, newest first: what each deploy changed, who, and what it started."""
     return browse.timeline(svc, name, limit, offset)
 
 
 @router.get("/deploys/{deploy_id}")
-def get_deploy(deploy_id: int, svc: Svc) -> TimelineEntryOut:
+def get_deploy(deploy_id: Annotated[int, Path(ge=1, le=2**62)], svc: Svc) -> TimelineEntryOut:
     return browse.deploy_entry(svc, deploy_id)
 
 

@@ -4,6 +4,9 @@
 import { enc, get } from "./api.js";
 import { parallelChart, scatterChart } from "./charts.js";
 import { card, clear, fmtValue, h, stateBadge } from "./dom.js";
+import { logsCard } from "./logs.js";
+
+const FINISHED = ["JOB_SUCCESS", "JOB_FAILURE", "JOB_KILLED"];
 
 export async function gridPage(root, workspace, jobId) {
   const detail = await get(`/jobs/${enc(jobId)}`);
@@ -11,12 +14,12 @@ export async function gridPage(root, workspace, jobId) {
   const params = [...new Set(models.flatMap((m) => Object.keys(m.params || {})))].sort();
   const metrics = detail.available_metrics;
   root.append(h("div", { class: "page-head" },
-    h("h1", {}, `Job ${job.id.slice(0, 8)}`, " ", stateBadge(job.state)),
+    h("h1", {}, `${job.kind === "build" ? "Build" : "Train"} job `, h("span", { class: "mono" }, job.id.slice(0, 8)), " ", stateBadge(job.state)),
     h("div", { class: "chips" },
       h("span", { class: "chip" }, h("b", {}, "source"), `/${detail.source_name || "?"}:${(job.source || "").slice(0, 5)}`),
       h("span", { class: "chip" }, h("b", {}, "data"), `/${detail.data_name || "?"}:${(job.data || "").slice(0, 5)}`),
       h("span", { class: "chip" }, h("b", {}, "models"), models.length))));
-  if (!params.length || !metrics.length) {
+  if (job.kind === "train" && (!params.length || !metrics.length)) {
     root.append(card(null, {}, h("p", { class: "empty-state" },
       params.length ? "No model of this job has reported metrics yet." : "This job has no hyperparameter grid: each deploy trains one model.")));
   }
@@ -32,7 +35,7 @@ export async function gridPage(root, workspace, jobId) {
       card("Parallel coordinates", {}, parallelBox)));
   }
   const tableBox = h("div", { class: "table-scroll" });
-  root.append(card("Models of this job", {}, tableBox));
+  if (job.kind === "train") root.append(card("Models of this job", {}, tableBox));
 
   function draw(current) {
     if (params.length && metrics.length) {
@@ -52,12 +55,20 @@ export async function gridPage(root, workspace, jobId) {
   paramSelect.addEventListener("change", () => draw(models));
   metricSelect.addEventListener("change", () => draw(models));
   draw(models);
+  const logs = logsCard(job.id);
+  root.append(logs.element);
+  await logs.start();
 
-  if (["JOB_SUCCESS", "JOB_FAILURE", "JOB_KILLED"].includes(job.state)) return null;
-  const timer = setInterval(async () => {
-    const fresh = await get(`/jobs/${enc(jobId)}`);
-    draw(fresh.models);
-    if (["JOB_SUCCESS", "JOB_FAILURE", "JOB_KILLED"].includes(fresh.job.state)) clearInterval(timer);
-  }, 2000);
-  return () => clearInterval(timer);
+  let timer = null;
+  if (!FINISHED.includes(job.state)) {
+    timer = setInterval(async () => {
+      const fresh = await get(`/jobs/${enc(jobId)}`);
+      draw(fresh.models);
+      if (FINISHED.includes(fresh.job.state)) clearInterval(timer);
+    }, 2000);
+  }
+  return () => {
+    logs.stop();
+    if (timer) clearInterval(timer);
+  };
 }

@@ -3,6 +3,7 @@
 
 import { download, enc, get } from "./api.js";
 import { bundle, card, clear, fmtTime, fmtValue, h, s, stateBadge } from "./dom.js";
+import { logsCard } from "./logs.js";
 
 export async function modelPage(root, modelId) {
   const prov = await get(`/models/${enc(modelId)}`);
@@ -47,25 +48,10 @@ export async function modelPage(root, modelId) {
   against.addEventListener("change", showDiff);
   await showDiff();
 
-  const logBox = h("pre", { class: "logs", id: "logs" });
-  const logState = h("span", { class: "muted" });
-  root.append(card("Logs", {}, h("div", { class: "toolbar" }, h("span", { class: "mono" }, `job ${job.id.slice(0, 8)}`), logState), logBox));
-  let offset = 0;
-  let timer = null;
-  const follow = async () => {
-    const chunk = await get(`/jobs/${enc(job.id)}/logs`, { offset });
-    if (chunk.text) {
-      const atBottom = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
-      logBox.append(chunk.text);
-      if (atBottom) logBox.scrollTop = logBox.scrollHeight;
-    }
-    offset = chunk.offset;
-    logState.textContent = chunk.finished ? "finished" : "live";
-    if (chunk.finished && timer) clearInterval(timer);
-    return chunk.finished;
-  };
-  if (!(await follow())) timer = setInterval(follow, 1000);
-  return () => timer && clearInterval(timer);
+  const logs = logsCard(job.id);
+  root.append(logs.element);
+  await logs.start();
+  return () => logs.stop();
 }
 
 function keyValues(values, kind) {

@@ -129,8 +129,8 @@ function jobsView(name, box) {
       const shown = jobs.slice(0, 12);
       clear(box, h("table", { class: "table compact", id: "jobs-table" },
         h("thead", {}, h("tr", {}, ["job", "kind", "state", "started", "duration", "author"].map((c) => h("th", {}, c)))),
-        h("tbody", {}, shown.map((j) => h("tr", { dataset: { jobId: j.id, state: j.state } },
-          h("td", { class: "mono" }, j.kind === "train" ? h("a", { href: `#/w/${enc(name)}/job/${j.id}` }, j.id.slice(0, 8)) : j.id.slice(0, 8)),
+        h("tbody", {}, shown.map((j) => h("tr", { dataset: { jobId: j.id, state: j.state, kind: j.kind } },
+          h("td", { class: "mono" }, h("a", { href: `#/w/${enc(name)}/job/${j.id}` }, j.id.slice(0, 8))),
           h("td", {}, j.kind, j.hyperopt ? h("span", { class: "tag" }, "grid") : null),
           h("td", {}, stateBadge(j.state)),
           h("td", { title: fmtTime(j.started) }, fmtAgo(j.started)),
@@ -171,7 +171,7 @@ function deployItem(d) {
   if (!changes.length) changes.push(h("span", { class: "muted" }, "no change"));
   const started = d.jobs.length
     ? d.jobs.map((j) => h("span", { class: "started" }, `${j.kind} `,
-        j.kind === "train" ? h("a", { class: "mono", href: `#/w/${enc(d.workspace)}/job/${j.id}` }, j.id.slice(0, 8)) : h("span", { class: "mono" }, j.id.slice(0, 8)),
+        h("a", { class: "mono", href: `#/w/${enc(d.workspace)}/job/${j.id}` }, j.id.slice(0, 8)),
         " ", stateBadge(j.state)))
     : [h("span", { class: "muted" }, "started nothing: models already trained")];
   return h("li", { dataset: { deployId: d.id } },
