@@ -63,7 +63,9 @@ def s3_bucket(s3_endpoint: str) -> str:
 class KaosServer:
     """A real `kaos server start` process on 127.0.0.1 with its own KAOS_HOME."""
 
-    def __init__(self, home: Path, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, home: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         import subprocess
         import sys
         import time
@@ -73,7 +75,7 @@ class KaosServer:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "KAOS_HOME": str(home)}
+        env = {**os.environ, **(env or {}), "KAOS_HOME": str(home)}
         self.log = open(home.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [

@@ -125,10 +125,9 @@ def test_a_raising_train_script_fails_with_its_traceback_in_the_logs(engine, tmp
     assert "exited with code 1" in job.reason
 
 
-def test_kill_stops_a_running_train_and_its_processes(engine, tmp_path, monkeypatch):
+def test_kill_stops_a_running_train_and_its_processes(engine, tmp_path):
     pidfile = tmp_path / "pids"
-    monkeypatch.setenv("KAOS_TEST_PIDFILE", str(pidfile))
-    src = write_source(tmp_path / "src", kernel="rbf", sleep=True)
+    src = write_source(tmp_path / "src", kernel="rbf", sleep=str(pidfile))
     change = InputsChange(engine.put(src), engine.put(write_data(tmp_path / "data")))
     engine.pipeline.deploy("mnist", change, "tester")
     deadline = time.time() + 120

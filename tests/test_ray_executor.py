@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -54,14 +53,11 @@ def models(pipeline: Pipeline):
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray-local")
-    # Ray's workers keep the environment they started with: set what the kill test reads now.
-    os.environ["KAOS_TEST_PIDFILE"] = str(root / "pids")
     store = ContentStore(LocalBackend(root / "store"), root / "home")
     settings = RaySettings(node_home=str(root / "node"), num_cpus=2)
     executor = RayExecutor(store, root / "home", str(root / "store"), None, settings)
     yield root, store, executor
     executor.close()
-    os.environ.pop("KAOS_TEST_PIDFILE", None)
 
 
 def test_a_grid_on_ray_gives_the_same_model_ids_as_the_local_executor(local_ray, tmp_path):
@@ -97,7 +93,7 @@ def test_a_failing_combination_fails_only_itself(local_ray, tmp_path):
 def test_kill_cancels_the_ray_tasks_and_their_processes(local_ray, tmp_path):
     root, store, executor = local_ray
     pidfile = root / "pids"
-    src = write_source(tmp_path / "src", kernel="linear", sleep=True, tag=uuid.uuid4().hex)
+    src = write_source(tmp_path / "src", kernel="linear", sleep=str(pidfile), tag=uuid.uuid4().hex)
     data = write_data(tmp_path / "data", train_rows=50)
     pipeline = engine(root, lambda s: executor, store)
     change = InputsChange(

@@ -17,10 +17,11 @@ from kaos.store import scan_folder
 from kaos.store.index import PACK_PREFIX
 from tests.cli import Cli
 from tests.conftest import KaosServer
-from tests.fixtures.bundles import write_data, write_source
+from tests.fixtures.bundles import write_data, write_script_source, write_source
 
 ALICE = secrets.token_hex(20)
 BOB = secrets.token_hex(20)
+AWS_SECRET = secrets.token_hex(20)  # the store's credentials, as an operator would export them
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,13 @@ def secured(tmp_path_factory):
     (root / "tokens").write_text(f"# user token\nbob {BOB}\n")
     (root / "home").mkdir()
     server = KaosServer(
-        root / "home", ["--token", f"alice:{ALICE}", "--tokens-file", str(root / "tokens")]
+        root / "home",
+        ["--tokens-file", str(root / "tokens")],
+        env={  # secrets in the server's environment, where user code must never see them
+            "KAOS_TOKEN": f"alice:{ALICE}",
+            "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+            "AWS_ACCESS_KEY_ID": "AKIA" + AWS_SECRET[:16],
+        },
     )
     yield server
     server.stop()
@@ -158,3 +165,24 @@ def _listening(port: int) -> set[str]:
         if state == "0A" and int(hex_port, 16) == port:
             found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
     return found
+
+
+ENV_PRINTER = """#!/bin/sh
+env
+mkdir -p "$1/model" && echo done > "$1/model/out.txt"
+"""
+
+
+def test_no_server_secret_reaches_a_train_script(secured, tmp_path):
+    cli = Cli(tmp_path / "home", tmp_path)
+    cli.ok("init", "-e", secured.url, "-t", ALICE)
+    cli.ok("workspace", "create", "-n", f"env-{uuid.uuid4().hex[:6]}")
+    write_script_source(tmp_path / "src", ENV_PRINTER)
+    write_data(tmp_path / "data", train_rows=10, test_rows=10)
+    cli.ok("train", "deploy", "-s", "src", "-d", "data", "--wait")
+    logs = cli.ok("train", "logs", "-i", "0").out
+    assert "KAOS_DATA_DIR=" in logs and "KAOS_OUTPUT_DIR=" in logs  # the contract is there
+    for secret in (ALICE, BOB, AWS_SECRET, "AWS_", "KAOS_TOKEN", "KAOS_HOME"):
+        assert secret not in logs
+    build = cli.ok("train", "build-logs", "-i", "0").out
+    assert ALICE not in build and AWS_SECRET not in build

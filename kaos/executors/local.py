@@ -29,6 +29,7 @@ from kaos.executors.base import (
     TrainOutcome,
     TrainRequest,
 )
+from kaos.executors.environment import child_env
 from kaos.executors.envlock import Locker
 from kaos.executors.process import LogTail, kill_leftover, run_logged
 from kaos.executors.workdir import collect, prepare
@@ -76,7 +77,7 @@ class LocalExecutor:
         self.locker = Locker(store, uv_binary(), self._uv_env(), python_version())
 
     def _uv_env(self) -> dict[str, str]:
-        return {**os.environ, **self.settings.env(), "NO_COLOR": "1"}
+        return child_env({**self.settings.env(), "NO_COLOR": "1"}, build=True)
 
     # -- build ------------------------------------------------------------------------------
     def env_key(self, lock: str | None) -> str:
@@ -146,14 +147,14 @@ class LocalExecutor:
         root = self.jobs / f"{request.job_id}-{request.index}-{uuid.uuid4().hex[:6]}"
         try:
             dirs = prepare(self.store, request, root)
-            env = {
-                **os.environ,
-                **dirs.contract_env(),
-                "VIRTUAL_ENV": str(env_dir),
-                "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-                "PYTHONUNBUFFERED": "1",
-            }
-            env.pop("PYTHONHOME", None)
+            env = child_env(
+                {
+                    **dirs.contract_env(),
+                    "VIRTUAL_ENV": str(env_dir),
+                    "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+                    "PYTHONUNBUFFERED": "1",
+                }
+            )
             if request.resources.gpu == 0:
                 env["CUDA_VISIBLE_DEVICES"] = ""
             tail = LogTail(log)
@@ -182,14 +183,24 @@ def train_exit_failure(
 
 
 def recover_job_dirs(jobs: Path) -> int:
-    """After a crash: end train processes left running and remove their job folders."""
+    """After a crash: end train processes left running and remove their job folders.
+
+    Train scripts run as the server's user and can write next to their own folder, so anything
+    may be found here (a plain file, a symlink): it is removed, never followed, never fatal.
+    """
     if not jobs.is_dir():
         return 0
     count = 0
-    for folder in jobs.iterdir():
-        kill_leftover(folder / "pid")
-        shutil.rmtree(folder, ignore_errors=True)
-        count += 1
+    for entry in jobs.iterdir():
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                entry.unlink()
+                continue
+            kill_leftover(entry / "pid")
+            shutil.rmtree(entry, ignore_errors=True)
+            count += 1
+        except OSError:
+            continue
     return count
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import signal
@@ -15,6 +16,7 @@ from kaos.executors.base import Cancel
 from kaos.pipeline.logs import LogWriter
 
 KILL_GRACE_S = 5.0
+LINE_MAX = 64 << 10  # bytes of one log line held in memory at once
 
 
 def run_logged(
@@ -28,7 +30,10 @@ def run_logged(
     """Run `cmd` in its own session; every line it prints goes to `log`. Returns the exit code.
 
     A kill sends SIGTERM to the whole process group, then SIGKILL after a grace period, so
-    children the command started (data loaders, pip) die with it.
+    children the command started (data loaders, pip) die with it. When the command exits, what
+    it left running in its group (a daemon it started) is ended the same way, so nothing writes
+    to the job's log after the job ended. A child that left the group with `setsid` is out of
+    reach here (see docs/security.md); the docker executor contains it in the container.
     """
     proc = subprocess.Popen(
         list(cmd),
@@ -42,7 +47,8 @@ def run_logged(
     if pid_file is not None:  # lets a restarted server find and end what a crash left running
         pid_file.write_text(str(proc.pid))
     cancel.on_kill(lambda: _kill_group(proc))
-    pump = threading.Thread(target=_pump, args=(proc, log), daemon=True)
+    done = threading.Event()
+    pump = threading.Thread(target=_pump, args=(proc, log, done), daemon=True)
     pump.start()
     try:
         # Wait in short steps rather than one blocking call, so an interruption delivered as a
@@ -53,15 +59,22 @@ def run_logged(
         _kill_group(proc)
         raise
     finally:
+        _end_group(proc.pid)
         pump.join(timeout=5)
+        done.set()  # whatever escaped the group may keep the pipe open: its output is dropped
     return proc.wait()
 
 
-def _pump(proc: subprocess.Popen[bytes], log: LogWriter) -> None:
+def _pump(proc: subprocess.Popen[bytes], log: LogWriter, done: threading.Event) -> None:
+    """Copy output to the log line by line; a line longer than LINE_MAX is cut into pieces,
+    so one endless line costs bounded memory."""
     assert proc.stdout is not None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     with proc.stdout:
-        for raw in iter(proc.stdout.readline, b""):
-            log.write(raw.decode("utf-8", errors="replace"))
+        for raw in iter(lambda: proc.stdout.readline(LINE_MAX), b""):  # type: ignore[union-attr]
+            if done.is_set():
+                return
+            log.write(decoder.decode(raw))
 
 
 def process_alive(pid: int) -> bool:
@@ -83,11 +96,30 @@ def kill_leftover(pid_file: Path) -> None:
     """End the process group named in a pid file left by a crashed server, if it still runs."""
     try:
         pid = int(pid_file.read_text())
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):  # absent, or not a regular file
+        return
+    if pid <= 1:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if os.getpgid(pid) == pid:  # still the leader of the group we started
             os.killpg(pid, signal.SIGKILL)
+
+
+def _end_group(pgid: int) -> None:
+    """End what is left of a finished command's process group: SIGTERM, then SIGKILL."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + KILL_GRACE_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
