@@ -148,6 +148,21 @@ def make_args(world, case: str) -> tuple[list[str], str]:
         return ["train", "deploy"], "nothing to deploy"
     if case == "bad memory size":
         return ["train", "deploy", "--memory", "lots"], "bad memory size"
+    if case == "memory overflowing a float":
+        return ["train", "deploy", "--memory", "1e400g"], "bad memory size"
+    if case == "memory not a number":
+        return ["train", "deploy", "--memory", "nang"], "bad memory size"
+    if case == "cpu not a number":
+        return ["train", "deploy", "--cpu", "nan"], "--cpu must be a number above 0"
+    if case == "cpu infinite":
+        return ["train", "deploy", "--cpu", "inf"], "--cpu must be a number above 0"
+    if case == "symlink loop":
+        src = Path(bundle(root, "s", GOOD_SRC, ("m/model/train",)))
+        (src / "m" / "loop-a").symlink_to("loop-b")
+        (src / "m" / "loop-b").symlink_to("loop-a")
+        return ["train", "deploy", "-s", str(src)], "symlink loop"
+    if case == "token with a trailing space":
+        return ["init", "-e", "http://127.0.0.1:9", "-t", "a" * 40 + " "], "trailing whitespace"
     if case == "unknown template":
         return ["template", "get", "--name", "no-such-template"], "no template named"
     if case == "unknown model":
@@ -165,7 +180,8 @@ CLI_CASES = [
     "unknown workspace", "unknown job id", "ambiguous job prefix", "index out of range",
     "unknown metric", "malformed manifest", "manifest path escaping", "manifest absolute path",
     "data and manifest together", "nothing to deploy", "bad memory size", "unknown template",
-    "unknown model", "finished job killed",
+    "unknown model", "finished job killed", "memory overflowing a float", "memory not a number",
+    "cpu not a number", "cpu infinite", "symlink loop", "token with a trailing space",
 ]  # fmt: skip
 
 
@@ -187,8 +203,30 @@ def _forged_tree(path: str) -> tuple[str, bytes]:
     return hash_bytes(tree), tree
 
 
+NOT_UTF8_TREE = b"kaos-tree 1\n\xff\xfe not text\n"
+BIG_BLOB = b"not a tree, just data\n" * 1000
+
+
+def _lying_pack() -> bytes:
+    """A one-byte file and a tree declaring it as 100 GB, in one upload."""
+    builder = PackBuilder()
+    builder.add(hash_bytes(b"x"), KIND_BLOB, b"x")
+    tree = b"kaos-tree 1\n" + f"{hash_bytes(b'x')} {100 << 30} - features/x\n".encode()
+    builder.add(hash_bytes(tree), KIND_BLOB, tree)
+    return builder.seal().encode()[1]
+
+
+STORED_FIRST = {  # cases that need objects in the store before the bad request
+    "tree with .. path": [_forged_tree("../outside.txt")[1]],
+    "tree header then invalid UTF-8": [NOT_UTF8_TREE],
+    "deploy of a tree with invalid UTF-8": [NOT_UTF8_TREE],
+    "a file read as a tree": [BIG_BLOB],
+}
+
+
 def api_cases(url: str, workspace: str) -> dict[str, tuple[str, str, dict, int, str]]:
     dotdot_digest, _ = _forged_tree("../outside.txt")
+    deploy = f"/workspaces/{workspace}/deploy"
     return {
         "blob not matching its hash": ("POST", "/objects/packs", {"content": _pack(hash_bytes(b"a"), b"b")}, 422, "does not match"),
         "truncated upload": ("POST", "/objects/packs", {"content": _pack(hash_bytes(b"t" * 9000), b"t" * 9000)[:-40]}, 422, "malformed"),
@@ -199,6 +237,17 @@ def api_cases(url: str, workspace: str) -> dict[str, tuple[str, str, dict, int, 
         "bad workspace name": ("POST", "/workspaces", {"json": {"name": "../x"}}, 422, "invalid request"),
         "logs of unknown job": ("GET", "/jobs/0f0f0f0f0f/logs", {}, 404, "no job matches"),
         "fetch unknown object": ("POST", "/objects/fetch", {"json": {"digests": ["2" * 32]}}, 404, "not in the store"),
+        "logs offset beyond 64 bits": ("GET", f"/jobs/{'abcabc' + '1' * 26}/logs?offset={2**64}", {}, 422, "invalid request"),
+        "tree header then invalid UTF-8": ("GET", f"/trees/{hash_bytes(NOT_UTF8_TREE)}", {}, 400, "not valid UTF-8"),
+        "deploy of a tree with invalid UTF-8": ("POST", deploy, {"json": {"data": hash_bytes(NOT_UTF8_TREE)}}, 400, "not valid UTF-8"),
+        "a file read as a tree": ("GET", f"/trees/{hash_bytes(BIG_BLOB)}", {}, 400, "is not a tree"),
+        "tree lying about sizes": ("POST", "/objects/packs", {"content": _lying_pack()}, 422, "lies about sizes"),
+        "cpu NaN": ("POST", deploy, {"content": b'{"resources": {"cpu": NaN}}', "headers": {"content-type": "application/json"}}, 422, "invalid request"),
+        "cpu beyond the bound": ("POST", deploy, {"json": {"resources": {"cpu": 1e9}}}, 422, "invalid request"),
+        "gpu beyond the bound": ("POST", deploy, {"json": {"resources": {"gpu": 10**6}}}, 422, "invalid request"),
+        "memory 1e400g": ("POST", deploy, {"json": {"resources": {"memory": "1e400g"}}}, 400, "bad memory size"),
+        "JSON body over its cap": ("POST", "/workspaces", {"json": {"name": "x", "pad": "y" * (2 << 20)}}, 413, "larger than"),
+        "deploy body over its cap": ("POST", deploy, {"json": {"grid": {"a": ["z" * 100] * (200_000)}}}, 413, "larger than"),
     }  # fmt: skip
 
 
@@ -208,10 +257,9 @@ API_CASES = list(api_cases("", "w"))
 @pytest.mark.parametrize("case", API_CASES)
 def test_api_bad_input(world, kaos_server, case):
     _cli, _root, workspace = world
-    if case == "tree with .. path":  # the forged tree must be stored for the deploy to find it
-        digest, tree = _forged_tree("../outside.txt")
+    for stored in STORED_FIRST.get(case, []):  # e.g. a forged tree, for the deploy to find
         httpx.post(
-            kaos_server.url + "/objects/packs", content=_pack(digest, tree)
+            kaos_server.url + "/objects/packs", content=_pack(hash_bytes(stored), stored)
         ).raise_for_status()
     method, path, kwargs, status, expected = api_cases(kaos_server.url, workspace)[case]
     before = snapshot(kaos_server.home)

@@ -6,6 +6,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kaos.executors.process import process_alive
@@ -75,3 +76,134 @@ def test_what_a_train_script_leaves_next_to_its_folder_never_stops_the_server(tm
         assert not list((home / "jobs").iterdir())
     finally:
         server.stop()
+
+
+def vm_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_naming_a_large_file_as_a_tree_is_refused_without_reading_it(cli, kaos_server, tmp_path):
+    big = tmp_path / "data" / "features" / "big.bin"
+    big.parent.mkdir(parents=True)
+    with open(big, "wb") as f:  # sparse zeros: one stored chunk, 300 MiB when joined
+        f.truncate(300 << 20)
+    name = f"big-{uuid.uuid4().hex[:6]}"
+    cli.ok("workspace", "create", "-n", name)
+    data = cli.ok("train", "deploy", "-d", str(tmp_path / "data"), "--json").json()
+    (digest,) = [
+        e.split()[0]
+        for e in httpx.get(f"{kaos_server.url}/trees/{data['inputs']['data']}")
+        .content.decode()
+        .splitlines()[1:]
+    ]
+    before = vm_peak_kib(kaos_server.proc.pid)
+    answer = httpx.get(f"{kaos_server.url}/trees/{digest}", timeout=60)
+    deploy = httpx.post(f"{kaos_server.url}/workspaces/{name}/deploy", json={"data": digest})
+    assert answer.status_code == 400 and "is not a tree" in answer.json()["detail"]
+    assert deploy.status_code == 400 and "is not a tree" in deploy.json()["detail"]
+    grown_mib = (vm_peak_kib(kaos_server.proc.pid) - before) / 1024
+    assert grown_mib < 100, f"the server grew by {grown_mib:.0f} MiB reading a file as a tree"
+
+
+def test_a_log_offset_at_the_64_bit_limit_reads_nothing(cli, kaos_server, tmp_path):
+    deploy_script(cli, tmp_path, '#!/bin/sh\nmkdir -p "$1/model" && echo ok > "$1/model/m"\n')
+    job = cli.ok("train", "list", "--json").json()["training"][0]["id"]
+    answer = httpx.get(f"{kaos_server.url}/jobs/{job}/logs", params={"offset": 2**63 - 1})
+    assert answer.status_code == 200 and answer.json()["text"] == ""
+
+
+LONG_LOG = r"""#!/bin/sh
+i=0
+pad=".........................................................................."
+while [ $i -lt 30000 ]; do echo "line $i of a long log $pad"; i=$((i+1)); done
+head -c 10485760 /dev/zero | tr '\0' a
+echo
+printf 'evil \033]0;pwned\007\033[2Jtitle\n'
+echo THE END
+mkdir -p "$1/model" && echo ok > "$1/model/m"
+"""
+
+
+def test_train_logs_prints_the_whole_log_and_strips_control_sequences_on_a_terminal(cli, tmp_path):
+    deploy_script(cli, tmp_path, LONG_LOG)
+    logs = cli.ok("train", "logs", "-i", "0").out
+    assert "line 0 of" in logs and "line 29999 of" in logs and "\nTHE END\n" in logs
+    assert logs.count("a" * 1000) >= 10_000  # the 10 MB line, all of it (in bounded pieces)
+    assert "\x1b]0;pwned" in logs  # to a pipe: the bytes as written
+    on_tty = run_on_tty(cli, "train", "logs", "-i", "0")
+    assert "THE END" in on_tty and "evil title" in on_tty and "\x1b" not in on_tty
+
+
+def run_on_tty(cli: Cli, *args: str) -> str:
+    """The CLI's output with its stdout on a pseudo-terminal, as a user's shell has it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kaos", *args],
+        cwd=cli.cwd,
+        env=cli.env,
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(follower)
+    out = bytearray()
+    while True:
+        try:
+            data = os.read(leader, 1 << 16)
+        except OSError:  # EIO: the terminal closed
+            break
+        if not data:
+            break
+        out += data
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    return out.decode("utf-8", errors="replace").replace("\r\n", "\n")
+
+
+GRID_SCRIPT = r"""#!/bin/sh
+x=$(tr -dc 0-9 < "$KAOS_HYPERPARAMS")
+if [ "$x" = 1 ]; then echo "x=1 is broken" >&2; exit 3; fi
+mkdir -p "$1/model" "$1/metrics" && echo ok > "$1/model/m"
+echo "{\"acc\": $x}" > "$1/metrics/metrics.json"
+"""
+
+
+def test_train_info_names_a_failed_model_by_its_row_and_its_grid_index(cli, tmp_path):
+    (tmp_path / "grid.json").write_text('{"x": [1, 2, 3]}')
+    src = write_script_source(tmp_path / "src", GRID_SCRIPT)
+    cli.ok("workspace", "create", "-n", f"g-{uuid.uuid4().hex[:6]}")
+    cli.run("train", "deploy", "-s", str(src), "-d", str(tiny_data(tmp_path / "d")), "-h",
+            "grid.json", "--wait")  # fmt: skip
+    info = cli.ok("train", "info", "-i", "0", "-s", "acc").out
+    # ranked by acc: x=3 (ind 0), x=2 (ind 1), then the failed x=1 (ind 2, model 0 of the grid)
+    assert "ind 2 (model 0 of the grid) failed" in info and "exited with code 3" in info
+
+
+def test_init_warns_when_a_token_would_travel_in_clear_text(tmp_path):
+    cli = Cli(tmp_path / "home", tmp_path)
+    result = cli.fails("init", "-e", "http://kaos.invalid:8585", "-t", "a" * 40)
+    assert "Warning: the token is sent in clear text to http://kaos.invalid:8585" in result.err
+    local = cli.fails("init", "-e", "http://127.0.0.1:9", "-t", "a" * 40)
+    assert "Warning" not in local.err
+
+
+def test_the_server_refuses_a_non_loopback_address_without_tokens(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    cmd = [sys.executable, "-m", "kaos", "server", "start", "--host", "0.0.0.0"]
+    proc = subprocess.run(
+        [*cmd, "--port", str(free_port())], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "refusing to listen on 0.0.0.0 without tokens" in proc.stderr
+    assert "--insecure" in proc.stderr

@@ -163,6 +163,16 @@ def test_verify_passes_on_a_healthy_store(store, tmp_path):
     assert report.objects > 30
 
 
+def test_verify_finds_a_tree_that_lies_about_its_sizes(store):
+    small = store.put_bytes(b"13 bytes here")
+    liar = store.put_tree(Tree.of([TreeEntry("features/x", small, 100 << 30)]))
+    honest = store.put_tree(Tree.of([TreeEntry("features/x", small, 13)]))
+    assert store.verify([honest]).ok
+    assert store.verify([liar]).corrupt == [liar]
+    with pytest.raises(IntegrityError, match="lies about sizes"):
+        store.absent_from(liar)  # what a deploy asks
+
+
 def test_unknown_object_is_not_found(store):
     with pytest.raises(ObjectNotFound):
         store.get_bytes("0" * 32)

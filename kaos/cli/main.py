@@ -53,10 +53,16 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Point kaos at a running server (saved, readable by you only)."""
-    from kaos.cli.render import echo, print_json
+    from kaos.cli.render import echo, print_json, warn
     from kaos.client import KaosClient
     from kaos.config import ClientConfig
 
+    if token is not None and token != token.strip():
+        raise KaosError(
+            "the token has leading or trailing whitespace", "pass it exactly, without spaces"
+        )
+    if token and not _private(endpoint):
+        warn(f"the token is sent in clear text to {endpoint}: anyone on the way can read it")
     api = KaosClient(endpoint, token)
     health = api.health()
     api.workspaces()  # proves the token too
@@ -67,6 +73,14 @@ def init(
         print_json({"endpoint": config.endpoint, "server_version": health.get("version")})
     else:
         echo(f"Successfully initialized kaos with endpoint {config.endpoint}")
+
+
+def _private(endpoint: str) -> bool:
+    """Whether a token sent to `endpoint` stays private: https, or this machine."""
+    from urllib.parse import urlparse
+
+    url = urlparse(endpoint)
+    return url.scheme == "https" or url.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -72,6 +73,10 @@ def error(message: str) -> None:
     red = sys.stderr.isatty()
     line = f"Error: {message}"
     print(f"\x1b[31m{line}\x1b[0m" if red else line, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"Warning: {message}", file=sys.stderr, flush=True)
 
 
 class BarProgress:
@@ -159,11 +164,21 @@ def _value(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def reproduction_report(r: dict[str, Any]) -> str:
-    """`kaos train reproduce`: "identical", or which output files differ and their sizes."""
-    if r["identical"]:
-        return f"identical: {r['original']} retrained to the same output tree"
-    lines = [f"different: {r['original']} retrained to {r['reproduced_id']}"]
-    rows = [[f["path"], f["change"], _value(f["size_a"]), _value(f["size_b"])] for f in r["files"]]
-    lines.append(ascii_table(["output file", "change", "original bytes", "retrained bytes"], rows))
-    return "\n".join(lines)
+_CONTROLS = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|\x1b[@-_]?"  # other escapes
+    r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]"  # C0/C1 controls but tab and newline
+)
+
+
+def terminal_safe(text: str) -> str:
+    """Text someone else wrote (a train script's log), made harmless for a terminal: escape
+    sequences and control characters go, a lone carriage return becomes a newline."""
+    return _CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def write_log(text: str) -> None:
+    """Print log text as it is to a pipe or file, terminal-safe to a terminal."""
+    sys.stdout.write(terminal_safe(text) if sys.stdout.isatty() else text)
+    sys.stdout.flush()

@@ -36,6 +36,9 @@ def start(
     background: bool = typer.Option(
         False, "--background", help="detach; stop with 'kaos server stop'"
     ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="allow a non-loopback --host without tokens (anyone can deploy)"
+    ),
 ) -> None:
     """Start a kaos server (settings also from KAOS_* environment variables)."""
     from kaos.cli import context
@@ -54,6 +57,7 @@ def start(
             "ray_address": ray_address,
             "token": token,
             "tokens_file": tokens_file,
+            "insecure": insecure or None,
         }.items()
         if v is not None
     }
@@ -71,6 +75,8 @@ def start(
         ):
             if key in overrides:
                 args += [f"--{key.replace('_', '-')}", str(overrides[key])]
+        if insecure:
+            args.append("--insecure")
         port_used = port or int(os.environ.get("KAOS_PORT") or DEFAULT_PORT)
         pid = context.start_background_server(f"http://{host}:{port_used}", args)
         echo(f"kaos server running at http://{host}:{port_used} (pid {pid})")
@@ -83,10 +89,12 @@ def _serve(overrides: dict) -> None:
 
     from kaos.cli import context
     from kaos.server.app import create_app
+    from kaos.server.auth import check_exposure
     from kaos.server.services import check_executor
     from kaos.server.settings import Settings
 
     settings = Settings(**overrides)
+    check_exposure(settings)
     check_executor(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     pid_file = context.pid_file()

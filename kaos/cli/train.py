@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -353,9 +352,13 @@ def info(
             "None" if score is None else score,
         ])  # fmt: skip
     echo(ascii_table(["ind", "Code", "Data", "Model ID", "Hyperparams", "Score"], rows))
-    failed = [m for m in shown if m["state"] == "JOB_FAILURE" and m["reason"]]
-    for m in failed[:5]:
-        echo(f"model {m['index']} failed: {m['reason']}")
+    failed = [
+        (rank, m)
+        for rank, m in enumerate(shown, start=page * page_size)
+        if m["state"] == "JOB_FAILURE" and m["reason"]
+    ]
+    for rank, m in failed[:5]:  # the row's ind, and the model's index in the grid
+        echo(f"ind {rank} (model {m['index']} of the grid) failed: {m['reason']}")
 
 
 def _metric_order(models: list[dict[str, Any]]) -> list[str]:
@@ -458,17 +461,20 @@ def build_logs(
 
 
 def _print_logs(api, job_id: str, follow: bool, quiet: bool = False) -> None:
+    """The whole log, page by page (the API answers at most 1 MiB at a time)."""
+    from kaos.cli.render import write_log
+
     offset = 0
     while True:
         chunk = api.logs(job_id, offset)
         if not quiet:
-            sys.stdout.write(chunk["text"])
-            sys.stdout.flush()
+            write_log(chunk["text"])
         offset = chunk["offset"]
-        if not follow or (chunk["finished"] and not chunk["text"]):
+        if chunk["text"]:
+            continue
+        if not follow or chunk["finished"]:
             return
-        if not chunk["text"]:
-            time.sleep(0.5)
+        time.sleep(0.5)
 
 
 @app.command()

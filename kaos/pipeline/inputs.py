@@ -14,6 +14,9 @@ from kaos.store.hashing import hash_bytes
 
 Scalar = str | int | float | bool | None
 DEFAULT_MAX_COMBINATIONS = 1000
+MAX_CPU = 1024  # bounds on what one model may ask for: beyond them a value is a typo
+MAX_GPU = 64
+MAX_MEMORY = 1 << 50
 
 
 class InputError(KaosError):
@@ -33,10 +36,11 @@ class Resources:
     def from_json(cls, obj: Mapping[str, Any] | None) -> Resources:
         obj = obj or {}
         resources = cls(obj.get("cpu"), obj.get("memory"), int(obj.get("gpu") or 0))
-        if resources.cpu is not None and resources.cpu <= 0:
-            raise InputError(f"--cpu must be positive, got {resources.cpu}")
-        if resources.gpu < 0:
-            raise InputError(f"--gpu must not be negative, got {resources.gpu}")
+        cpu = resources.cpu
+        if cpu is not None and not (math.isfinite(cpu) and 0 < cpu <= MAX_CPU):
+            raise InputError(f"--cpu must be a number above 0 and at most {MAX_CPU}, got {cpu}")
+        if not 0 <= resources.gpu <= MAX_GPU:
+            raise InputError(f"--gpu must be from 0 to {MAX_GPU}, got {resources.gpu}")
         if resources.memory is not None:
             memory_bytes(resources.memory)
         return resources
@@ -44,17 +48,19 @@ class Resources:
 
 def memory_bytes(text: str) -> int:
     """Parse "512m", "4g", "1024" (bytes) the way docker does."""
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     value = text.strip().lower()
     unit = value[-1] if value and value[-1] in units else "b"
     number = value[:-1] if value and value[-1] in units else value
     try:
-        amount = float(number)
+        amount = float(number) * units[unit]
     except ValueError:
         raise InputError(f"bad memory size {text!r}", "use a size such as 512m or 4g") from None
-    if amount <= 0:
-        raise InputError(f"bad memory size {text!r}", "use a size such as 512m or 4g")
-    return int(amount * units[unit])
+    if not (math.isfinite(amount) and 0 < amount <= MAX_MEMORY):  # nan, inf, 1e400g
+        raise InputError(
+            f"bad memory size {text!r}", "use a size such as 512m or 4g (at most 1024t)"
+        )
+    return int(amount)
 
 
 @dataclass(frozen=True)

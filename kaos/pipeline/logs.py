@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -60,6 +61,27 @@ class JobLogs:
         if not path.exists():
             raise NotFound(f"no logs for job {job_id}")
         with open(path, "rb") as f:
-            f.seek(max(0, offset))
+            offset = min(max(0, offset), os.fstat(f.fileno()).st_size)  # past the end: nothing
+            f.seek(offset)
             data = f.read(limit)
-        return data.decode("utf-8", errors="replace"), max(0, offset) + len(data)
+        if len(data) == limit:  # end on a whole character; the rest comes with the next read
+            data = data[: len(data) - _partial_tail(data)]
+        return data.decode("utf-8", errors="replace"), offset + len(data)
+
+
+def _partial_tail(data: bytes) -> int:
+    """How many bytes at the end of `data` begin a UTF-8 character that is cut off."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII): is its sequence complete?
+            need = (
+                2
+                if byte >> 5 == 0b110
+                else 3
+                if byte >> 4 == 0b1110
+                else 4
+                if byte >> 3 == 0b11110
+                else 1
+            )
+            return back if need > back else 0
+    return 0

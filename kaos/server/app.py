@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from kaos import __version__
 from kaos.errors import KaosError
 from kaos.server.auth import TokenTable
+from kaos.server.limits import BodyLimit
 from kaos.server.routes import (
     authenticate,
     browse,
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(KaosError)
     async def kaos_error(_request: Request, exc: KaosError) -> JSONResponse:

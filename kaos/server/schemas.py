@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from kaos.pipeline.compare import ModelComparison
 from kaos.pipeline.diff import TreeDiff, ValueChange
+from kaos.pipeline.inputs import MAX_CPU, MAX_GPU
 from kaos.pipeline.records import Image, Job, Model
 from kaos.pipeline.reproduce import Reproduction
 from kaos.store.hashing import is_digest
@@ -28,9 +29,9 @@ class WorkspaceIn(BaseModel):
 
 
 class ResourcesIn(BaseModel):
-    cpu: float | None = Field(default=None, gt=0)
-    memory: str | None = None
-    gpu: int = Field(default=0, ge=0)
+    cpu: float | None = Field(default=None, gt=0, le=MAX_CPU, allow_inf_nan=False)
+    memory: str | None = Field(default=None, max_length=32)
+    gpu: int = Field(default=0, ge=0, le=MAX_GPU)
 
 
 class ImageOut(BaseModel):

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     ray_node_home: str = "/tmp/kaos-ray-node"
     token: str | None = None  # "TOKEN" (user kaos) or "USER:TOKEN"; none: no authentication
     tokens_file: Path | None = None  # lines of "user token", for several users
+    insecure: bool = False  # serve a non-loopback host without tokens (refused otherwise)
     max_parallel: int = 2
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from kaos.errors import ObjectNotFound
+from kaos.errors import IntegrityError, ObjectNotFound
 from kaos.store.backends.base import Backend
 from kaos.store.backends.local import LocalBackend
 from kaos.store.backends.url import backend_from_url
@@ -24,7 +24,7 @@ from kaos.store.refs import Refs
 from kaos.store.scan import ScannedFolder, scan_folder
 from kaos.store.state import HashCache
 from kaos.store.transfer import PushReport, push
-from kaos.store.tree import Tree
+from kaos.store.tree import Tree, size_problems
 from kaos.store.verify import VerifyReport, verify_store
 from kaos.store.writer import StoreWriter
 
@@ -88,8 +88,10 @@ class ContentStore:
         reads nothing; only gc can make it incomplete again, and gc forgets them all."""
         if tree_digest in self._complete:
             return set()
-        absent = self.missing(Tree.digests_of(self.reader.get_bytes(tree_digest)))
+        data = self.reader.get_tree_bytes(tree_digest)
+        absent = self.missing(Tree.digests_of(data))
         if not absent:
+            self.check_sizes(tree_digest, Tree.declared_sizes(data))  # and true to its sizes
             self._complete.add(tree_digest)
         return absent
 
@@ -145,7 +147,21 @@ class ContentStore:
         return self.reader.get_bytes(digest)
 
     def get_tree(self, digest: str) -> Tree:
-        return Tree.parse(self.reader.get_bytes(digest), digest)
+        return Tree.parse(self.reader.get_tree_bytes(digest), digest)
+
+    def stored_size(self, digest: str) -> int | None:
+        """The size of a stored object, None if the store lacks it."""
+        return self.reader.size(digest) if digest in self.index else None
+
+    def check_sizes(self, tree_digest: str, declared: Iterable[tuple[str, int]]) -> None:
+        """Refuse a tree that declares sizes its stored files do not have."""
+        problems = size_problems(declared, self.stored_size)
+        if problems:
+            raise IntegrityError(
+                f"tree {tree_digest} lies about sizes: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                tree_digest,
+            )
 
     def checkout(
         self,
@@ -175,7 +191,7 @@ class ContentStore:
     def receive_pack(self, data: bytes) -> list[str]:
         """Store a pack uploaded by a client, once every object in it is verified."""
         with self.locks.hold(exclusive=False):
-            pack_id, index, digests = verify_pack(data, self.reader.get_bytes)
+            pack_id, index, digests = verify_pack(data, self.reader.get_bytes, self.stored_size)
             self.store_pack(pack_id, data, index)
             return digests
 

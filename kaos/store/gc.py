@@ -30,7 +30,7 @@ def reachable(reader: StoreReader, kept_trees: Iterable[str]) -> set[str]:
     """Every digest a kept tree needs: the tree object, its files, and their chunks."""
     live: set[str] = set()
     for tree_digest in kept_trees:
-        tree = Tree.parse(reader.get_bytes(tree_digest), tree_digest)
+        tree = Tree.parse(reader.get_tree_bytes(tree_digest), tree_digest)
         for digest in [tree_digest, *tree.digests()]:
             if digest not in live:
                 live.add(digest)

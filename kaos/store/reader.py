@@ -9,14 +9,16 @@ from typing import BinaryIO
 import xxhash
 import zstandard
 
-from kaos.errors import IntegrityError, ObjectNotFound
+from kaos.errors import BundleError, IntegrityError, ObjectNotFound
 from kaos.store.backends.base import Backend
 from kaos.store.hashing import hash_bytes
 from kaos.store.index import PACK_PREFIX, PackIndex
 from kaos.store.pack import KIND_BLOB, KIND_CHUNKS, Location, decode_chunk_list, decode_frame
+from kaos.store.tree import HEADER as TREE_HEADER
 
 _MERGE_GAP = 256 << 10  # read across gaps up to this size rather than issue another request
 _MERGE_MAX = 32 << 20
+MAX_TREE_BYTES = 512 << 20  # about 5 million files; anything larger is not read as a tree
 
 
 class StoreReader:
@@ -44,6 +46,26 @@ class StoreReader:
         out = bytearray()
         for part in self._chunks(digest, payload):
             out += part
+        return bytes(out)
+
+    def size(self, digest: str) -> int:
+        """The content's size from the index (and a chunk list's header), without reading it."""
+        loc = self.locate(digest)
+        if loc.kind == KIND_BLOB:
+            return loc.size
+        return decode_chunk_list(self.payload(digest)[1])[0]
+
+    def get_tree_bytes(self, digest: str, limit: int = MAX_TREE_BYTES) -> bytes:
+        """A tree's bytes; an object that is too large or does not start like a tree is refused
+        before it is read whole (a deploy naming a 2 GB data file costs one chunk, not 2 GB)."""
+        size = self.size(digest)
+        if size > limit:
+            raise BundleError(f"object {digest} is not a tree ({size} bytes, trees are smaller)")
+        out = bytearray()
+        for piece in self.open_content(digest)[1]:
+            out += piece
+            if not out[: len(TREE_HEADER)] == TREE_HEADER[: len(out)]:
+                raise BundleError(f"object {digest} is not a tree")
         return bytes(out)
 
     def open_content(self, digest: str) -> tuple[int, Iterator[bytes]]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import xxhash
 
-from kaos.errors import IntegrityError
+from kaos.errors import BundleError, IntegrityError
 from kaos.store.hashing import hash_bytes
 from kaos.store.pack import (
     KIND_BLOB,
@@ -22,11 +22,16 @@ from kaos.store.pack import (
     index_from_pack,
     walk_pack,
 )
+from kaos.store.tree import HEADER as TREE_HEADER
+from kaos.store.tree import Tree
 
 LookupBlob = Callable[[str], bytes]  # a stored blob's verified content (the store's reader)
+StoredSize = Callable[[str], int | None]  # a stored object's size, None when absent
 
 
-def verify_pack(data: bytes, lookup_blob: LookupBlob) -> tuple[str, bytes, list[str]]:
+def verify_pack(
+    data: bytes, lookup_blob: LookupBlob, stored_size: StoredSize = lambda _d: None
+) -> tuple[str, bytes, list[str]]:
     """Check an uploaded pack; returns (pack id, index bytes, digests it holds)."""
     pack_id = hash_bytes(data)
     if not data.startswith(PACK_MAGIC):
@@ -46,17 +51,33 @@ def verify_pack(data: bytes, lookup_blob: LookupBlob) -> tuple[str, bytes, list[
             if hash_bytes(obj.payload) != obj.digest:
                 raise IntegrityError(f"object {obj.digest} does not match its hash", obj.digest)
             blobs[obj.digest] = obj.payload
+    sizes = {d: len(b) for d, b in blobs.items()}
     for obj in objects:
         if obj.kind == KIND_CHUNKS:
-            _verify_chunk_list(obj.digest, obj.payload, blobs, lookup_blob)
+            sizes[obj.digest] = _verify_chunk_list(obj.digest, obj.payload, blobs, lookup_blob)
+    for digest, content in blobs.items():
+        if content.startswith(TREE_HEADER):
+            _check_tree_sizes(digest, content, lambda d: sizes.get(d, stored_size(d)))
     return pack_id, index, [obj.digest for obj in objects]
+
+
+def _check_tree_sizes(digest: str, content: bytes, size_of: StoredSize) -> None:
+    """A tree must declare the sizes its files have (files not stored yet are checked at
+    deploy); content that only looks like a tree is an ordinary file."""
+    try:
+        tree = Tree.parse(content)
+    except BundleError:
+        return
+    problems = tree.size_problems(size_of)
+    if problems:
+        raise IntegrityError(f"tree {digest} lies about sizes: {problems[0]}", digest)
 
 
 def _verify_chunk_list(
     digest: str, payload: bytes, blobs: dict[str, bytes], lookup: LookupBlob
-) -> None:
+) -> int:
     try:
-        _total, chunks = decode_chunk_list(payload)  # checks the sizes add up to the total
+        total, chunks = decode_chunk_list(payload)  # checks the sizes add up to the total
     except (IntegrityError, ValueError) as exc:
         raise IntegrityError(f"chunk list {digest} is malformed: {exc}", digest) from None
     hasher = xxhash.xxh3_128()
@@ -69,3 +90,4 @@ def _verify_chunk_list(
         hasher.update(content)
     if hasher.hexdigest() != digest:
         raise IntegrityError(f"chunks of {digest} do not add up to it", digest)
+    return total

@@ -282,6 +282,10 @@ def _inside_symlink_stat(path: str, root_real: str, rel: str) -> os.stat_result:
         st = os.stat(target)
     except FileNotFoundError:
         raise BundleError(f"broken symlink: {rel}", "remove it or fix its target") from None
+    except OSError as exc:  # ELOOP: links pointing at each other
+        raise BundleError(
+            f"symlink loop or unreadable link: {rel} ({exc.strerror})", "remove the link"
+        ) from None
     if S_ISDIR(st.st_mode):
         raise BundleError(
             f"symlinked folders are not supported: {rel}", "replace the link with the folder"

@@ -9,7 +9,7 @@ path, so the same content gives the same tree hash whatever the file order, mtim
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import itemgetter
@@ -97,6 +97,24 @@ class Tree:
     def digests(self) -> set[str]:
         return {e.digest for e in self.entries}
 
+    def size_problems(self, stored_size: Callable[[str], int | None]) -> list[str]:
+        """Entries whose declared size differs from the stored object's (unknown ones pass)."""
+        return size_problems(((e.digest, e.size) for e in self.entries), stored_size)
+
+    @staticmethod
+    def declared_sizes(data: bytes) -> list[tuple[str, int]]:
+        """(digest, declared size) of each line of a serialized tree, without building entries."""
+        if not data.startswith(HEADER):
+            raise BundleError("not a kaos tree (bad header)")
+        pairs = []
+        for line in data[len(HEADER) :].splitlines():
+            try:
+                digest, size, _rest = line.split(b" ", 2)
+                pairs.append((digest.decode("ascii", "replace"), int(size)))
+            except ValueError:
+                raise BundleError(f"malformed tree line: {line[:200]!r}") from None
+        return pairs
+
     def top_level_names(self) -> list[str]:
         return sorted({e.path.split("/", 1)[0] for e in self.entries})
 
@@ -115,8 +133,12 @@ class Tree:
             raise IntegrityError(f"tree {expected_digest} is corrupt", expected_digest)
         if not data.startswith(HEADER):
             raise BundleError("not a kaos tree (bad header)")
+        try:
+            text = data[len(HEADER) :].decode("utf-8")
+        except UnicodeDecodeError:
+            raise BundleError("not a kaos tree (its paths are not valid UTF-8)") from None
         entries = []
-        for raw in data[len(HEADER) :].decode("utf-8").splitlines():
+        for raw in text.splitlines():
             try:
                 digest, size, mode, path = raw.split(" ", 3)
                 entries.append(TreeEntry(path, digest, int(size), mode == "x"))
@@ -126,6 +148,18 @@ class Tree:
         if tree.serialize() != data:
             raise BundleError("tree is not in canonical form")
         return tree
+
+
+def size_problems(
+    declared: Iterable[tuple[str, int]], stored_size: Callable[[str], int | None]
+) -> list[str]:
+    """Where a declared size differs from the stored object's (objects not stored pass)."""
+    problems = []
+    for digest, size in declared:
+        actual = stored_size(digest)
+        if actual is not None and actual != size:
+            problems.append(f"{digest} is declared as {size} bytes but holds {actual}")
+    return problems
 
 
 # Code point order equals UTF-8 byte order, so sorting the strings is canonical.

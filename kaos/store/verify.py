@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from kaos.errors import IntegrityError, ObjectNotFound
+from kaos.errors import BundleError, IntegrityError, ObjectNotFound
 from kaos.store.backends.base import Backend
 from kaos.store.hashing import hash_bytes
 from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
@@ -74,11 +74,13 @@ def _verify_tree(
     reader: StoreReader, index: PackIndex, tree_digest: str, report: VerifyReport
 ) -> None:
     try:
-        tree = Tree.parse(reader.get_bytes(tree_digest), tree_digest)
+        tree = Tree.parse(reader.get_tree_bytes(tree_digest), tree_digest)
     except ObjectNotFound:
         report.missing.append(tree_digest)
         return
-    except IntegrityError:
+    except (IntegrityError, BundleError):
         report.corrupt.append(tree_digest)
         return
     report.missing.extend(d for d in sorted(tree.digests()) if d not in index)
+    if tree.size_problems(lambda d: reader.size(d) if d in index else None):
+        report.corrupt.append(tree_digest)  # it declares sizes its files do not have

@@ -96,7 +96,9 @@ def get_job(job_id: str, svc: Svc) -> JobDetailOut:
 
 
 @router.get("/jobs/{job_id}/logs")
-def job_logs(job_id: str, svc: Svc, offset: Annotated[int, Query(ge=0)] = 0) -> LogsOut:
+def job_logs(
+    job_id: str, svc: Svc, offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0
+) -> LogsOut:
     job = svc.catalog.find_job(job_id)
     text, next_offset = svc.logs.read(job.id, offset)
     finished = svc.catalog.job(job.id).state.finished
