@@ -66,6 +66,10 @@ class StoreReader:
             out += piece
             if not out[: len(TREE_HEADER)] == TREE_HEADER[: len(out)]:
                 raise BundleError(f"object {digest} is not a tree")
+        try:
+            out.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BundleError(f"tree {digest} is broken: its paths are not valid UTF-8") from None
         return bytes(out)
 
     def open_content(self, digest: str) -> tuple[int, Iterator[bytes]]:
