@@ -15,6 +15,7 @@ from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.ids import MODEL_ID
 from kaos.pipeline.inputs import InputsChange, Resources
 from kaos.pipeline.logs import JobLogs
+from kaos.pipeline.reproduce import reproduction
 from kaos.pipeline.states import JobState
 from kaos.store import ContentStore, scan_folder
 from kaos.store.backends import LocalBackend
@@ -117,6 +118,21 @@ def test_build_and_train_in_a_container(engine, tmp_path):
     assert model.metrics == {"rows": 10, "score": 0.75}
     assert "training in /kaos/source/tiny/model" in engine.pipeline.logs.read(train.id)[0]
     assert engine.store.get_tree(model.output_tree).get("model/model.txt")
+
+
+def test_the_image_is_made_from_the_lock_and_a_model_reproduces_in_it(engine, tmp_path):
+    src = write_bundle(tmp_path / "src", mode=f"ok-{uuid.uuid4().hex[:6]}")
+    result = engine.deploy(src, engine.data(4))
+    build = engine.catalog.job(result.build_job.id)
+    assert build.state == JobState.SUCCESS and build.lock is not None
+    assert "the image installs lock" in engine.pipeline.logs.read(build.id)[0]
+    (train,) = engine.catalog.jobs("w", "train")
+    (model,) = engine.catalog.models(train.id)
+    again = engine.pipeline.reproduce(model.model_id, "tester")
+    engine.pipeline.wait_all(timeout=600)
+    done = reproduction(engine.catalog, engine.store, again.id)
+    assert done.identical, engine.pipeline.logs.read(again.id)[0]
+    assert engine.builds.calls == 1  # the same source and lock: the image is reused
 
 
 def test_an_unchanged_source_never_asks_the_engine_to_build(engine, tmp_path):

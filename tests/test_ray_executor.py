@@ -14,6 +14,7 @@ from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.inputs import Grid, InputsChange
 from kaos.pipeline.logs import JobLogs
+from kaos.pipeline.reproduce import reproduction
 from kaos.pipeline.states import JobState
 from kaos.store import ContentStore, scan_folder
 from kaos.store.backends import LocalBackend
@@ -74,6 +75,13 @@ def test_a_grid_on_ray_gives_the_same_model_ids_as_the_local_executor(local_ray,
     deploy(local, src, data)
     _job, local_models = models(local)
     assert sorted(m.model_id for m in ray_models) == sorted(m.model_id for m in local_models)
+    assert job.lock is not None  # the server locked once; the nodes made the env from the lock
+
+    again = on_ray.reproduce(ray_models[1].model_id, "tester")  # a model with a seed of its own
+    on_ray.wait_all(timeout=600)
+    result = reproduction(on_ray.catalog, store, again.id)
+    assert result.job.state == JobState.SUCCESS, on_ray.logs.read(again.id)[0]
+    assert result.identical and result.reproduced_id == ray_models[1].model_id
 
 
 def test_a_failing_combination_fails_only_itself(local_ray, tmp_path):

@@ -93,6 +93,9 @@ def reproduction(catalog: Catalog, store: ContentStore, job_prefix: str) -> Repr
     tree, files, new_id = again.output_tree, [], None
     if tree is not None and original.output_tree is not None and job.source and job.data:
         new_id = model_id(job.source, job.data, tree)
+    if new_id is not None and tree != original.output_tree:
+        assert tree is not None and original.output_tree is not None
+        store.missing([tree])  # a Ray node stored it: see the packs written since
         files = diff_trees(
             store.get_tree(original.output_tree), store.get_tree(tree), store.get_bytes, False
         ).files
