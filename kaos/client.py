@@ -53,7 +53,12 @@ class KaosClient:
         headers = {"X-Kaos-Author": author or _user()}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=timeout)
+        # A plain-http endpoint (the local server) never does TLS: not loading the CA bundle
+        # for it saves a tenth of a command's start-up. https endpoints verify as always.
+        tls = self.endpoint.startswith("https://")
+        self._http = httpx.Client(
+            base_url=self.endpoint, headers=headers, timeout=timeout, verify=tls
+        )
 
     def close(self) -> None:
         self._http.close()
