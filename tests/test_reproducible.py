@@ -136,3 +136,22 @@ def test_two_servers_sharing_an_s3_store_train_the_same_model(s3_endpoint, s3_bu
             server.stop()
     assert ids[0] == ids[1]
     assert "resolving digits/requirements.txt" in logs[0] and "reusing lock" in logs[1]
+
+
+def test_a_retrain_that_differs_exits_1_naming_the_output_files(cli, tmp_path):
+    src = write_source(tmp_path / "src", requirements="", tag=uuid.uuid4().hex)
+    (src / "digits" / "requirements.txt").unlink()
+    (src / "digits" / "model" / "train").write_text(
+        "#!/usr/bin/env python3\nimport os, sys, time\n"
+        "os.makedirs(sys.argv[1] + '/model')\n"
+        "open(sys.argv[1] + '/model/stamp.txt', 'w').write(str(time.time_ns()))\n"
+        "open(sys.argv[1] + '/model/same.txt', 'w').write('same')\n"
+    )
+    write_data(tmp_path / "data", train_rows=10)
+    cli.ok("train", "deploy", "-s", "src", "-d", "data", "--wait")
+    model = model_of(cli, 0)
+    again = cli.run("train", "reproduce", "-m", model)
+    assert again.code == 1, again.out + again.err
+    assert f"different: {model} retrained to " in again.out
+    assert "model/stamp.txt" in again.out and "changed" in again.out
+    assert "same.txt" not in again.out
