@@ -164,6 +164,16 @@ def _value(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def reproduction_report(r: dict[str, Any]) -> str:
+    """`kaos train reproduce`: "identical", or which output files differ and their sizes."""
+    if r["identical"]:
+        return f"identical: {r['original']} retrained to the same output tree"
+    lines = [f"different: {r['original']} retrained to {r['reproduced_id']}"]
+    rows = [[f["path"], f["change"], _value(f["size_a"]), _value(f["size_b"])] for f in r["files"]]
+    lines.append(ascii_table(["output file", "change", "original bytes", "retrained bytes"], rows))
+    return "\n".join(lines)
+
+
 _CONTROLS = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
