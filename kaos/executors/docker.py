@@ -12,7 +12,6 @@ exactly the same code, and the image only provides the environment.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ from kaos.executors.base import (
     TrainOutcome,
     TrainRequest,
 )
+from kaos.executors.environment import child_env
 from kaos.executors.envlock import KAOS_LOCK, Locker
 from kaos.executors.local import (
     BuildSettings,
@@ -83,7 +83,9 @@ class DockerExecutor:
         self.settings = settings or DockerSettings()
         self.client = client or connect()
         s = self.settings
-        uv_env = {**os.environ, **BuildSettings(s.index_url, s.extra_index_url, s.ca_bundle).env()}
+        uv_env = child_env(
+            BuildSettings(s.index_url, s.extra_index_url, s.ca_bundle).env(), build=True
+        )
         self.locker = Locker(store, uv_binary(), uv_env, python_version())
 
     # -- build ------------------------------------------------------------------------------
