@@ -150,6 +150,9 @@ class KaosClient:
             "GET", f"/workspaces/{workspace}/endpoints/{name}/logs", params={"offset": offset}
         )
 
+    def serve_build_logs(self, workspace: str, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/workspaces/{workspace}/endpoints/{name}/build-logs")
+
     def predict(
         self, workspace: str, name: str, body: bytes, content_type: str = "application/json"
     ) -> dict[str, Any]:

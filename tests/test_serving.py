@@ -18,7 +18,11 @@ import pytest
 from tests.cli import Cli
 from tests.conftest import KaosServer, free_port
 from tests.docker_env import BASE_IMAGE, requires_docker
-from tests.fixtures.serving import write_serve_data, write_serve_source
+from tests.fixtures.serving import (
+    write_serve_data,
+    write_serve_script_source,
+    write_serve_source,
+)
 
 pytestmark = pytest.mark.slow
 ROW = json.dumps({"instances": [[1, 2]]})
@@ -251,6 +255,21 @@ def test_endpoints_survive_a_server_restart_and_a_crashing_process_is_restarted_
         assert cli.ok("serve", "info", "-n", "adder", "--json").json()["state"] == "RUNNING"
     finally:
         server.stop()
+
+
+def test_the_kaos_1_0_path_serves_with_a_serve_source_whose_model_serve_listens_on_port(
+    cli, kaos_server
+):
+    model = train(cli, rows=3)
+    write_serve_script_source(cli.cwd / "bad", executable=False)
+    failed = cli.fails("serve", "deploy", "-m", model, "-n", "old", "-s", "bad")
+    assert "oldserve/model/serve is not executable" in failed.err
+    write_serve_script_source(cli.cwd / "serve-src")
+    cli.ok("serve", "deploy", "-m", model, "-n", "old", "-s", "serve-src")
+    assert invoke(route(cli, kaos_server, "old"), ROW).json() == {"predictions": [90]}
+    assert httpx.get(route(cli, kaos_server, "old") + "/ping").status_code == 200
+    assert "kaos 1.0 serve script on port" in cli.ok("serve", "logs", "-n", "old").out
+    assert "environment" in cli.ok("serve", "build-logs", "-n", "old").out
 
 
 @requires_docker

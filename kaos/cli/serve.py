@@ -41,6 +41,10 @@ def deploy(
     max_latency_ms: Annotated[
         float, typer.Option("--max-latency-ms", min=0, help="wait at most this for a batch")
     ] = 5.0,
+    serve_source: Annotated[
+        Path | None,
+        typer.Option("-s", "--serve-source", help="kaos 1.0: a bundle whose model/serve serves"),
+    ] = None,
     ws: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -64,6 +68,8 @@ def deploy(
     }
     if any(v is not None for v in (cpu, memory, gpu)):
         body["resources"] = {"cpu": cpu, "memory": memory, "gpu": gpu or 0}
+    if serve_source is not None:
+        body["serve_source"] = _push_serve_source(api, serve_source, quiet=as_json)
     result = api.serve_deploy(context.workspace(ws), **body)
     if as_json:
         print_json(result)
@@ -73,6 +79,26 @@ def deploy(
     echo(f"   {api.endpoint.rstrip('/')}{result['route']}/invocations")
     if result["follow"]:
         echo(f"   following {result['follow']}: better models take over by themselves")
+
+
+def _push_serve_source(api: Any, folder: Path, quiet: bool) -> str:
+    """Hash and upload a serve source (only what the server lacks); the server checks it."""
+    from kaos.cli.render import BarProgress, echo
+    from kaos.config import kaos_home
+    from kaos.errors import BundleError
+    from kaos.store.scan import scan_folder
+    from kaos.store.state import StatCache
+
+    if not folder.is_dir():
+        raise BundleError(f"serve source path not found: {folder}", "check the path you passed")
+    if not quiet:
+        echo(f"Submitting serve source bundle: {folder}")
+    scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"))
+    progress = BarProgress("Compressing serve source bundle") if not quiet else None
+    api.push(scanned, progress)
+    if progress:
+        progress.close()
+    return scanned.digest
 
 
 @app.command("list")
@@ -194,18 +220,14 @@ def logs(
 
 @app.command("build-logs")
 def build_logs(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
-    """The build log of the environment the served model runs in."""
+    """The build log of the environment the endpoint runs in (the model's, or its serve
+    source's)."""
     from kaos.cli import context
     from kaos.cli.render import print_json
-    from kaos.errors import KaosError
 
-    api = context.client()
-    e = api.endpoint_detail(context.workspace(ws), name)
-    if not e["build_job"]:
-        raise KaosError(f"no build is recorded for endpoint {name!r}'s model")
-    page = api.logs(e["build_job"])
+    page = context.client().serve_build_logs(context.workspace(ws), name)
     if as_json:
-        print_json({"job_id": e["build_job"], **page})
+        print_json(page)
         return
     sys.stdout.write(page["text"])
 

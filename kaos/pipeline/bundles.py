@@ -24,6 +24,23 @@ def source_bundle_name(tree: Tree) -> str:
     return name
 
 
+def serve_bundle_name(tree: Tree) -> str:
+    """A serve source (the kaos 1.0 path) holds one top-level folder `<name>/` with an
+    executable model/serve (and a Dockerfile for the docker executor)."""
+    name = _single_top_folder(tree, "serve source")
+    serve = tree.get(f"{name}/model/serve")
+    if serve is None:
+        raise BundleError(
+            f"serve source /{name} has no model/serve",
+            f"add an executable {name}/model/serve that answers /invocations and /ping on $PORT",
+        )
+    if not serve.executable:
+        raise BundleError(
+            f"{name}/model/serve is not executable", f"run: chmod +x {name}/model/serve"
+        )
+    return name
+
+
 def data_bundle_name(tree: Tree | Iterable[str]) -> str:
     """A data bundle holds one top-level folder, e.g. `features/`. Takes a tree or just its
     paths (a scanned folder's, so no tree of entries is built to name it)."""

@@ -260,6 +260,7 @@ class ServeDeployIn(BaseModel):
     max_batch_size: int = Field(default=0, ge=0, le=100_000)
     max_latency_ms: float = Field(default=5.0, ge=0, le=60_000)
     resources: ResourcesIn | None = None
+    serve_source: Digest | None = None  # kaos 1.0: a bundle whose model/serve listens on $PORT
 
 
 class ServeStatsOut(BaseModel):

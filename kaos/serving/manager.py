@@ -23,11 +23,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kaos.errors import KaosError
+from kaos.errors import KaosError, ObjectNotFound
+from kaos.executors.base import BuildRequest, Cancel
 from kaos.executors.process import kill_leftover
-from kaos.pipeline.bundles import source_bundle_name
+from kaos.pipeline.bundles import serve_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.ids import NotFound
+from kaos.pipeline.logs import LogWriter
 from kaos.pipeline.records import Model
 from kaos.pipeline.states import JobState
 from kaos.serving import process
@@ -92,6 +94,7 @@ class ServingManager:
         self._routes: dict[tuple[str, str], int] = {}  # (workspace, name) -> serving revision
         self._restarts: dict[tuple[str, str], int] = {}
         self._endpoint_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._serve_images: dict[str, str] = {}  # serve source digest -> built environment
         self._closed = threading.Event()
         self._threads = [
             threading.Thread(target=self._watch_processes, name="serve-monitor", daemon=True),
@@ -164,7 +167,7 @@ class ServingManager:
         else:
             raise ServeError("which model?", "pass -m MODEL_ID (or --follow METRIC)")
         self._check_options(options)
-        self._servable(model)
+        self._servable(model, options)
         key = (workspace, name)
         with self._endpoint_lock(key):
             current = self.catalog.endpoint(workspace, name)
@@ -283,7 +286,7 @@ class ServingManager:
     def _launch(self, revision: Revision, options: ServeOptions) -> Launch:
         """Check the model is servable and lay out its code and files for the runtime."""
         model = self._find_model(revision.model_id)
-        source, bundle, environment = self._servable(model)
+        source, bundle, environment = self._servable(model, options)
         assert model.output_tree
         folder = self._rev_dir(revision.id)
         if not (folder / "ready").exists():
@@ -314,11 +317,14 @@ class ServingManager:
             max_latency_ms=options.max_latency_ms,
             gpu=int(resources.get("gpu") or 0),
             limits=tuple(limits),
+            serve_script=options.serve_source is not None,
         )
 
-    def _servable(self, model: Model) -> tuple[Tree, str, Environment]:
-        """The model's source tree, bundle name and environment, or why it cannot be served
-        (checked before anything changes)."""
+    def _servable(self, model: Model, options: ServeOptions) -> tuple[Tree, str, Environment]:
+        """The code to serve with (the model's source, or a serve source), its bundle name and
+        environment, or why it cannot be served (checked before anything changes)."""
+        if options.serve_source:
+            return self._serve_source(options.serve_source)
         job = self.catalog.job(model.job_id)
         source = self.store.get_tree(job.source or "")
         bundle = source_bundle_name(source)
@@ -328,6 +334,36 @@ class ServingManager:
                 "add model/predict.py with load(model_dir) and predict(model, rows)",
             )
         return source, bundle, self._environment(job.image or "")
+
+    def _serve_source(self, digest: str) -> tuple[Tree, str, Environment]:
+        """The kaos 1.0 path: a bundle whose model/serve listens on $PORT, in an environment
+        built from its own requirements (or Dockerfile) by the executor, once per source."""
+        try:
+            tree = self.store.get_tree(digest)
+        except ObjectNotFound:
+            raise ServeError(
+                f"the serve source {digest[:5]} was never uploaded", "pass -s SERVE_SOURCE"
+            ) from None
+        if self.store.missing(tree.digests()):
+            raise ServeError(f"the serve source {digest[:5]} is incomplete", "deploy it again")
+        bundle = serve_bundle_name(tree)
+        with self._lock:
+            ref = self._serve_images.get(digest)
+        if ref is None:
+            log_path = self.root / "logs" / f"build-{digest}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = LogWriter(log_path, threading.Lock())
+            request = BuildRequest(f"serve-{digest[:12]}", digest, bundle)
+            try:
+                ref = self.executor.build(request, log, Cancel()).ref
+            except KaosError as exc:
+                raise ServeError(
+                    f"the serve source's environment did not build: {exc.message}",
+                    f"see {log_path}",
+                ) from None
+            with self._lock:
+                self._serve_images[digest] = ref
+        return tree, bundle, self._environment(ref)
 
     def _environment(self, image: str) -> Environment:
         """Where the model trained: a local environment's Python, or a docker image."""
@@ -506,6 +542,12 @@ class ServingManager:
 
     def log_path(self, revision_id: int) -> Path:
         return self.root / "logs" / f"revision-{revision_id}.log"
+
+    def serve_build_log(self, endpoint: Endpoint) -> Path | None:
+        """Where the build of the endpoint's serve source logged (None: it serves with the
+        model's own source, whose build is a job)."""
+        digest = endpoint.options.serve_source
+        return self.root / "logs" / f"build-{digest}.log" if digest else None
 
     def build_job(self, model_id: str) -> str | None:
         job = self.catalog.job(self._find_model(model_id).job_id)

@@ -46,23 +46,34 @@ class Launch:
     max_latency_ms: float = 5.0
     gpu: int = 0
     limits: tuple[str, ...] = ()  # docker run flags (--cpus, --memory)
+    serve_script: bool = False  # kaos 1.0: run code_dir/serve with PORT and KAOS_MODEL_DIR
 
     def command(self, port: int) -> list[str]:
         if self.image is None:
+            if self.serve_script:
+                return [str(self.code_dir / "serve")]
             assert self.python is not None
             return [str(self.python), "-I", "-u", str(RUNTIME),
                     *self._args(self.code_dir, self.model_dir, port)]  # fmt: skip
         inside = IN_CONTAINER / "revision"
         code = inside / self.code_dir.relative_to(self.folder)
         model = inside / self.model_dir.relative_to(self.folder)
-        return [
+        run = [
             "docker", "run", "--rm", "--name", str(self.container),
             "--label", f"{SERVE_LABEL}={self.label}", "--network", "host",
             "-v", f"{self.folder}:{inside}:ro", "-v", f"{RUNTIME.parent}:{IN_CONTAINER}/serving:ro",
-            "-w", str(code), *self.limits, self.image,
-            "python3", "-I", "-u", f"{IN_CONTAINER}/serving/{RUNTIME.name}",
-            *self._args(code, model, port),
+            "-w", str(code), *self.limits,
         ]  # fmt: skip
+        if self.serve_script:
+            env = self.script_env(port, model)
+            return [*run, *(f"-e{k}={v}" for k, v in env.items()), self.image, str(code / "serve")]
+        return [*run, self.image, "python3", "-I", "-u", f"{IN_CONTAINER}/serving/{RUNTIME.name}",
+                *self._args(code, model, port)]  # fmt: skip
+
+    def script_env(self, port: int, model_dir: Path | None = None) -> dict[str, str]:
+        """What a kaos 1.0 `model/serve` is given: its port and the model's files."""
+        return {"PORT": str(port), "KAOS_MODEL_DIR": str(model_dir or self.model_dir),
+                "KAOS_MODEL_ID": self.model_id}  # fmt: skip
 
     def _args(self, code: Path, model: Path, port: int) -> list[str]:
         return [
@@ -79,6 +90,9 @@ def start(launch: Launch, port: int) -> subprocess.Popen[bytes]:
         env["PATH"] = f"{launch.python.parent}{os.pathsep}{env.get('PATH', '')}"
     if launch.gpu == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
+    if launch.serve_script:
+        env.update(launch.script_env(port))
+        env["PYTHONUNBUFFERED"] = "1"
     launch.log.parent.mkdir(parents=True, exist_ok=True)
     with open(launch.log, "ab") as log:
         return subprocess.Popen(

@@ -42,6 +42,7 @@ class ServeOptions:
     replicas: int = 1
     port: int | None = None
     resources: dict[str, Any] = field(default_factory=dict)
+    serve_source: str | None = None  # the kaos 1.0 path: a bundle with an executable model/serve
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +51,7 @@ class ServeOptions:
             "replicas": self.replicas,
             "port": self.port,
             "resources": dict(self.resources),
+            "serve_source": self.serve_source,
         }
 
     @classmethod
@@ -60,6 +62,7 @@ class ServeOptions:
             int(data.get("replicas") or 1),
             data.get("port"),
             dict(data.get("resources") or {}),
+            data.get("serve_source"),
         )
 
 

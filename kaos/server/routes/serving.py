@@ -36,6 +36,7 @@ def deploy(workspace: str, body: ServeDeployIn, svc: Svc) -> EndpointDetailOut:
         replicas=body.replicas,
         port=body.port,
         resources=body.resources.model_dump() if body.resources else {},
+        serve_source=body.serve_source,
     )
     name = body.name or _default_name(svc, body.model_id)
     svc.serving.deploy(workspace, name, body.model_id, body.follow, options)
@@ -85,6 +86,22 @@ def logs(
     return ServeLogsOut(
         text=data.decode("utf-8", "replace"), offset=offset + len(data), revision=revision
     )
+
+
+@router.get("/workspaces/{workspace}/endpoints/{name}/build-logs")
+def build_logs(workspace: str, name: str, svc: Svc) -> ServeLogsOut:
+    """How the endpoint's environment was built: its serve source's build, or the model's."""
+    endpoint = svc.serving.endpoint(workspace, name)
+    path = svc.serving.serve_build_log(endpoint)
+    if path is not None:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return ServeLogsOut(text=text, offset=len(text.encode()), revision=endpoint.revision)
+    revisions = svc.catalog.revisions(workspace, name)
+    job = svc.serving.build_job(revisions[-1].model_id) if revisions else None
+    if job is None:
+        raise NotFound(f"no build is recorded for endpoint {name!r}")
+    text, offset = svc.logs.read(job)
+    return ServeLogsOut(text=text, offset=offset, revision=endpoint.revision)
 
 
 @router.api_route("/serve/{workspace}/{name}/{path:path}", methods=["GET", "POST"])
