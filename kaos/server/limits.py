@@ -17,6 +17,7 @@ LIMITS = {  # path prefix -> cap in bytes (None: the route streams and caps on i
     "/objects/packs": None,
     "/objects/": 8 << 20,  # up to 100,000 digests per call
     "/workspaces/": 12 << 20,  # a deploy may carry an 8 MiB manifest
+    "/serve/": 32 << 20,  # prediction requests forwarded to endpoints (batches of rows)
 }
 
 

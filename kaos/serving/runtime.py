@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from formats import RequestError, parse_request  # type: ignore[import-not-found]
 
 DRAIN_S = 30.0
+MAX_BODY = 64 << 20  # a request body beyond this is refused (413) before it is read
 Predict = Callable[[list[Any]], list[Any]]
 
 
@@ -222,7 +223,11 @@ class Handler(BaseHTTPRequestHandler):
         stats.begin()
         failed = True
         try:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            size = _content_length(self.headers.get("Content-Length"))
+            if size > MAX_BODY:
+                self.close_connection = True
+                raise RequestError(413, f"request body over {MAX_BODY >> 20} MiB: send fewer rows")
+            body = self.rfile.read(size)
             rows = parse_request(self.headers.get("Content-Type"), body, self.endpoint.features)
             predictions = self.endpoint.predict(rows)
             self._send(200, {"predictions": predictions})
@@ -250,6 +255,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request would drown the errors that matter
+
+
+def _content_length(value: str | None) -> int:
+    try:
+        size = int(value or 0)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise RequestError(400, f"invalid Content-Length {value!r}")
+    return size
 
 
 def _error(code: str, message: str) -> dict[str, str]:
