@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from kaos.errors import IntegrityError
 from kaos.executors.base import BuildFailed, Cancel
 from kaos.executors.envlock import Locker
 from kaos.executors.local import BuildSettings, uv_binary
@@ -119,3 +120,17 @@ def test_a_source_without_requirements_has_no_lock_and_says_so(store):
     log = Log()
     assert locker(store).lock(source(store, {"m/model/train": b"x"}), "m", log, Cancel()) is None
     assert "the environment has only the base interpreter" in log.text
+
+
+def test_refs_point_at_digests_and_a_corrupt_ref_is_refused_naming_it(store):
+    assert store.refs.get("env-locks/abc-py3.11") is None
+    digest = hash_bytes(b"x")
+    store.refs.set("env-locks/abc-py3.11", digest)
+    assert store.refs.get("env-locks/abc-py3.11") == digest
+    store.backend.put("refs/env-locks/bad-py3.11", b"not a digest\n")
+    with pytest.raises(
+        IntegrityError, match=r"ref refs/env-locks/bad-py3\.11 in the store is corrupt"
+    ):
+        store.refs.get("env-locks/bad-py3.11")
+    with pytest.raises(ValueError, match="bad ref name"):
+        store.refs.set("../escape", digest)
