@@ -1,0 +1,113 @@
+"""The bubblewrap sandbox a train script runs in on the local and Ray executors: one argv.
+
+What the script sees is exactly: the host's system read-only (`HostLayout`: /usr, /etc, the
+Python prefixes its environment needs, /bin-style links as on the host), the job's view
+(`kaos.executors.view`: source and data read-only, the output folder writable), a private /tmp,
+/proc and /dev. Nothing else of the host exists inside: not KAOS_HOME, not other jobs, not the
+server's files. Around that:
+
+- a private PID namespace with bwrap as its init, so when the script ends, or the job is
+  killed, or the server dies (`--die-with-parent`), every process it started ends too,
+  `setsid` daemons included;
+- no network (an empty network namespace) unless the deploy asks for it;
+- no capabilities, even when the server runs as root;
+- the root of the sandbox read-only, so nothing can be written outside the output and /tmp.
+
+The environment is passed to bwrap as its own (already an allow-list, see the executors), not
+as `--setenv` arguments, so no value shows in the process table.
+
+Pure: no I/O here; `kaos.executors.host` finds the layout and probes whether bwrap runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from kaos.executors.view import Mount
+
+BWRAP = "bwrap"
+SYSTEM_FOLDERS = ("/usr", "/etc")
+TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+PRIVATE = ("/proc", "/dev", "/tmp")  # made fresh inside; nothing may be mounted over them
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    """The host's system as the sandbox shows it, read-only at the same paths."""
+
+    folders: tuple[str, ...] = SYSTEM_FOLDERS  # bound read-only at their own path
+    links: tuple[tuple[str, str], ...] = ()  # (path, target): /bin -> usr/bin, as on the host
+
+    def with_folders(self, extra: Sequence[str]) -> HostLayout:
+        """The layout plus more read-only folders (a Python prefix, an environment)."""
+        folders = list(self.folders)
+        for folder in extra:
+            if not _covered(folder, folders):
+                folders.append(folder)
+        return HostLayout(tuple(folders), self.links)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """One train's sandbox: the layout, the job's mounts, where it starts, network or not."""
+
+    layout: HostLayout
+    mounts: tuple[Mount, ...]
+    cwd: str
+    network: bool = False
+
+
+def bwrap_argv(sandbox: Sandbox, command: Sequence[str], bwrap: str = BWRAP) -> list[str]:
+    """The bwrap command line running `command` inside `sandbox`."""
+    _check(sandbox)
+    argv = [
+        bwrap,
+        "--die-with-parent",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--cap-drop",
+        "ALL",
+    ]
+    if not sandbox.network:
+        argv.append("--unshare-net")
+    for path, target in sandbox.layout.links:
+        argv += ["--symlink", target, path]
+    for folder in sandbox.layout.folders:
+        argv += ["--ro-bind", folder, folder]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # Parents before children: a mount inside another (none today) must come after it.
+    for mount in sorted(sandbox.mounts, key=lambda m: len(PurePosixPath(m.inside).parts)):
+        argv += ["--bind" if mount.writable else "--ro-bind", str(mount.host), str(mount.inside)]
+    argv += ["--remount-ro", "/", "--chdir", sandbox.cwd, "--", *command]
+    return argv
+
+
+def _check(sandbox: Sandbox) -> None:
+    """Refuse a sandbox that would show or hide the wrong things (a bug, never user input)."""
+    for folder in sandbox.layout.folders:
+        if not folder.startswith("/") or PurePosixPath(folder) == PurePosixPath("/"):
+            raise ValueError(f"sandbox: system folder {folder!r} must be absolute and not /")
+    seen: set[PurePosixPath] = set()
+    for mount in sandbox.mounts:
+        inside = PurePosixPath(mount.inside)
+        if not inside.is_absolute() or ".." in inside.parts or inside == PurePosixPath("/"):
+            raise ValueError(f"sandbox: mount point {inside} must be an absolute path below /")
+        if inside in seen:
+            raise ValueError(f"sandbox: two mounts at {inside}")
+        seen.add(inside)
+        if _covered(str(inside), [*sandbox.layout.folders, *PRIVATE]):
+            raise ValueError(f"sandbox: {inside} would shadow a system or private folder")
+    if not PurePosixPath(sandbox.cwd).is_absolute():
+        raise ValueError(f"sandbox: working directory {sandbox.cwd!r} must be absolute")
+
+
+def _covered(path: str, folders: Sequence[str]) -> bool:
+    """Whether `path` is one of `folders` or inside one."""
+    candidate = PurePosixPath(path)
+    return any(
+        candidate == PurePosixPath(f) or PurePosixPath(f) in candidate.parents for f in folders
+    )
