@@ -14,6 +14,8 @@ Prints (medians):
                            uv's cache), as a fresh server or a Ray node does
   deploy_to_train_start_s  deploy of new data (environment built) until the train script runs
   grid12_p2_vs_sequential  wall time of a 12-combination grid at -p 2 divided by -p 1
+  sandbox_overhead_s       a no-op train in the bubblewrap sandbox minus the same train without
+                           (target <= 0.05 s)
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from _common import figure, median_of, timed
 
-from kaos.executors.base import BuildRequest, Cancel
+from kaos.executors.base import BuildRequest, Cancel, TrainRequest
 from kaos.executors.local import LocalExecutor
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
@@ -188,18 +190,66 @@ def bench_grid(work: Path, runs: int) -> None:
     figure("grid12_p2_vs_sequential", parallel / sequential)
 
 
+NOOP_TRAIN = """#!/bin/sh
+mkdir -p "$1/metrics" && echo '{"ok": 1}' > "$1/metrics/metrics.json"
+"""
+
+
+def bench_sandbox(work: Path, runs: int) -> None:
+    """The same no-op train (a shell script) with and without the sandbox around it."""
+    store = ContentStore(LocalBackend(work / "sbstore"), work / "sbhome")
+    model = work / "sbsrc" / "noop" / "model"
+    model.mkdir(parents=True)
+    (model.parent / "Dockerfile").write_text("FROM scratch\n")
+    (model / "train").write_text(NOOP_TRAIN)
+    (model / "train").chmod(0o755)
+    data = work / "sbdata" / "features"
+    data.mkdir(parents=True)
+    (data / "rows.csv").write_text("1\n")
+    source = store.push(scan_folder(work / "sbsrc")).tree.digest
+    data_digest = store.push(scan_folder(work / "sbdata")).tree.digest
+    log = JobLogs(work / "sblogs").writer("bench")
+    plain = LocalExecutor(store, work / "sbhome", sandbox=False)
+    boxed = LocalExecutor(store, work / "sbhome", sandbox=True)
+    if not boxed.sandbox.usable:
+        print(f"sandbox_overhead_s=skipped ({boxed.sandbox.problem})", flush=True)
+        return
+    env = plain.build(BuildRequest("bench", source, "noop"), log, Cancel())
+    request = TrainRequest("bench", 0, source, data_digest, "noop", env, None)
+
+    def train(executor: LocalExecutor) -> float:
+        return timed(lambda: executor.train(request, log, Cancel()))
+
+    samples = max(runs, 21)  # a few tens of milliseconds: more samples against the noise
+    train(plain), train(boxed)
+    without = median_of(samples, lambda: train(plain))
+    within = median_of(samples, lambda: train(boxed))
+    figure("train_noop_s", without, "s")
+    figure("train_noop_sandboxed_s", within, "s")
+    figure("sandbox_overhead_s", within - without, "s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--only", choices=["env", "locks", "latency", "grid", "sandbox"], default=None
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kaos-pipeline-bench-"))
+    parts = {
+        "env": bench_env_builds,
+        "locks": bench_locks,
+        "latency": bench_deploy_latency,
+        "grid": bench_grid,
+        "sandbox": bench_sandbox,
+    }
     try:
-        bench_env_builds(work, args.runs)
-        bench_locks(work, args.runs)
-        bench_deploy_latency(work, args.runs)
-        bench_grid(work, args.runs)
+        for name, part in parts.items():
+            if args.only in (None, name):
+                part(work, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

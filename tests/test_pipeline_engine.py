@@ -19,6 +19,7 @@ from kaos.pipeline.states import JobState
 from kaos.store import ContentStore, scan_folder
 from kaos.store.backends import LocalBackend
 from tests.fixtures.bundles import write_data, write_source
+from tests.processes import parent_pid, sleepers, unique_nap
 
 pytestmark = pytest.mark.slow
 
@@ -126,15 +127,15 @@ def test_a_raising_train_script_fails_with_its_traceback_in_the_logs(engine, tmp
 
 
 def test_kill_stops_a_running_train_and_its_processes(engine, tmp_path):
-    pidfile = tmp_path / "pids"
-    src = write_source(tmp_path / "src", kernel="rbf", sleep=str(pidfile))
+    nap = unique_nap()
+    src = write_source(tmp_path / "src", kernel="rbf", sleep=nap)
     change = InputsChange(engine.put(src), engine.put(write_data(tmp_path / "data")))
     engine.pipeline.deploy("mnist", change, "tester")
     deadline = time.time() + 120
-    while not pidfile.exists() and time.time() < deadline:
+    while not sleepers(nap) and time.time() < deadline:
         time.sleep(0.2)
-    assert pidfile.exists(), "the train script never started"
-    pids = [int(p) for p in pidfile.read_text().split()]
+    assert sleepers(nap), "the train script never started"
+    pids = [*sleepers(nap), parent_pid(sleepers(nap)[0])]  # the child and the train script
     job = engine.jobs("train")[0]
     engine.pipeline.kill(job.id[:8])
     engine.pipeline.wait_all(timeout=60)

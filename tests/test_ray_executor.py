@@ -19,6 +19,7 @@ from kaos.pipeline.states import JobState
 from kaos.store import ContentStore, scan_folder
 from kaos.store.backends import LocalBackend
 from tests.fixtures.bundles import write_data, write_source
+from tests.processes import parent_pid, sleepers, unique_nap
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'kaos[ray]')")
 from kaos.executors.ray import RayExecutor, RaySettings  # noqa: E402
@@ -100,8 +101,8 @@ def test_a_failing_combination_fails_only_itself(local_ray, tmp_path):
 
 def test_kill_cancels_the_ray_tasks_and_their_processes(local_ray, tmp_path):
     root, store, executor = local_ray
-    pidfile = root / "pids"
-    src = write_source(tmp_path / "src", kernel="linear", sleep=str(pidfile), tag=uuid.uuid4().hex)
+    nap = unique_nap()
+    src = write_source(tmp_path / "src", kernel="linear", sleep=nap, tag=uuid.uuid4().hex)
     data = write_data(tmp_path / "data", train_rows=50)
     pipeline = engine(root, lambda s: executor, store)
     change = InputsChange(
@@ -109,10 +110,10 @@ def test_kill_cancels_the_ray_tasks_and_their_processes(local_ray, tmp_path):
     )
     pipeline.deploy("w", change, "tester")
     deadline = time.time() + 180
-    while not pidfile.exists() and time.time() < deadline:
+    while not sleepers(nap) and time.time() < deadline:
         time.sleep(0.2)
-    assert pidfile.exists(), "the task never started the train script"
-    pids = [int(p) for p in pidfile.read_text().split()]
+    assert sleepers(nap), "the task never started the train script"
+    pids = [*sleepers(nap), parent_pid(sleepers(nap)[0])]  # the child and the train script
     (job,) = pipeline.catalog.jobs("w", "train")
     pipeline.kill(job.id)
     pipeline.wait_all(timeout=120)

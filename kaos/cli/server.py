@@ -33,6 +33,9 @@ def start(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to train on (default: a local instance)"
     ),
+    no_sandbox: bool = typer.Option(
+        False, "--no-sandbox", help="run train scripts without bubblewrap (local, ray)"
+    ),
     background: bool = typer.Option(
         False, "--background", help="detach; stop with 'kaos server stop'"
     ),
@@ -58,6 +61,7 @@ def start(
             "token": token,
             "tokens_file": tokens_file,
             "insecure": insecure or None,
+            "sandbox": False if no_sandbox else None,
         }.items()
         if v is not None
     }
@@ -77,6 +81,8 @@ def start(
                 args += [f"--{key.replace('_', '-')}", str(overrides[key])]
         if insecure:
             args.append("--insecure")
+        if no_sandbox:
+            args.append("--no-sandbox")
         port_used = port or int(os.environ.get("KAOS_PORT") or DEFAULT_PORT)
         pid = context.start_background_server(f"http://{host}:{port_used}", args)
         echo(f"kaos server running at http://{host}:{port_used} (pid {pid})")

@@ -39,6 +39,9 @@ def deploy(
         str | None, typer.Option("--memory", help="memory per model, e.g. 4g")
     ] = None,
     gpu: Annotated[int | None, typer.Option("--gpu", help="GPUs per model")] = None,
+    network: Annotated[
+        bool, typer.Option("--network", help="let the train script use the network")
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="retrain even if identical inputs trained")
     ] = False,
@@ -60,7 +63,7 @@ def deploy(
 
     named = (source, data, manifest, grid, cpu, memory, gpu)
     force = force or refresh_env
-    if all(v is None for v in named) and not force:
+    if all(v is None for v in named) and not (force or network):
         raise KaosError("nothing to deploy", "pass -s SOURCE, -d DATA, -m MANIFEST or -h GRID")
     if data is not None and manifest is not None:
         raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
@@ -76,8 +79,8 @@ def deploy(
     body: dict[str, Any] = {"parallelism": parallelism, "force": force, "grid": grid_json}
     if refresh_env:
         body["refresh_env"] = True
-    if any(v is not None for v in (cpu, memory, gpu)):
-        body["resources"] = {"cpu": cpu, "memory": memory, "gpu": gpu or 0}
+    if network or any(v is not None for v in (cpu, memory, gpu)):
+        body["resources"] = {"cpu": cpu, "memory": memory, "gpu": gpu or 0, "network": network}
         Resources.from_json(body["resources"])  # a bad size fails before any upload
     for kind, folder in (("source", source), ("data", data)):
         if folder is not None:
@@ -524,6 +527,7 @@ def provenance(
     echo(f"├── Output {m['output_tree']}")
     took = round((m["finished"] or 0) - (m["started"] or 0))
     echo(f"├── Job {j['id']} (model {m['index']}), trained in {took}s")
+    echo(f"├── Network {'allowed (--network)' if p.get('network') else 'none'}")
     echo(f"└── Deployed by {p['deploy_author']} at {http_date(p['deploy_time'])}")
 
 

@@ -1,5 +1,6 @@
 """The Docker executor: the source's Dockerfile becomes an image; each model trains in a
-container, per the train contract (data read-only, output writable, network none).
+container showing the same view as the local sandbox (`kaos.executors.view`: data read-only,
+output writable, /pfs for kaos 1.0 scripts), with network none unless the deploy asks for it.
 
 Images are made from the source's lock (see `envlock`): the requirements file in the build
 context is replaced by the lock, whose `--hash` lines make pip install exactly the locked
@@ -41,6 +42,7 @@ from kaos.executors.local import (
     uv_binary,
 )
 from kaos.executors.process import LogTail
+from kaos.executors.view import inside_dirs, job_mounts
 from kaos.executors.workdir import TrainDirs, collect, prepare
 from kaos.pipeline.envspec import env_spec
 from kaos.pipeline.ids import image_name
@@ -53,7 +55,6 @@ SOURCE_LABEL = "kaos.source"
 LOCK_LABEL = "kaos.lock"
 JOB_LABEL = "kaos.job"
 CA_FILE = ".kaos-ca.crt"
-IN_CONTAINER = Path("/kaos")
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,8 @@ class DockerExecutor:
                 log.write(f"kaos: reusing image {tag} (same source and lock)\n")
                 return BuiltImage(tag, digest)
         with tempfile.TemporaryDirectory(prefix="kaos-build-") as tmp:
-            context = self._context(request, Path(tmp), lock, log)
-            self._run_build(context, tag, labels, log, cancel)
+            context, dockerfile = self._context(request, Path(tmp), lock, log)
+            self._run_build(context, dockerfile, tag, labels, log, cancel)
         return BuiltImage(tag, digest)
 
     def _labels(self, tag: str) -> dict[str, str] | None:
@@ -131,25 +132,33 @@ class DockerExecutor:
 
     def _context(
         self, request: BuildRequest, tmp: Path, lock: EnvLock | None, log: LogWriter
-    ) -> Path:
-        """The bundle's folder as build context, its requirements file replaced by the lock;
-        with a CA bundle set, the Dockerfile is given the CA right after each FROM (the user's
-        files in the store are not changed)."""
+    ) -> tuple[Path, Path]:
+        """The build context and the Dockerfile: the bundle's folder, or `<name>/model` in
+        kaos 1.0's layout (`-f <name>/Dockerfile <name>/model`). The requirements file in it
+        is replaced by the lock; with a CA bundle set, the Dockerfile is given the CA right
+        after each FROM (the user's files in the store are not changed)."""
         checkout = self.store.checkout(request.source, tmp / "source", link=False)
-        context = checkout / request.bundle_name
         spec = env_spec(self.store.get_tree(request.source), request.bundle_name)
+        context = checkout / spec.build_context
+        dockerfile = checkout / request.bundle_name / "Dockerfile"
         if lock is not None and lock.file == KAOS_LOCK and spec.requirements_path:
-            inside = spec.requirements_path.split("/", 1)[1]
-            (context / inside).write_text(lock.text)
-            log.write(f"kaos: the image installs lock {lock.digest[:12]} as {inside}\n")
+            (checkout / spec.requirements_path).write_text(lock.text)
+            log.write(
+                f"kaos: the image installs lock {lock.digest[:12]} as {spec.requirements_path}\n"
+            )
         if self.settings.ca_bundle:
             shutil.copyfile(self.settings.ca_bundle, context / CA_FILE)
-            dockerfile = context / "Dockerfile"
             dockerfile.write_text(_with_ca(dockerfile.read_text()))
-        return context
+        return context, dockerfile
 
     def _run_build(
-        self, context: Path, tag: str, labels: dict[str, str], log: LogWriter, cancel: Cancel
+        self,
+        context: Path,
+        dockerfile: Path,
+        tag: str,
+        labels: dict[str, str],
+        log: LogWriter,
+        cancel: Cancel,
     ) -> None:
         args = dict(self.settings.build_args)
         if self.settings.base_image:
@@ -160,6 +169,7 @@ class DockerExecutor:
             args["PIP_EXTRA_INDEX_URL"] = self.settings.extra_index_url
         stream = self.client.api.build(
             path=str(context),
+            dockerfile=str(dockerfile),  # outside the context in kaos 1.0's layout
             tag=tag,
             buildargs=args,
             labels=labels,
@@ -201,14 +211,14 @@ class DockerExecutor:
         container = None
         try:
             dirs = prepare(self.store, request, root)
-            inside = _container_dirs(dirs)
+            inside = inside_dirs(dirs)
             container = self.client.containers.run(
                 request.image,
                 command=[str(inside.model_dir / "train"), str(inside.output)],
                 working_dir=str(inside.model_dir),
                 environment={**dirs.contract_env(inside), "PYTHONUNBUFFERED": "1"},
-                volumes=_mounts(dirs, inside),
-                network_mode="none",
+                mounts=_mounts(dirs),
+                network_mode="host" if request.resources.network else "none",
                 init=True,
                 detach=True,
                 labels={JOB_LABEL: request.job_id},
@@ -271,28 +281,14 @@ def _with_ca(dockerfile: str) -> str:
     return re.sub(r"(?im)^(FROM\s.+)$", lambda m: m.group(1) + "\n" + inject, dockerfile)
 
 
-def _container_dirs(dirs: TrainDirs) -> TrainDirs:
-    hyper = IN_CONTAINER / "hyperparams.json" if dirs.hyperparams else None
-    return TrainDirs(
-        root=IN_CONTAINER,
-        source=IN_CONTAINER / "source",
-        data=IN_CONTAINER / "data",
-        output=IN_CONTAINER / "output",
-        hyperparams=hyper,
-        bundle_name=dirs.bundle_name,
-        seed=dirs.seed,
-    )
+def _mounts(dirs: TrainDirs) -> list[Any]:
+    """The job's view (`kaos.executors.view`) as bind mounts, the same paths bwrap shows."""
+    import docker.types
 
-
-def _mounts(dirs: TrainDirs, inside: TrainDirs) -> dict[str, dict[str, str]]:
-    mounts = {
-        str(dirs.source): {"bind": str(inside.source), "mode": "ro"},
-        str(dirs.data): {"bind": str(inside.data), "mode": "ro"},
-        str(dirs.output): {"bind": str(inside.output), "mode": "rw"},
-    }
-    if dirs.hyperparams and inside.hyperparams:
-        mounts[str(dirs.hyperparams)] = {"bind": str(inside.hyperparams), "mode": "ro"}
-    return mounts
+    return [
+        docker.types.Mount(str(m.inside), str(m.host), type="bind", read_only=not m.writable)
+        for m in job_mounts(dirs)
+    ]
 
 
 def _limits(resources: Resources) -> dict[str, Any]:

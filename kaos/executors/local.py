@@ -31,8 +31,11 @@ from kaos.executors.base import (
 )
 from kaos.executors.environment import child_env
 from kaos.executors.envlock import Locker
+from kaos.executors.host import SandboxStatus, host_layout, python_folders, sandbox_status
 from kaos.executors.process import LogTail, kill_leftover, run_logged
-from kaos.executors.workdir import collect, prepare
+from kaos.executors.sandbox import Sandbox, bwrap_argv
+from kaos.executors.view import inside_dirs, job_mounts
+from kaos.executors.workdir import TrainDirs, collect, prepare
 from kaos.pipeline.envspec import env_spec, missing_module_hint
 from kaos.pipeline.lockstore import EnvLock
 from kaos.pipeline.logs import LogWriter
@@ -67,7 +70,11 @@ class LocalExecutor:
     kind = "local"
 
     def __init__(
-        self, store: ContentStore, home: Path, settings: BuildSettings | None = None
+        self,
+        store: ContentStore,
+        home: Path,
+        settings: BuildSettings | None = None,
+        sandbox: bool = True,
     ) -> None:
         self.store = store
         self.envs = Path(home) / "envs"
@@ -75,6 +82,7 @@ class LocalExecutor:
         self.settings = settings or BuildSettings()
         self.python = sys.executable
         self.locker = Locker(store, uv_binary(), self._uv_env(), python_version())
+        self.sandbox: SandboxStatus = sandbox_status(sandbox)  # probed once, told at start-up
 
     def _uv_env(self) -> dict[str, str]:
         return child_env({**self.settings.env(), "NO_COLOR": "1"}, build=True)
@@ -140,6 +148,11 @@ class LocalExecutor:
     # -- train ------------------------------------------------------------------------------
     def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome:
         env_dir = self.envs / request.image
+        if self.sandbox.enabled and self.sandbox.problem:
+            raise TrainFailed(
+                f"trains run sandboxed, and bubblewrap cannot run here ({self.sandbox.problem})",
+                "install bubblewrap, or start the server with --no-sandbox",
+            )
         if not self.image_exists(request.image):
             raise TrainFailed(
                 f"environment {request.image[:12]} is gone", "deploy again to rebuild it"
@@ -147,9 +160,10 @@ class LocalExecutor:
         root = self.jobs / f"{request.job_id}-{request.index}-{uuid.uuid4().hex[:6]}"
         try:
             dirs = prepare(self.store, request, root)
+            seen = inside_dirs(dirs) if self.sandbox.usable else dirs
             env = child_env(
                 {
-                    **dirs.contract_env(),
+                    **dirs.contract_env(seen),
                     "VIRTUAL_ENV": str(env_dir),
                     "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                     "PYTHONUNBUFFERED": "1",
@@ -158,9 +172,11 @@ class LocalExecutor:
             if request.resources.gpu == 0:
                 env["CUDA_VISIBLE_DEVICES"] = ""
             tail = LogTail(log)
-            code = run_logged(
-                [str(dirs.model_dir / "train"), str(dirs.output)], tail, cancel, dirs.model_dir, env
-            )
+            command = [str(seen.model_dir / "train"), str(seen.output)]
+            if self.sandbox.usable:
+                env.update(HOME="/tmp", TMPDIR="/tmp")  # the only writable places inside
+                command = sandboxed(dirs, env_dir, command, request.resources.network)
+            code = run_logged(command, tail, cancel, dirs.model_dir, env)
             if cancel.killed:
                 raise Killed("killed on request")
             if code != 0:
@@ -180,6 +196,13 @@ def train_exit_failure(
     if hint:
         return TrainFailed(f"the train script exited with code {code}: {hint}")
     return TrainFailed(f"the train script exited with code {code} (see the logs)")
+
+
+def sandboxed(dirs: TrainDirs, env_dir: Path, command: list[str], network: bool) -> list[str]:
+    """`command` wrapped in the job's sandbox: its view, its environment and Python read-only."""
+    layout = host_layout().with_folders(python_folders(env_dir / "bin" / "python"))
+    sandbox = Sandbox(layout, job_mounts(dirs), str(inside_dirs(dirs).model_dir), network)
+    return bwrap_argv(sandbox, command, bwrap=shutil.which("bwrap") or "bwrap")
 
 
 def recover_job_dirs(jobs: Path) -> int:

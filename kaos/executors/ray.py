@@ -50,6 +50,7 @@ class RayExecutor:
         s3_endpoint_url: str | None,
         settings: RaySettings | None = None,
         build: BuildSettings | None = None,
+        sandbox: bool = True,
     ) -> None:
         ray = _ray()
         self.settings = settings or RaySettings()
@@ -57,7 +58,9 @@ class RayExecutor:
         self.store_url = store_url
         self.s3_endpoint_url = s3_endpoint_url
         self.build_settings = build or BuildSettings()
-        self.local = LocalExecutor(store, home, self.build_settings)
+        # Probed here for the start-up message; every node probes again before its first train.
+        self.local = LocalExecutor(store, home, self.build_settings, sandbox)
+        self.sandbox = self.local.sandbox
         if not ray.is_initialized():
             _init(ray, self.settings)
         self._check_store_reaches_nodes(ray)
@@ -98,6 +101,7 @@ class RayExecutor:
             "s3_endpoint_url": self.s3_endpoint_url,
             "node_home": self.settings.node_home,
             "build": asdict(self.build_settings),
+            "sandbox": self.sandbox.enabled,
             "log_path": str(log.path),
             "log_prefix": log.prefix,
         }
@@ -229,7 +233,7 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
 
     home = Path(spec["node_home"])
     store = ContentStore.from_url(spec["store_url"], home, spec["s3_endpoint_url"])
-    executor = LocalExecutor(store, home, BuildSettings(**spec["build"]))
+    executor = LocalExecutor(store, home, BuildSettings(**spec["build"]), spec["sandbox"])
     log = _RelayLog(relay, spec["log_path"], spec["log_prefix"])
     fields = dict(spec["request"])
     fields["resources"] = Resources(**fields["resources"])

@@ -74,11 +74,19 @@ def bwrap_argv(sandbox: Sandbox, command: Sequence[str], bwrap: str = BWRAP) -> 
     ]
     if not sandbox.network:
         argv.append("--unshare-net")
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path, target in sandbox.layout.links:
         argv += ["--symlink", target, path]
+    # A system folder below /tmp (an environment kept there) is bound into the private /tmp,
+    # inside a read-only tmpfs at its first folder there: the path leads to it and nothing
+    # along the way can be written (a KAOS_HOME below /tmp stays unwritable).
+    shelters = sorted({_shelter(f) for f in sandbox.layout.folders if _shelter(f)})
+    for shelter in shelters:
+        argv += ["--tmpfs", shelter]
     for folder in sandbox.layout.folders:
         argv += ["--ro-bind", folder, folder]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for shelter in shelters:
+        argv += ["--remount-ro", shelter]
     # Parents before children: a mount inside another (none today) must come after it.
     for mount in sorted(sandbox.mounts, key=lambda m: len(PurePosixPath(m.inside).parts)):
         argv += ["--bind" if mount.writable else "--ro-bind", str(mount.host), str(mount.inside)]
@@ -86,10 +94,17 @@ def bwrap_argv(sandbox: Sandbox, command: Sequence[str], bwrap: str = BWRAP) -> 
     return argv
 
 
+def _shelter(folder: str) -> str:
+    """`/tmp/<first>` for a folder below /tmp, else ""."""
+    parts = PurePosixPath(folder).parts
+    return f"/tmp/{parts[2]}" if len(parts) > 2 and parts[1] == "tmp" else ""
+
+
 def _check(sandbox: Sandbox) -> None:
     """Refuse a sandbox that would show or hide the wrong things (a bug, never user input)."""
     for folder in sandbox.layout.folders:
-        if not folder.startswith("/") or PurePosixPath(folder) == PurePosixPath("/"):
+        path = PurePosixPath(folder)
+        if not path.is_absolute() or ".." in path.parts or str(path) in ("/", *PRIVATE):
             raise ValueError(f"sandbox: system folder {folder!r} must be absolute and not /")
     seen: set[PurePosixPath] = set()
     for mount in sandbox.mounts:

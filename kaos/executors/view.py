@@ -40,6 +40,7 @@ def inside_dirs(dirs: TrainDirs) -> TrainDirs:
         output=INSIDE / "output",
         hyperparams=INSIDE / "hyperparams.json" if dirs.hyperparams else None,
         bundle_name=dirs.bundle_name,
+        seed=dirs.seed,
     )
 
 

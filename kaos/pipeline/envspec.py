@@ -33,6 +33,15 @@ class EnvSpec:
     def empty(self) -> bool:
         return self.lock_path is None and self.requirements_path is None
 
+    @property
+    def build_context(self) -> str:
+        """Where docker builds from: `<name>/model` when requirements are read from there
+        (kaos 1.0's layout, `-f <name>/Dockerfile <name>/model`), else `<name>`."""
+        legacy = f"{self.name}/model/"
+        return (
+            legacy.rstrip("/") if (self.requirements_path or "").startswith(legacy) else self.name
+        )
+
     def where(self) -> str:
         """Where requirements are read from, for messages."""
         return f"{self.name}/{REQUIREMENTS} or {self.name}/model/{REQUIREMENTS}"

@@ -28,14 +28,20 @@ class Resources:
     cpu: float | None = None
     memory: str | None = None  # as docker takes it: "512m", "4g"
     gpu: int = 0
+    network: bool = False  # the train may use the network (the sandbox has none otherwise)
 
     def to_json(self) -> dict[str, Any]:
-        return {"cpu": self.cpu, "memory": self.memory, "gpu": self.gpu}
+        out: dict[str, Any] = {"cpu": self.cpu, "memory": self.memory, "gpu": self.gpu}
+        if self.network:  # only when set, so the train keys of earlier models stay the same
+            out["network"] = True
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> Resources:
         obj = obj or {}
-        resources = cls(obj.get("cpu"), obj.get("memory"), int(obj.get("gpu") or 0))
+        resources = cls(
+            obj.get("cpu"), obj.get("memory"), int(obj.get("gpu") or 0), bool(obj.get("network"))
+        )
         cpu = resources.cpu
         if cpu is not None and not (math.isfinite(cpu) and 0 < cpu <= MAX_CPU):
             raise InputError(f"--cpu must be a number above 0 and at most {MAX_CPU}, got {cpu}")

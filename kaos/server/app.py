@@ -34,6 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services(settings)
+        sandbox = getattr(app.state.services.executor, "sandbox", None)
+        if sandbox is not None:  # local and ray: whether trains are contained, or refused
+            print(sandbox.message(), flush=True)
         if app.state.services.recovered:
             print(
                 f"kaos: {app.state.services.recovered} jobs left running by the last server "

@@ -32,6 +32,7 @@ class ResourcesIn(BaseModel):
     cpu: float | None = Field(default=None, gt=0, le=MAX_CPU, allow_inf_nan=False)
     memory: str | None = Field(default=None, max_length=32)
     gpu: int = Field(default=0, ge=0, le=MAX_GPU)
+    network: bool = False
 
 
 class ImageOut(BaseModel):
@@ -169,6 +170,7 @@ class ProvenanceOut(BaseModel):
     deploy_author: str
     deploy_time: float
     environment: EnvironmentOut | None  # None: no requirements, the base interpreter only
+    network: bool = False  # the deploy let the train use the network (--network)
 
 
 def image_out(image: Image | None, name: str | None) -> ImageOut | None:

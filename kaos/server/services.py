@@ -64,7 +64,7 @@ def check_executor(settings: Settings) -> None:
 def make_executor(settings: Settings, store: ContentStore) -> Executor:
     if settings.executor == "local":
         build = BuildSettings(settings.index_url, settings.extra_index_url, settings.ca_bundle)
-        return LocalExecutor(store, settings.home, build)
+        return LocalExecutor(store, settings.home, build, settings.sandbox)
     if settings.executor == "docker":
         from kaos.executors.docker import DockerExecutor, DockerSettings
 
@@ -82,7 +82,13 @@ def make_executor(settings: Settings, store: ContentStore) -> Executor:
         build = BuildSettings(settings.index_url, settings.extra_index_url, settings.ca_bundle)
         ray_settings = RaySettings(address=settings.ray_address, node_home=settings.ray_node_home)
         return RayExecutor(
-            store, settings.home, settings.store_url, settings.s3_endpoint_url, ray_settings, build
+            store,
+            settings.home,
+            settings.store_url,
+            settings.s3_endpoint_url,
+            ray_settings,
+            build,
+            settings.sandbox,
         )
     raise ConfigError(
         f"the {settings.executor} executor is not available yet", "use --executor local"

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     tokens_file: Path | None = None  # lines of "user token", for several users
     insecure: bool = False  # serve a non-loopback host without tokens (refused otherwise)
     max_parallel: int = 2
+    sandbox: bool = True  # local and ray: every train in bubblewrap (--no-sandbox turns it off)
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20
     # Build settings, for networks that mirror PyPI or intercept TLS, and sites without a

@@ -125,6 +125,7 @@ def provenance(model_id: str, svc: Svc) -> ProvenanceOut:
         environment=EnvironmentOut(**asdict(summarize(svc.store, job.lock, job.source)))
         if job.lock and job.source
         else None,
+        network=deploy.inputs.resources.network if deploy else False,
     )
 
 
