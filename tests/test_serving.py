@@ -139,6 +139,9 @@ def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, ka
         assert "no endpoint 'nope'" in cli.fails("serve", *command).err
     cli.ok("serve", "deploy", "-m", model, "-n", "one")
     assert "nothing to roll back to" in cli.fails("serve", "rollback", "-n", "one").err
+    workspace = cli.ok("workspace", "current", "--json").json()["workspace"]
+    refused = cli.fails("workspace", "kill", "-n", workspace, "--yes").err
+    assert "still serves 1 endpoint(s)" in refused and "kaos serve kill" in refused
     cli.ok("serve", "kill", "-n", "one")
     answer = invoke(route(cli, kaos_server, "one"), ROW)
     assert answer.status_code == 503 and "killed" in answer.json()["detail"]

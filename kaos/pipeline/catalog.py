@@ -190,7 +190,7 @@ class SqliteCatalog:
             ).fetchone()[0]
             if serving:
                 raise WorkspaceBusy(
-                    f"workspace {name!r} serves {serving} endpoints",
+                    f"workspace {name!r} still serves {serving} endpoint(s)",
                     "stop them first with 'kaos serve kill -n NAME'",
                 )
             db.execute("DELETE FROM revisions WHERE workspace = ?", (name,))

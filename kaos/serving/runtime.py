@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from formats import RequestError, parse_request  # type: ignore[import-not-found]
+from formats import RequestError, parse_request
 
 DRAIN_S = 30.0
 MAX_BODY = 64 << 20  # a request body beyond this is refused (413) before it is read
