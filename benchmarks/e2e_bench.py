@@ -19,6 +19,10 @@ point) talking to a real `kaos server start` process on 127.0.0.1, on the store 
 - `peak_rss_mb_cli`, `peak_rss_mb_server`: the largest resident set of any CLI process and of
   the server (the kernel's high-water marks).
 
+Every time is also given as CPU time (`*_cpu_s`: user + system seconds of the command, plus the
+server's while it ran), with the ratios of those (`*_cpu`): on a shared, loaded machine the
+clock measures the queue for the cores as much as the work.
+
 Ratios are kaos over the other, measured in the same run (machine noise cancels):
 `noop_vs_walk` (goal <= 1.5), `first_vs_floor` (goal <= 3). With `--vs-dvc` DVC is installed
 into its own venv (made once under the work folder, with pip as configured on this machine) and
@@ -42,6 +46,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import figure, free_port
@@ -77,8 +82,21 @@ walk(sys.argv[1])
 """
 
 
+class Timing(NamedTuple):
+    wall: float  # seconds on the clock
+    cpu: float  # user + system seconds of the command (and of the server while it ran)
+
+
+def medians(timings: list[Timing], name: str) -> dict[str, float]:
+    """`name_s` and `name_cpu_s`: CPU time is what a shared machine's load disturbs least."""
+    return {
+        f"{name}_s": statistics.median(t.wall for t in timings),
+        f"{name}_cpu_s": statistics.median(t.cpu for t in timings),
+    }
+
+
 class Proc:
-    """One command run to completion: wall time and the kernel's peak RSS for that process."""
+    """One command run to completion: wall and CPU time and the kernel's peak RSS for it."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         with tempfile.TemporaryFile() as err:
@@ -86,6 +104,7 @@ class Proc:
             proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
             _, status, usage = os.wait4(proc.pid, 0)
             self.seconds = time.perf_counter() - start
+            self.cpu = usage.ru_utime + usage.ru_stime
             proc.returncode = os.waitstatus_to_exitcode(status)
             self.rss_mb = usage.ru_maxrss / 1024
             if proc.returncode != 0:
@@ -118,6 +137,11 @@ class Server:
                     raise SystemExit(f"server did not start, see {home / 'server.log'}") from None
                 time.sleep(0.1)
 
+    def cpu(self) -> float:
+        """The server's user + system seconds so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -141,13 +165,16 @@ class Client:
         self.peak_rss_mb = 0.0
 
     def use(self, server: Server) -> None:
+        self.server = server
         self.run("init", "-e", server.url)
         self.run("workspace", "create", "-n", "bench")
 
-    def run(self, *argv: str) -> float:
+    def run(self, *argv: str) -> Timing:
+        """Run `kaos ARGV`; its CPU time includes the server's during the command."""
+        before = self.server.cpu()
         proc = Proc([KAOS, *argv], self.env, self.cwd)
         self.peak_rss_mb = max(self.peak_rss_mb, proc.rss_mb)
-        return proc.seconds
+        return Timing(proc.seconds, proc.cpu + self.server.cpu() - before)
 
 
 def dataset(root: Path, files: int) -> Path:
@@ -168,13 +195,14 @@ def dataset(root: Path, files: int) -> Path:
 def floors(data: Path, runs: int) -> dict[str, float]:
     env = dict(os.environ)
 
-    def python(script: str) -> float:
-        return Proc([sys.executable, "-c", script, str(data)], env, data.parent).seconds
+    def python(script: str) -> Timing:
+        proc = Proc([sys.executable, "-c", script, str(data)], env, data.parent)
+        return Timing(proc.seconds, proc.cpu)
 
     python(_READ_HASH)  # page cache warm, as for kaos
     return {
-        "bare_walk_s": statistics.median(python(_WALK) for _ in range(runs)),
-        "read_hash_floor_s": statistics.median(python(_READ_HASH) for _ in range(runs)),
+        **medians([python(_WALK) for _ in range(runs)], "bare_walk"),
+        **medians([python(_READ_HASH) for _ in range(runs)], "read_hash_floor"),
     }
 
 
@@ -182,7 +210,9 @@ def bench_kaos(work: Path, data: Path, runs: int) -> dict[str, float]:
     """First deploy, unchanged redeploys and a push of already hashed files, each on fresh
     servers; then CLI start-up against the last one."""
     out: dict[str, float] = {}
-    firsts, noops, pushes = [], [], []
+    firsts: list[Timing] = []
+    noops: list[Timing] = []
+    pushes: list[Timing] = []
     server_rss = 0.0
     cli = None
     for run in range(runs):
@@ -204,14 +234,14 @@ def bench_kaos(work: Path, data: Path, runs: int) -> dict[str, float]:
             pushes.append(cli.run("train", "deploy", "-d", str(data)))
             server_rss = max(server_rss, server.peak_rss_mb())
             if run == runs - 1:
-                out["cli_help_s"] = statistics.median(cli.run("--help") for _ in range(5))
-                out["train_list_s"] = statistics.median(cli.run("train", "list") for _ in range(5))
+                out.update(medians([cli.run("--help") for _ in range(5)], "cli_help"))
+                out.update(medians([cli.run("train", "list") for _ in range(5)], "train_list"))
         finally:
             server.stop()
         shutil.rmtree(work / f"push-server-{run}")
-    out["e2e_first_deploy_s"] = statistics.median(firsts)
-    out["e2e_noop_deploy_s"] = statistics.median(noops)
-    out["e2e_push_s"] = statistics.median(pushes)
+    out.update(medians(firsts, "e2e_first_deploy"))
+    out.update(medians(noops, "e2e_noop_deploy"))
+    out.update(medians(pushes, "e2e_push"))
     out["peak_rss_mb_cli"] = cli.peak_rss_mb
     out["peak_rss_mb_server"] = server_rss
     for run in range(runs):
@@ -237,6 +267,10 @@ def bench_dvc(root: Path, work: Path, data: Path, runs: int) -> dict[str, float]
     copy = work / "dvc-data"
     shutil.copytree(data, copy)
 
+    def run(argv: list[str], cwd: Path) -> Timing:
+        proc = Proc(argv, env, cwd)
+        return Timing(proc.seconds, proc.cpu)
+
     def fresh_repo(i: int) -> Path:
         repo = work / f"dvc-{i}"
         repo.mkdir()
@@ -246,18 +280,16 @@ def bench_dvc(root: Path, work: Path, data: Path, runs: int) -> dict[str, float]
             shutil.rmtree(work / f"dvc-{i - 1}")
         return repo
 
-    adds = []
+    adds: list[Timing] = []
     repo = work
     for i in range(runs):
         repo = fresh_repo(i)
-        adds.append(Proc([dvc, "add", "-q", "data"], env, repo).seconds)
-    Proc([dvc, "status", "-q"], env, repo)
+        adds.append(run([dvc, "add", "-q", "data"], repo))
+    run([dvc, "status", "-q"], repo)
     out = {
-        "dvc_add_s": statistics.median(adds),
-        "dvc_status_s": statistics.median(
-            Proc([dvc, "status", "-q"], env, repo).seconds for _ in range(runs)
-        ),
-        "dvc_help_s": statistics.median(Proc([dvc, "--help"], env, repo).seconds for _ in range(5)),
+        **medians(adds, "dvc_add"),
+        **medians([run([dvc, "status", "-q"], repo) for _ in range(runs)], "dvc_status"),
+        **medians([run([dvc, "--help"], repo) for _ in range(5)], "dvc_help"),
     }
     shutil.rmtree(repo)
     return out
@@ -271,12 +303,17 @@ def bench_size(root: Path, files: int, runs: int, vs_dvc: bool) -> dict[str, flo
         out.update(bench_kaos(work, data, runs))
         if vs_dvc:
             out.update(bench_dvc(root, work, data, runs))
-    out["noop_vs_walk"] = out["e2e_noop_deploy_s"] / out["bare_walk_s"]
-    out["first_vs_floor"] = out["e2e_first_deploy_s"] / out["read_hash_floor_s"]
+    ratios = {
+        "noop_vs_walk": ("e2e_noop_deploy", "bare_walk"),
+        "first_vs_floor": ("e2e_first_deploy", "read_hash_floor"),
+    }
     if vs_dvc:
-        out["first_vs_dvc"] = out["e2e_first_deploy_s"] / out["dvc_add_s"]
-        out["noop_vs_dvc"] = out["e2e_noop_deploy_s"] / out["dvc_status_s"]
-        out["help_vs_dvc"] = out["cli_help_s"] / out["dvc_help_s"]
+        ratios["first_vs_dvc"] = ("e2e_first_deploy", "dvc_add")
+        ratios["noop_vs_dvc"] = ("e2e_noop_deploy", "dvc_status")
+        ratios["help_vs_dvc"] = ("cli_help", "dvc_help")
+    for name, (ours, theirs) in ratios.items():
+        out[name] = out[f"{ours}_s"] / out[f"{theirs}_s"]
+        out[f"{name}_cpu"] = out[f"{ours}_cpu_s"] / max(out[f"{theirs}_cpu_s"], 1e-3)
     for name, value in out.items():
         figure(name, value, "s" if name.endswith("_s") else "MB" if name.endswith("_mb") else "")
     return out
@@ -318,9 +355,13 @@ def main() -> None:
             for n in (10_000, 100_000, 1_000_000)
         }
         big, mid = by_size[1_000_000], by_size[100_000]
-        figure("noop_growth", big["e2e_noop_deploy_s"] / mid["e2e_noop_deploy_s"])
-        figure("first_growth", big["e2e_first_deploy_s"] / mid["e2e_first_deploy_s"])
-        figure("push_growth", big["e2e_push_s"] / mid["e2e_push_s"])
+        for name, what in (
+            ("noop", "e2e_noop_deploy"),
+            ("first", "e2e_first_deploy"),
+            ("push", "e2e_push"),
+        ):
+            figure(f"{name}_growth", big[f"{what}_s"] / mid[f"{what}_s"])
+            figure(f"{name}_growth_cpu", big[f"{what}_cpu_s"] / mid[f"{what}_cpu_s"])
     finally:
         if not args.workdir:
             shutil.rmtree(root, ignore_errors=True)
