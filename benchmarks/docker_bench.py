@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import figure, median_of, timed
 
-from kaos.executors.base import BuildRequest, Cancel, TrainRequest
 from kaos.executors.docker import DockerExecutor, DockerSettings
 from kaos.executors.local import LocalExecutor
+from kaos.pipeline.executor import BuildRequest, Cancel, TrainRequest
 from kaos.pipeline.logs import JobLogs
 from kaos.store import ContentStore, scan_folder
 from kaos.store.backends import LocalBackend

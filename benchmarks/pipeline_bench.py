@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from _common import figure, median_of, timed
 
-from kaos.executors.base import BuildRequest, Cancel, TrainRequest
 from kaos.executors.local import LocalExecutor
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
+from kaos.pipeline.executor import BuildRequest, Cancel, TrainRequest
 from kaos.pipeline.inputs import Grid, InputsChange
 from kaos.pipeline.logs import JobLogs
 from kaos.store import ContentStore, Tree, scan_folder

@@ -58,3 +58,73 @@ class StoreBusy(KaosError):
 
 class ConfigError(KaosError):
     """A setting is missing or invalid."""
+
+
+class InputError(KaosError):
+    """Training inputs that cannot be used as given (bad grid, bad resources...)."""
+
+
+class ManifestError(KaosError):
+    """A remote data manifest that cannot be parsed or whose files cannot be fetched."""
+
+
+class NotFound(KaosError):
+    """No workspace, job, model or log by that name or id."""
+
+    http_status = 404
+
+
+class Ambiguous(KaosError):
+    """An id prefix that matches more than one job or model."""
+
+    http_status = 409
+
+
+class WorkspaceBusy(KaosError):
+    """The workspace has running jobs, so it cannot be removed."""
+
+    http_status = 409
+
+
+class JobFinished(KaosError):
+    """The job has already ended; there is nothing to kill."""
+
+    http_status = 409
+
+
+class Unauthorized(KaosError):
+    """The request carries no token, or one that names no user."""
+
+    http_status = 401
+
+
+class BuildFailed(KaosError):
+    """The build ran and failed; the reason is one line, the details are in the build log."""
+
+
+class TrainFailed(KaosError):
+    """The train script failed, or its outputs break the contract."""
+
+
+class Killed(KaosError):
+    """The job was killed on request."""
+
+
+class ServeError(KaosError):
+    """An endpoint cannot be deployed or moved as asked."""
+
+
+class NotServing(KaosError):
+    """The endpoint exists but has no live revision to answer (failed, killed, restarting)."""
+
+    http_status = 503
+
+
+class QueryError(KaosError):
+    """A model query (filter, sort, page) that cannot be run as written."""
+
+    http_status = 422
+
+
+class LockError(KaosError):
+    """A lock that cannot be used: unparsable, unpinned, or corrupt in the store."""

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from kaos.errors import IntegrityError
-from kaos.executors.base import BuildFailed, Cancel
+from kaos.errors import BuildFailed, IntegrityError, LockError
 from kaos.executors.envlock import Locker
 from kaos.executors.local import BuildSettings, uv_binary
-from kaos.pipeline.envspec import LockError, check_lock, env_spec
+from kaos.pipeline.envspec import check_lock, env_spec
+from kaos.pipeline.executor import Cancel
 from kaos.store import ContentStore
 from kaos.store.backends import LocalBackend
 from kaos.store.hashing import hash_bytes

@@ -6,15 +6,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from kaos.pipeline.inputs import (
-    Grid,
-    InputError,
-    InputsChange,
-    Resources,
-    TrainingInputs,
-    train_key,
-)
-from kaos.pipeline.plan import CatalogView, ImageState, plan, tasks_for
+from kaos.errors import InputError
+from kaos.pipeline.inputs import Grid, InputsChange, Resources, TrainingInputs, train_key
+from kaos.pipeline.plan import CatalogView, plan, tasks_for
+from kaos.pipeline.states import ImageState
 
 S1, S2, D1, D2 = "a" * 32, "b" * 32, "c" * 32, "d" * 32
 READY, BUILDING = ImageState.READY, ImageState.BUILDING

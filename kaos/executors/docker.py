@@ -21,17 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaos.errors import ConfigError
-from kaos.executors.base import (
-    BuildFailed,
-    BuildRequest,
-    BuiltImage,
-    Cancel,
-    Killed,
-    TrainFailed,
-    TrainOutcome,
-    TrainRequest,
-)
+from kaos.errors import BuildFailed, ConfigError, Killed, TrainFailed
 from kaos.executors.environment import child_env
 from kaos.executors.envlock import KAOS_LOCK, Locker
 from kaos.executors.local import (
@@ -45,10 +35,17 @@ from kaos.executors.process import LogTail
 from kaos.executors.view import inside_dirs, job_mounts
 from kaos.executors.workdir import TrainDirs, collect, prepare
 from kaos.pipeline.envspec import env_spec
+from kaos.pipeline.executor import (
+    BuildRequest,
+    BuiltImage,
+    Cancel,
+    JobLog,
+    TrainOutcome,
+    TrainRequest,
+)
 from kaos.pipeline.ids import image_name
 from kaos.pipeline.inputs import Resources, memory_bytes
 from kaos.pipeline.lockstore import EnvLock
-from kaos.pipeline.logs import LogWriter
 from kaos.store import ContentStore
 
 SOURCE_LABEL = "kaos.source"
@@ -99,7 +96,7 @@ class DockerExecutor:
         except docker.errors.ImageNotFound:
             return False
 
-    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> BuiltImage:
+    def build(self, request: BuildRequest, log: JobLog, cancel: Cancel) -> BuiltImage:
         if request.lock is not None:
             lock: EnvLock | None = self.locker.read(request.lock)
         else:
@@ -131,7 +128,7 @@ class DockerExecutor:
         return {k: labels.get(k, "") for k in (SOURCE_LABEL, LOCK_LABEL)}
 
     def _context(
-        self, request: BuildRequest, tmp: Path, lock: EnvLock | None, log: LogWriter
+        self, request: BuildRequest, tmp: Path, lock: EnvLock | None, log: JobLog
     ) -> tuple[Path, Path]:
         """The build context and the Dockerfile: the bundle's folder, or `<name>/model` in
         kaos 1.0's layout (`-f <name>/Dockerfile <name>/model`). The requirements file in it
@@ -157,7 +154,7 @@ class DockerExecutor:
         dockerfile: Path,
         tag: str,
         labels: dict[str, str],
-        log: LogWriter,
+        log: JobLog,
         cancel: Cancel,
     ) -> None:
         args = dict(self.settings.build_args)
@@ -203,8 +200,12 @@ class DockerExecutor:
             _remove(container)
         recover_job_dirs(self.jobs)
 
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+
     # -- train ------------------------------------------------------------------------------
-    def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome:
+    def train(self, request: TrainRequest, log: JobLog, cancel: Cancel) -> TrainOutcome:
         import docker.errors
 
         root = self.jobs / f"{request.job_id}-{request.index}-{uuid.uuid4().hex[:6]}"

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from kaos.executors.base import BuildFailed, Cancel, Killed
+from kaos.errors import BuildFailed, Killed
 from kaos.executors.process import LogTail, run_logged
 from kaos.pipeline.envspec import (
     REQUIREMENTS,
@@ -29,8 +29,8 @@ from kaos.pipeline.envspec import (
     env_spec,
     resolver_reason,
 )
+from kaos.pipeline.executor import Cancel, JobLog
 from kaos.pipeline.lockstore import EnvLock, read_lock, store_lock
-from kaos.pipeline.logs import LogWriter
 from kaos.store import ContentStore, Tree
 from kaos.store.hashing import hash_bytes
 
@@ -48,7 +48,7 @@ class Locker:
         self.python = python  # "3.11": what locks are resolved for
 
     def lock(
-        self, tree: Tree, name: str, log: LogWriter, cancel: Cancel, refresh: bool = False
+        self, tree: Tree, name: str, log: JobLog, cancel: Cancel, refresh: bool = False
     ) -> EnvLock | None:
         """The source's lock: shipped, stored for the same requirements, or resolved now."""
         spec = env_spec(tree, name)
@@ -85,7 +85,7 @@ class Locker:
     def read(self, digest: str) -> EnvLock:
         return read_lock(self.store, digest)
 
-    def _resolve(self, path: str, requirements: bytes, log: LogWriter, cancel: Cancel) -> EnvLock:
+    def _resolve(self, path: str, requirements: bytes, log: JobLog, cancel: Cancel) -> EnvLock:
         log.write(f"kaos: resolving {path} into a lock for Python {self.python}\n")
         tail = LogTail(log)
         with tempfile.TemporaryDirectory(prefix="kaos-lock-") as tmp:

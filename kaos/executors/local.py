@@ -19,16 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kaos.executors.base import (
-    BuildFailed,
-    BuildRequest,
-    BuiltImage,
-    Cancel,
-    Killed,
-    TrainFailed,
-    TrainOutcome,
-    TrainRequest,
-)
+from kaos.errors import BuildFailed, Killed, TrainFailed
 from kaos.executors.environment import child_env
 from kaos.executors.envlock import Locker
 from kaos.executors.host import SandboxStatus, host_layout, python_folders, sandbox_status
@@ -37,8 +28,15 @@ from kaos.executors.sandbox import Sandbox, bwrap_argv
 from kaos.executors.view import inside_dirs, job_mounts
 from kaos.executors.workdir import TrainDirs, collect, prepare
 from kaos.pipeline.envspec import env_spec, missing_module_hint
+from kaos.pipeline.executor import (
+    BuildRequest,
+    BuiltImage,
+    Cancel,
+    JobLog,
+    TrainOutcome,
+    TrainRequest,
+)
 from kaos.pipeline.lockstore import EnvLock
-from kaos.pipeline.logs import LogWriter
 from kaos.store import ContentStore
 from kaos.store.hashing import hash_bytes
 
@@ -92,7 +90,7 @@ class LocalExecutor:
         version = ".".join(map(str, sys.version_info[:3]))
         return hash_bytes(f"python {version}\nlock {lock or '-'}\n".encode())
 
-    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> BuiltImage:
+    def build(self, request: BuildRequest, log: JobLog, cancel: Cancel) -> BuiltImage:
         if request.lock is not None:
             lock: EnvLock | None = self.locker.read(request.lock)
         else:
@@ -114,9 +112,7 @@ class LocalExecutor:
             (env_dir / READY_MARK).write_text(f"{digest or '-'}\n")
         return BuiltImage(key, digest)
 
-    def _make_env(
-        self, env_dir: Path, lock: EnvLock | None, log: LogWriter, cancel: Cancel
-    ) -> None:
+    def _make_env(self, env_dir: Path, lock: EnvLock | None, log: JobLog, cancel: Cancel) -> None:
         uv, env = self.locker.uv, self._uv_env()
         log.write(f"kaos: creating environment {env_dir.name[:12]} with uv\n")
         code = run_logged([uv, "venv", "--python", self.python, str(env_dir)], log, cancel, env=env)
@@ -145,8 +141,11 @@ class LocalExecutor:
     def recover(self) -> None:
         recover_job_dirs(self.jobs)
 
+    def close(self) -> None:
+        """Nothing to let go of: every process ends with its job."""
+
     # -- train ------------------------------------------------------------------------------
-    def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome:
+    def train(self, request: TrainRequest, log: JobLog, cancel: Cancel) -> TrainOutcome:
         env_dir = self.envs / request.image
         if self.sandbox.enabled and self.sandbox.problem:
             raise TrainFailed(

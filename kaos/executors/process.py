@@ -12,8 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kaos.executors.base import Cancel
-from kaos.pipeline.logs import LogWriter
+from kaos.pipeline.executor import Cancel, JobLog
 
 KILL_GRACE_S = 5.0
 LINE_MAX = 64 << 10  # bytes of one log line held in memory at once
@@ -21,7 +20,7 @@ LINE_MAX = 64 << 10  # bytes of one log line held in memory at once
 
 def run_logged(
     cmd: Sequence[str],
-    log: LogWriter,
+    log: JobLog,
     cancel: Cancel,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -65,7 +64,7 @@ def run_logged(
     return proc.wait()
 
 
-def _pump(proc: subprocess.Popen[bytes], log: LogWriter, done: threading.Event) -> None:
+def _pump(proc: subprocess.Popen[bytes], log: JobLog, done: threading.Event) -> None:
     """Copy output to the log line by line; a line longer than LINE_MAX is cut into pieces,
     so one endless line costs bounded memory."""
     assert proc.stdout is not None
@@ -140,7 +139,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 class LogTail:
     """A log that also keeps its last lines, to quote a failing command's own reason."""
 
-    def __init__(self, log: LogWriter, keep: int = 40) -> None:
+    def __init__(self, log: JobLog, keep: int = 40) -> None:
         self._log = log
         self._keep = keep
         self.lines: list[str] = []

@@ -15,19 +15,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from kaos.errors import ConfigError
-from kaos.executors.base import (
+from kaos.errors import ConfigError, Killed, TrainFailed
+from kaos.executors.local import BuildSettings, LocalExecutor
+from kaos.pipeline.executor import (
     BuildRequest,
     BuiltImage,
     Cancel,
-    Killed,
-    TrainFailed,
+    JobLog,
     TrainOutcome,
     TrainRequest,
 )
-from kaos.executors.local import BuildSettings, LocalExecutor
 from kaos.pipeline.inputs import memory_bytes
-from kaos.pipeline.logs import LogWriter
 from kaos.store import ContentStore
 from kaos.store.backends.local import LocalBackend
 
@@ -81,15 +79,18 @@ class RayExecutor:
             )
 
     # -- build: validated on the server; every node makes the same environment on first use -----
-    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> BuiltImage:
+    def build(self, request: BuildRequest, log: JobLog, cancel: Cancel) -> BuiltImage:
         """The lock is found or resolved here, once; nodes make their environment from it."""
         return self.local.build(request, log, cancel)
 
     def image_exists(self, image: str) -> bool:
         return self.local.image_exists(image)
 
+    def recover(self) -> None:
+        self.local.recover()
+
     # -- train --------------------------------------------------------------------------------
-    def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome:
+    def train(self, request: TrainRequest, log: JobLog, cancel: Cancel) -> TrainOutcome:
         ray = _ray()
         exceptions = ray.exceptions
         spec = {
@@ -212,17 +213,22 @@ class LogRelay:
 
 
 class _RelayLog:
-    """The LogWriter a task writes to: fire-and-forget calls to the relay actor."""
+    """The job log a task writes to: fire-and-forget calls to the relay actor."""
 
     def __init__(self, relay: Any, path: str, prefix: str) -> None:
-        self._relay, self.path, self.prefix = relay, Path(path), prefix
+        self._relay, self._path, self._prefix = relay, Path(path), prefix
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
 
     def write(self, text: str) -> None:
         if text:
-            self._relay.write.remote(str(self.path), self.prefix, text)
-
-    def with_prefix(self, prefix: str) -> _RelayLog:
-        return _RelayLog(self._relay, str(self.path), prefix)
+            self._relay.write.remote(str(self._path), self._prefix, text)
 
 
 def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
@@ -241,14 +247,10 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
     cancel = Cancel()
     built = executor.build(
         BuildRequest(request.job_id, request.source, request.bundle_name, lock=request.lock),
-        log,  # type: ignore[arg-type]
+        log,
         cancel,
     )
-    outcome = executor.train(
-        TrainRequest(**{**fields, "image": built.ref}),
-        log,  # type: ignore[arg-type]
-        cancel,
-    )
+    outcome = executor.train(TrainRequest(**{**fields, "image": built.ref}), log, cancel)
     return {
         "output_tree": outcome.output_tree,
         "metrics": outcome.metrics,

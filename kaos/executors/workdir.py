@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from kaos.executors.base import TrainFailed, TrainOutcome, TrainRequest
-from kaos.pipeline.logs import LogWriter
+from kaos.errors import TrainFailed
+from kaos.pipeline.executor import JobLog, TrainOutcome, TrainRequest
 from kaos.store import ContentStore
 from kaos.store.scan import scan_folder
 
@@ -72,7 +72,7 @@ def prepare(store: ContentStore, request: TrainRequest, root: Path) -> TrainDirs
 
 
 def collect(
-    store: ContentStore, dirs: TrainDirs, log: LogWriter, node: str | None = None
+    store: ContentStore, dirs: TrainDirs, log: JobLog, node: str | None = None
 ) -> TrainOutcome:
     """Read the metrics, store the output tree; refuse outputs that break the contract."""
     metrics = read_metrics(dirs.output / METRICS_FILE, log)
@@ -82,7 +82,7 @@ def collect(
     return TrainOutcome(tree.digest, metrics, node)
 
 
-def read_metrics(path: Path, log: LogWriter) -> dict[str, float | int | str | bool | None]:
+def read_metrics(path: Path, log: JobLog) -> dict[str, float | int | str | bool | None]:
     if not path.is_file():
         log.write(f"kaos: no {METRICS_FILE} was written; the model has no metrics\n")
         return {}

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kaos.errors import KaosError
+from kaos.errors import QueryError
 from kaos.pipeline.records import Model
 
 MAX_PAGE = 1000
@@ -22,10 +22,6 @@ _KEY = re.compile(r'^[^"\\\x00-\x1f]{1,128}$')  # any metric or hyperparameter n
 _FILTER = re.compile(r"^\s*(?P<field>[^<>=!]+?)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.+?)\s*$")
 PLAIN_SORTS = ("created", "finished", "model_id")
 _MINIMISED = re.compile(r"loss|err|mse|mae|rmse|perplexity|latency", re.IGNORECASE)
-
-
-class QueryError(KaosError):
-    http_status = 422
 
 
 @dataclass(frozen=True)

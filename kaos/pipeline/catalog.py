@@ -6,35 +6,33 @@ today, so another database can replace it without touching the engine.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from kaos.errors import KaosError
+from kaos.errors import NotFound, WorkspaceBusy
 from kaos.pipeline.browse import ModelQuery, ModelRow
-from kaos.pipeline.ids import NotFound, resolve_prefix
+from kaos.pipeline.ids import resolve_prefix
 from kaos.pipeline.inputs import TrainingInputs
-from kaos.pipeline.plan import CatalogView, ImageState
+from kaos.pipeline.plan import CatalogView
 from kaos.pipeline.records import Deploy, Image, Job, Model, Workspace
-from kaos.pipeline.states import ACTIVE_STATES, JobState
-from kaos.serving.records import (
-    Cause,
-    Endpoint,
-    EndpointState,
-    Revision,
-    RevisionState,
-    ServeOptions,
+from kaos.pipeline.rows import (
+    DEPLOYS,
+    ENDPOINTS,
+    IMAGES,
+    JOBS,
+    MODELS,
+    REVISIONS,
+    WORKSPACES,
+    Table,
 )
-
-
-class WorkspaceBusy(KaosError):
-    http_status = 409
-
+from kaos.pipeline.states import ACTIVE_STATES, ImageState, JobState
+from kaos.serving.records import Endpoint, EndpointState, Revision
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
@@ -70,6 +68,15 @@ CREATE TABLE IF NOT EXISTS revisions (
     stats TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS revisions_by_endpoint ON revisions (workspace, name, id);
 """
+ADDED_COLUMNS = (("images", "lock"), ("jobs", "lock"))  # added after catalogs were in use
+
+# What may change after a row is written (everything else is fixed at insert).
+UPDATABLE = {
+    "jobs": {"state", "started", "finished", "image", "reason", "lock"},
+    "models": {"state", "model_id", "output_tree", "metrics", "started", "finished", "reason"}
+    | {"node"},
+    "revisions": {"state", "started", "stopped", "port", "pid", "reason", "stats"},
+}
 
 
 class Catalog(Protocol):
@@ -90,7 +97,7 @@ class Catalog(Protocol):
     def image(self, source: str, builder: str) -> Image | None: ...
     def set_image(self, image: Image) -> None: ...
     def view(self, builder: str, train_keys: list[str]) -> CatalogView: ...
-    def add_job(self, job: Job, models: list[Model] = ...) -> None: ...
+    def add_job(self, job: Job, models: Sequence[Model] = ...) -> None: ...
     def update_job(self, job_id: str, **fields: Any) -> None: ...
     def job(self, job_id: str) -> Job: ...
     def find_job(self, prefix: str) -> Job: ...
@@ -114,7 +121,7 @@ class SqliteCatalog:
 
     def _add_missing_columns(self) -> None:
         """Catalogs made before a column existed get it (NULL for their old rows)."""
-        for table, column in _ADDED_COLUMNS:
+        for table, column in ADDED_COLUMNS:
             names = {r["name"] for r in self._query(f"PRAGMA table_info({table})")}
             if column not in names:
                 self._db().execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
@@ -152,10 +159,7 @@ class SqliteCatalog:
         with self._tx() as db:
             row = db.execute("SELECT * FROM workspaces WHERE name = ?", (name,)).fetchone()
             if row is None:
-                db.execute(
-                    "INSERT INTO workspaces VALUES (?, ?, ?)",
-                    (name, time.time(), json.dumps(TrainingInputs().to_json())),
-                )
+                WORKSPACES.insert(db, [Workspace(name, time.time())])
         return self.workspace(name)
 
     def workspace(self, name: str) -> Workspace:
@@ -164,10 +168,10 @@ class SqliteCatalog:
             raise NotFound(
                 f"no workspace named {name!r}", "create it with 'kaos workspace create -n NAME'"
             )
-        return _workspace(rows[0])
+        return WORKSPACES.of(rows[0])
 
     def workspaces(self) -> list[Workspace]:
-        return [_workspace(r) for r in self._query("SELECT * FROM workspaces ORDER BY name")]
+        return [WORKSPACES.of(r) for r in self._query("SELECT * FROM workspaces ORDER BY name")]
 
     def delete_workspace(self, name: str) -> None:
         """Forget a workspace and its history (stored content stays until gc). Refused while
@@ -212,27 +216,24 @@ class SqliteCatalog:
         force: bool,
     ) -> Deploy:
         """Record the deploy and make its inputs the workspace's current ones, atomically."""
-        now = time.time()
-        payload = json.dumps(inputs.to_json())
+        deploy = Deploy(0, workspace, author, time.time(), inputs, changed, force)
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO deploys (workspace, author, time, inputs, changed, force)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (workspace, author, now, payload, json.dumps(changed), int(force)),
+            deploy_id = DEPLOYS.insert_one(db, deploy)
+            db.execute(
+                "UPDATE workspaces SET inputs = :inputs WHERE name = :name",
+                WORKSPACES.values({"inputs": inputs, "name": workspace}),
             )
-            db.execute("UPDATE workspaces SET inputs = ? WHERE name = ?", (payload, workspace))
-            deploy_id = cur.lastrowid
-        return Deploy(deploy_id or 0, workspace, author, now, inputs, changed, force)
+        return replace(deploy, id=deploy_id)
 
     def deploys(self, workspace: str) -> list[Deploy]:
         rows = self._query("SELECT * FROM deploys WHERE workspace = ? ORDER BY id", (workspace,))
-        return [_deploy(r) for r in rows]
+        return [DEPLOYS.of(r) for r in rows]
 
     def deploy(self, deploy_id: int) -> Deploy:
         rows = self._query("SELECT * FROM deploys WHERE id = ?", (deploy_id,))
         if not rows:
             raise NotFound(f"no deploy {deploy_id}")
-        return _deploy(rows[0])
+        return DEPLOYS.of(rows[0])
 
     def workspaces_using_source(self, source: str) -> list[Workspace]:
         return [w for w in self.workspaces() if w.inputs.source == source]
@@ -242,22 +243,18 @@ class SqliteCatalog:
         rows = self._query(
             "SELECT * FROM images WHERE source = ? AND builder = ?", (source, builder)
         )
-        return Image(**dict(rows[0])) if rows else None
+        return IMAGES.of(rows[0]) if rows else None
 
     def set_image(self, image: Image) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO images (source, builder, state, job_id, ref, lock)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (image.source, image.builder, image.state, image.job_id, image.ref, image.lock),
-            )
+            IMAGES.insert(db, [image], verb="INSERT OR REPLACE")
 
     def view(self, builder: str, train_keys: list[str]) -> CatalogView:
         images = {
             r["source"]: ImageState(r["state"])
             for r in self._query(
-                "SELECT source, state FROM images WHERE builder = ? AND state != 'failed'",
-                (builder,),
+                "SELECT source, state FROM images WHERE builder = ? AND state != ?",
+                (builder, ImageState.FAILED.value),
             )
         }
         models: dict[str, str] = {}
@@ -277,58 +274,19 @@ class SqliteCatalog:
         return CatalogView(images, models, frozenset(training))
 
     # -- jobs and models ----------------------------------------------------------------------
-    def add_job(self, job: Job, models: list[Model] = ()) -> None:  # type: ignore[assignment]
+    def add_job(self, job: Job, models: Sequence[Model] = ()) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    job.id,
-                    job.kind,
-                    job.workspace,
-                    job.deploy_id,
-                    job.state.value,
-                    job.created,
-                    job.started,
-                    job.finished,
-                    job.source,
-                    job.data,
-                    job.image,
-                    job.author,
-                    int(job.hyperopt),
-                    job.parallelism,
-                    job.reason,
-                    job.lock,
-                ),
-            )
-            db.executemany(
-                "INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        m.job_id,
-                        m.index,
-                        m.train_key,
-                        json.dumps(m.params),
-                        m.state.value,
-                        m.model_id,
-                        m.output_tree,
-                        json.dumps(m.metrics),
-                        m.started,
-                        m.finished,
-                        m.reason,
-                        m.node,
-                    )
-                    for m in models
-                ],
-            )
+            JOBS.insert(db, [job])
+            MODELS.insert(db, models)
 
     def update_job(self, job_id: str, **fields: Any) -> None:
-        _update(self, "jobs", "id = ?", (job_id,), fields)
+        self._update(JOBS, {"id": job_id}, fields)
 
     def job(self, job_id: str) -> Job:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if not rows:
             raise NotFound(f"no job {job_id}", "list jobs with 'kaos train list'")
-        return _job(rows[0])
+        return JOBS.of(rows[0])
 
     def find_job(self, prefix: str) -> Job:
         like = prefix.strip().lower().replace("%", "").replace("_", "") + "%"
@@ -338,14 +296,14 @@ class SqliteCatalog:
     def jobs(self, workspace: str, kind: str | None = None) -> list[Job]:
         sql = "SELECT * FROM jobs WHERE workspace = ?" + (" AND kind = ?" if kind else "")
         args = (workspace, kind) if kind else (workspace,)
-        return [_job(r) for r in self._query(sql + " ORDER BY created DESC, rowid DESC", args)]
+        return [JOBS.of(r) for r in self._query(sql + " ORDER BY created DESC, rowid DESC", args)]
 
     def update_model(self, job_id: str, index: int, **fields: Any) -> None:
-        _update(self, "models", "job_id = ? AND ind = ?", (job_id, index), fields)
+        self._update(MODELS, {"job_id": job_id, "index": index}, fields)
 
     def models(self, job_id: str) -> list[Model]:
         return [
-            _model(r)
+            MODELS.of(r)
             for r in self._query("SELECT * FROM models WHERE job_id = ? ORDER BY ind", (job_id,))
         ]
 
@@ -356,88 +314,48 @@ class SqliteCatalog:
             (like, JobState.SUCCESS.value),
         )
         by_id = {r["model_id"]: r for r in rows}
-        return _model(by_id[resolve_prefix(model_id_prefix, by_id, "model")])
+        return MODELS.of(by_id[resolve_prefix(model_id_prefix, by_id, "model")])
 
     # -- serving: endpoints point at revisions, revisions at models ----------------------------
     def put_endpoint(self, endpoint: Endpoint) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO endpoints"
-                " (workspace, name, state, revision, follow, options, created, reason)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    endpoint.workspace,
-                    endpoint.name,
-                    endpoint.state.value,
-                    endpoint.revision,
-                    endpoint.follow,
-                    json.dumps(endpoint.options.to_json()),
-                    endpoint.created,
-                    endpoint.reason,
-                ),
-            )
+            ENDPOINTS.insert(db, [endpoint], verb="INSERT OR REPLACE")
 
     def endpoint(self, workspace: str, name: str) -> Endpoint | None:
         rows = self._query(
             "SELECT * FROM endpoints WHERE workspace = ? AND name = ?", (workspace, name)
         )
-        return _endpoint(rows[0]) if rows else None
+        return ENDPOINTS.of(rows[0]) if rows else None
 
     def endpoints(self, workspace: str | None = None) -> list[Endpoint]:
         if workspace is None:
-            return [_endpoint(r) for r in self._query("SELECT * FROM endpoints ORDER BY name")]
+            return [ENDPOINTS.of(r) for r in self._query("SELECT * FROM endpoints ORDER BY name")]
         rows = self._query(
             "SELECT * FROM endpoints WHERE workspace = ? ORDER BY name", (workspace,)
         )
-        return [_endpoint(r) for r in rows]
+        return [ENDPOINTS.of(r) for r in rows]
 
     def add_revision(self, revision: Revision) -> Revision:
         """Store a new revision; its id is the catalog's (the one given is ignored)."""
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO revisions (workspace, name, model_id, state, cause, created, parent,"
-                " previous_model, metric, value, previous_value)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    revision.workspace,
-                    revision.name,
-                    revision.model_id,
-                    revision.state.value,
-                    revision.cause.value,
-                    revision.created,
-                    revision.parent,
-                    revision.previous_model,
-                    revision.metric,
-                    revision.value,
-                    revision.previous_value,
-                ),
-            )
-        return self.revision(cur.lastrowid or 0)
+            revision_id = REVISIONS.insert_one(db, revision)
+        return self.revision(revision_id)
 
     def update_revision(self, revision_id: int, **fields: Any) -> None:
-        unknown = set(fields) - _REVISION_COLUMNS
-        if unknown:
-            raise ValueError(f"cannot update {sorted(unknown)} of revisions")
-        values = [
-            v.value if isinstance(v, RevisionState) else json.dumps(v) if isinstance(v, dict) else v
-            for v in fields.values()
-        ]
-        sets = ", ".join(f"{name} = ?" for name in fields)
-        with self._tx() as db:
-            db.execute(f"UPDATE revisions SET {sets} WHERE id = ?", (*values, revision_id))
+        self._update(REVISIONS, {"id": revision_id}, fields)
 
     def revision(self, revision_id: int) -> Revision:
         rows = self._query("SELECT * FROM revisions WHERE id = ?", (revision_id,))
         if not rows:
             raise NotFound(f"no revision {revision_id}")
-        return _revision(rows[0])
+        return REVISIONS.of(rows[0])
 
     def revisions(self, workspace: str, name: str) -> list[Revision]:
         rows = self._query(
             "SELECT * FROM revisions WHERE workspace = ? AND name = ? ORDER BY id",
             (workspace, name),
         )
-        return [_revision(r) for r in rows]
+        return [REVISIONS.of(r) for r in rows]
 
     # -- browsing (the dashboard and scripts): pages of a workspace's history -----------------
     def model_rows(self, workspace: str, query: ModelQuery) -> tuple[int, list[ModelRow]]:
@@ -479,7 +397,8 @@ class SqliteCatalog:
             " WHERE j.workspace = ?",
             (workspace,),
         )
-        return [(json.loads(r["metrics"]), json.loads(r["params"])) for r in rows]
+        decode = MODELS.decode
+        return [(decode["metrics"](r["metrics"]), decode["params"](r["params"])) for r in rows]
 
     def deploys_page(self, workspace: str, limit: int, offset: int) -> tuple[int, list[Deploy]]:
         """(how many, one page of them newest first)."""
@@ -488,7 +407,7 @@ class SqliteCatalog:
             "SELECT * FROM deploys WHERE workspace = ? ORDER BY id DESC LIMIT ? OFFSET ?",
             (workspace, limit, offset),
         )
-        return total, [_deploy(r) for r in rows]
+        return total, [DEPLOYS.of(r) for r in rows]
 
     def jobs_of_deploys(self, deploy_ids: list[int]) -> dict[int, list[Job]]:
         found: dict[int, list[Job]] = {i: [] for i in deploy_ids}
@@ -498,8 +417,20 @@ class SqliteCatalog:
                 f"SELECT * FROM jobs WHERE deploy_id IN ({marks}) ORDER BY created, rowid",
                 tuple(deploy_ids),
             ):
-                found[r["deploy_id"]].append(_job(r))
+                found[r["deploy_id"]].append(JOBS.of(r))
         return found
+
+    def _update(self, table: Table[Any], key: dict[str, Any], changes: dict[str, Any]) -> None:
+        """Set a few fields of one row; only those that change after insert may."""
+        unknown = set(changes) - UPDATABLE[table.name]
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)} of {table.name}")
+        values = table.values(changes)
+        keys = {f"key_{column}": value for column, value in table.values(key).items()}
+        sets = ", ".join(f"{column} = :{column}" for column in values)
+        where = " AND ".join(f"{name[4:]} = :{name}" for name in keys)
+        with self._tx() as db:
+            db.execute(f"UPDATE {table.name} SET {sets} WHERE {where}", {**values, **keys})
 
     # -- recovery and checks ------------------------------------------------------------------
     def fail_interrupted(self, reason: str) -> int:
@@ -524,15 +455,12 @@ class SqliteCatalog:
         for ws in self.workspaces():
             trees.update(t for t in (ws.inputs.source, ws.inputs.data) if t)
         for row in self._query(
-            "SELECT source, data FROM jobs UNION SELECT inputs, NULL FROM deploys"
-            " UNION SELECT lock, NULL FROM jobs UNION SELECT lock, NULL FROM images"
+            "SELECT source, data, lock FROM jobs UNION SELECT lock, NULL, NULL FROM images"
         ):
-            for value in row:
-                if value and value.startswith("{"):
-                    inputs = TrainingInputs.from_json(json.loads(value))
-                    trees.update(t for t in (inputs.source, inputs.data) if t)
-                elif value:
-                    trees.add(value)
+            trees.update(t for t in row if t)
+        for deploy in self._query("SELECT * FROM deploys"):
+            inputs = DEPLOYS.of(deploy).inputs
+            trees.update(t for t in (inputs.source, inputs.data) if t)
         trees.update(
             r[0]
             for r in self._query("SELECT output_tree FROM models WHERE output_tree IS NOT NULL")
@@ -545,138 +473,9 @@ class SqliteCatalog:
         return problems
 
 
-_ADDED_COLUMNS = (("images", "lock"), ("jobs", "lock"))
-_JOB_COLUMNS = {"state", "started", "finished", "image", "reason", "lock"}
-_MODEL_COLUMNS = {
-    "state",
-    "model_id",
-    "output_tree",
-    "metrics",
-    "started",
-    "finished",
-    "reason",
-    "node",
-}
-
-
-_REVISION_COLUMNS = {"state", "started", "stopped", "port", "pid", "reason", "stats"}
-
-
-def _update(
-    catalog: SqliteCatalog, table: str, where: str, key: tuple[Any, ...], fields: dict[str, Any]
-) -> None:
-    allowed = _JOB_COLUMNS if table == "jobs" else _MODEL_COLUMNS
-    unknown = set(fields) - allowed
-    if unknown:
-        raise ValueError(f"cannot update {sorted(unknown)} of {table}")
-    values = [
-        v.value if isinstance(v, JobState) else json.dumps(v) if isinstance(v, dict) else v
-        for v in fields.values()
-    ]
-    sets = ", ".join(f"{name} = ?" for name in fields)
-    with catalog._tx() as db:
-        db.execute(f"UPDATE {table} SET {sets} WHERE {where}", (*values, *key))
-
-
-def _column_value(value: Any) -> Any:
-    if isinstance(value, JobState):
-        return value.value
-    return json.dumps(value) if isinstance(value, dict) else value
-
-
-def _workspace(r: sqlite3.Row) -> Workspace:
-    return Workspace(r["name"], r["created"], TrainingInputs.from_json(json.loads(r["inputs"])))
-
-
-def _deploy(r: sqlite3.Row) -> Deploy:
-    return Deploy(
-        r["id"],
-        r["workspace"],
-        r["author"],
-        r["time"],
-        TrainingInputs.from_json(json.loads(r["inputs"])),
-        json.loads(r["changed"]),
-        bool(r["force"]),
-    )
-
-
-def _job(r: sqlite3.Row) -> Job:
-    return Job(
-        r["id"],
-        r["kind"],
-        r["workspace"],
-        r["deploy_id"],
-        JobState(r["state"]),
-        r["created"],
-        r["started"],
-        r["finished"],
-        r["source"],
-        r["data"],
-        r["image"],
-        r["author"],
-        bool(r["hyperopt"]),
-        r["parallelism"],
-        r["reason"],
-        r["lock"],
-    )
-
-
-def _model(r: sqlite3.Row) -> Model:
-    return Model(
-        r["job_id"],
-        r["ind"],
-        r["train_key"],
-        json.loads(r["params"]),
-        JobState(r["state"]),
-        r["model_id"],
-        r["output_tree"],
-        json.loads(r["metrics"]),
-        r["started"],
-        r["finished"],
-        r["reason"],
-        r["node"],
-    )
-
-
-def _endpoint(r: sqlite3.Row) -> Endpoint:
-    return Endpoint(
-        workspace=r["workspace"],
-        name=r["name"],
-        state=EndpointState(r["state"]),
-        revision=r["revision"],
-        follow=r["follow"],
-        options=ServeOptions.from_json(json.loads(r["options"])),
-        created=r["created"],
-        reason=r["reason"],
-    )
-
-
-def _revision(r: sqlite3.Row) -> Revision:
-    return Revision(
-        id=r["id"],
-        workspace=r["workspace"],
-        name=r["name"],
-        model_id=r["model_id"],
-        state=RevisionState(r["state"]),
-        cause=Cause(r["cause"]),
-        created=r["created"],
-        parent=r["parent"],
-        started=r["started"],
-        stopped=r["stopped"],
-        port=r["port"],
-        pid=r["pid"],
-        previous_model=r["previous_model"],
-        metric=r["metric"],
-        value=r["value"],
-        previous_value=r["previous_value"],
-        reason=r["reason"],
-        stats=json.loads(r["stats"] or "{}"),
-    )
-
-
 def _model_row(r: sqlite3.Row) -> ModelRow:
     return ModelRow(
-        _model(r),
+        MODELS.of(r),
         r["workspace"],
         r["deploy_id"],
         r["job_created"],

@@ -10,25 +10,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kaos.errors import KaosError, ObjectNotFound
-from kaos.executors.base import BuildFailed, BuildRequest, Cancel, Executor, Killed, TrainRequest
+from kaos.errors import BuildFailed, JobFinished, KaosError, Killed, ObjectNotFound
 from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import Catalog
 from kaos.pipeline.envspec import base_only_note, env_spec
+from kaos.pipeline.executor import BuildRequest, Cancel, Executor, JobLog, TrainRequest
 from kaos.pipeline.ids import image_name, model_id, new_job_id
 from kaos.pipeline.inputs import InputsChange, TrainingInputs, train_seed
-from kaos.pipeline.logs import JobLogs, LogWriter
-from kaos.pipeline.plan import ImageState, Plan, TrainTask, plan, tasks_for
+from kaos.pipeline.logs import JobLogs
+from kaos.pipeline.plan import Plan, TrainTask, plan, tasks_for
 from kaos.pipeline.records import Deploy, Image, Job, Model
 from kaos.pipeline.reproduce import ReproducePlan, plan_reproduce
-from kaos.pipeline.states import JobState, overall_state
+from kaos.pipeline.states import ImageState, JobKind, JobState, overall_state
 from kaos.store import ContentStore
 
 RESTART_REASON = "the server stopped while this job was running; deploy again to retry"
-
-
-class JobFinished(KaosError):
-    http_status = 409
 
 
 @dataclass(frozen=True)
@@ -63,9 +59,7 @@ class Pipeline:
     def recover(self) -> int:
         """Jobs left running by a previous process are failed, with the reason recorded, and
         what they left behind (processes, containers, folders) is cleaned up."""
-        recover = getattr(self.executor, "recover", None)
-        if recover is not None:
-            recover()
+        self.executor.recover()
         return self.catalog.fail_interrupted(RESTART_REASON)
 
     # -- deploys ----------------------------------------------------------------------------
@@ -193,7 +187,7 @@ class Pipeline:
     ) -> Job:
         job = Job(
             new_job_id(),
-            "build",
+            JobKind.BUILD,
             workspace,
             deploy.id,
             JobState.STARTING,
@@ -273,7 +267,7 @@ class Pipeline:
         assert inputs.source and inputs.data
         job = Job(
             new_job_id(),
-            "train",
+            JobKind.TRAIN,
             workspace,
             deploy.id,
             JobState.STARTING,
@@ -320,7 +314,7 @@ class Pipeline:
         model: Model,
         inputs: TrainingInputs,
         name: str,
-        log: LogWriter,
+        log: JobLog,
         cancel: Cancel,
     ) -> None:
         with self._slots:

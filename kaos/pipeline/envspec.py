@@ -9,16 +9,12 @@ import re
 import tomllib
 from dataclasses import dataclass
 
-from kaos.errors import KaosError
+from kaos.errors import LockError
 from kaos.store.tree import Tree
 
 LOCK_NAMES = ("pylock.toml", "requirements.lock")  # what a source may ship
 REQUIREMENTS = "requirements.txt"
 PLACES = ("", "model/")
-
-
-class LockError(KaosError):
-    """A lock that cannot be used: unparsable, unpinned, or corrupt in the store."""
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,9 @@ import re
 import uuid
 from collections.abc import Iterable
 
-from kaos.errors import KaosError
+from kaos.errors import Ambiguous, NotFound
 
 MODEL_ID = re.compile(r"^[0-9a-f]{5}_[0-9a-f]{5}:[0-9a-f]{6}$")
-
-
-class NotFound(KaosError):
-    http_status = 404
-
-
-class Ambiguous(KaosError):
-    http_status = 409
 
 
 def new_job_id() -> str:

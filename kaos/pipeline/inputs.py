@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kaos.errors import KaosError
+from kaos.errors import InputError
 from kaos.store.hashing import hash_bytes
 
 Scalar = str | int | float | bool | None
@@ -17,10 +17,6 @@ DEFAULT_MAX_COMBINATIONS = 1000
 MAX_CPU = 1024  # bounds on what one model may ask for: beyond them a value is a typo
 MAX_GPU = 64
 MAX_MEMORY = 1 << 50
-
-
-class InputError(KaosError):
-    """Training inputs that cannot be used as given (bad grid, bad resources...)."""
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kaos.errors import LockError
 from kaos.pipeline.bundles import source_bundle_name
 from kaos.pipeline.diff import locked_versions, normalize
-from kaos.pipeline.envspec import LOCK_NAMES, LockError, check_lock, env_spec, logical_lines
+from kaos.pipeline.envspec import LOCK_NAMES, check_lock, env_spec, logical_lines
 from kaos.store import ContentStore, Tree, TreeEntry
 from kaos.store.hashing import hash_bytes
 

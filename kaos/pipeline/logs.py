@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from kaos.pipeline.ids import NotFound
+from kaos.errors import NotFound
 
 
 class LogWriter:

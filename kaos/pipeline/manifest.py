@@ -10,14 +10,10 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from kaos.errors import KaosError, UnsafePathError
+from kaos.errors import ManifestError, UnsafePathError
 from kaos.store.paths import check_relative_path
 
 MAX_ENTRIES = 10_000
-
-
-class ManifestError(KaosError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from kaos.pipeline.inputs import Scalar, TrainingInputs, train_key
-
-
-class ImageState(StrEnum):
-    READY = "ready"
-    BUILDING = "building"
-    FAILED = "failed"  # recorded for users; the catalog's view leaves it out, so it is retried
+from kaos.pipeline.states import ImageState
 
 
 @dataclass(frozen=True)

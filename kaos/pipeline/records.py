@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaos.pipeline.inputs import TrainingInputs
-from kaos.pipeline.states import JobState
+from kaos.pipeline.states import ImageState, JobKind, JobState
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Deploy:
 class Image:
     source: str
     builder: str
-    state: str  # an ImageState value
+    state: ImageState
     job_id: str
     ref: str | None  # what the executor runs: an environment key, a docker tag
     lock: str | None = None  # the lock tree it was made from (None: base interpreter only)
@@ -40,7 +40,7 @@ class Image:
 @dataclass(frozen=True)
 class Job:
     id: str
-    kind: str  # "build" | "train"
+    kind: JobKind
     workspace: str
     deploy_id: int | None
     state: JobState

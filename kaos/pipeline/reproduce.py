@@ -11,17 +11,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from kaos.errors import KaosError
+from kaos.errors import KaosError, NotFound
 from kaos.pipeline.bundles import source_bundle_name
 from kaos.pipeline.catalog import Catalog
 from kaos.pipeline.diff import FileChange, diff_trees
-from kaos.pipeline.ids import NotFound, model_id, new_job_id
+from kaos.pipeline.ids import model_id, new_job_id
 from kaos.pipeline.inputs import Resources
 from kaos.pipeline.records import Job, Model
-from kaos.pipeline.states import JobState
+from kaos.pipeline.states import JobKind, JobState
 from kaos.store import ContentStore
 
-KIND = "reproduce"
 KEY_PREFIX = "reproduce:"
 
 
@@ -48,7 +47,7 @@ def plan_reproduce(
         resources = catalog.deploy(trained.deploy_id).inputs.resources
     job = Job(
         new_job_id(),
-        KIND,
+        JobKind.REPRODUCE,
         trained.workspace,
         None,
         JobState.STARTING,
@@ -83,7 +82,11 @@ def reproduction(catalog: Catalog, store: ContentStore, job_prefix: str) -> Repr
     """The state of a reproduction and, once it trained, how its output compares."""
     job = catalog.find_job(job_prefix)
     models = catalog.models(job.id)
-    if job.kind != KIND or len(models) != 1 or not models[0].train_key.startswith(KEY_PREFIX):
+    if (
+        job.kind != JobKind.REPRODUCE
+        or len(models) != 1
+        or not models[0].train_key.startswith(KEY_PREFIX)
+    ):
         raise NotFound(
             f"job {job.id} is not a reproduction", "start one with 'kaos train reproduce'"
         )

@@ -1,4 +1,6 @@
-"""Job states, as shown to users (the seed's wording)."""
+"""Every state the catalog records, as enums: jobs and models (the seed's wording), images, and
+the two kinds of job. The catalog stores their values; nothing compares against string literals.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from enum import StrEnum
 
 
 class JobState(StrEnum):
+    """The state of a job, and of each model a train job makes."""
+
     STARTING = "JOB_STARTING"
     RUNNING = "JOB_RUNNING"
     SUCCESS = "JOB_SUCCESS"
@@ -18,6 +22,20 @@ class JobState(StrEnum):
 
 
 ACTIVE_STATES = (JobState.STARTING.value, JobState.RUNNING.value)
+
+
+class ImageState(StrEnum):
+    """An image's state for one source and builder."""
+
+    READY = "ready"
+    BUILDING = "building"
+    FAILED = "failed"  # recorded for users; the catalog's view leaves it out, so it is retried
+
+
+class JobKind(StrEnum):
+    BUILD = "build"
+    TRAIN = "train"
+    REPRODUCE = "reproduce"  # a model trained again to check it (not among the train jobs)
 
 
 def overall_state(model_states: list[JobState], killed: bool) -> JobState:

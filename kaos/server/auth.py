@@ -11,14 +11,10 @@ import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kaos.errors import ConfigError, KaosError
+from kaos.errors import ConfigError, Unauthorized
 
 if TYPE_CHECKING:
     from kaos.server.settings import Settings
-
-
-class Unauthorized(KaosError):
-    http_status = 401
 
 
 class TokenTable:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from kaos.pipeline.manifest import ManifestEntry, ManifestError
+from kaos.errors import ManifestError
+from kaos.pipeline.manifest import ManifestEntry
 from kaos.store import ContentStore, Tree, TreeEntry
 from kaos.store.hashing import hash_file
 from kaos.store.scan import ScannedFolder

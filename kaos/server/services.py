@@ -5,11 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 from kaos.errors import ConfigError
-from kaos.executors.base import Executor
 from kaos.executors.local import BuildSettings, LocalExecutor
 from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
+from kaos.pipeline.executor import Executor
 from kaos.pipeline.logs import JobLogs
 from kaos.server.settings import Settings
 from kaos.serving.manager import ServingManager
@@ -38,9 +38,7 @@ class Services:
         Endpoint processes stop too, but stay RUNNING in the catalog, to come back at start."""
         self.serving.close()
         self.pipeline.shutdown()
-        close = getattr(self.executor, "close", None)
-        if close is not None:
-            close()
+        self.executor.close()
 
     def bundle_name(self, digest: str | None, kind: str) -> str | None:
         return self._names(digest, kind) if digest else None

@@ -23,13 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kaos.errors import KaosError, ObjectNotFound
-from kaos.executors.base import BuildRequest, Cancel
+from kaos.errors import KaosError, NotFound, NotServing, ObjectNotFound, ServeError
 from kaos.executors.process import kill_leftover
 from kaos.pipeline.bundles import serve_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import SqliteCatalog
-from kaos.pipeline.ids import NotFound
-from kaos.pipeline.logs import LogWriter
+from kaos.pipeline.executor import BuildRequest, Cancel, JobLog
 from kaos.pipeline.records import Model
 from kaos.pipeline.states import JobState
 from kaos.serving import process
@@ -51,16 +49,6 @@ DRAIN_TIMEOUT_S = 30.0
 DIRECT_GRACE_S = 0.3  # for clients of the old revision's own port, after the route moved
 FOLLOW_EVERY_S = 1.0
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class ServeError(KaosError):
-    """An endpoint cannot be deployed or moved as asked."""
-
-
-class NotServing(KaosError):
-    """The endpoint exists but has no live revision to answer (failed, killed, restarting)."""
-
-    http_status = 503
 
 
 @dataclass(frozen=True)
@@ -352,7 +340,7 @@ class ServingManager:
         if ref is None:
             log_path = self.root / "logs" / f"build-{digest}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = LogWriter(log_path, threading.Lock())
+            log = JobLog(log_path, threading.Lock())
             request = BuildRequest(f"serve-{digest[:12]}", digest, bundle)
             try:
                 ref = self.executor.build(request, log, Cancel()).ref

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from kaos.errors import KaosError
-from kaos.pipeline.ids import NotFound
+from kaos.errors import KaosError, NotFound, NotServing, ServeError
 from kaos.server.routes import services
 from kaos.server.schemas import (
     EndpointDetailOut,
@@ -20,7 +19,6 @@ from kaos.server.schemas import (
 )
 from kaos.server.services import Services
 from kaos.serving.forward import Forwarder
-from kaos.serving.manager import NotServing
 from kaos.serving.records import Endpoint, EndpointState, Revision, ServeOptions
 
 router = APIRouter(tags=["serving"])
@@ -139,7 +137,6 @@ def _default_name(svc: Services, model_id: str | None) -> str:
     """Without -n: the source bundle's name (`mnist`), as kaos 1.0 named endpoints."""
     if model_id is None:
         raise KaosError("name the endpoint", "pass -n NAME")
-    from kaos.serving.manager import ServeError
 
     try:
         model = svc.catalog.find_model(model_id)

@@ -1,27 +1,28 @@
-"""The executor contract: build an image for a source, train one model in it."""
+"""The executor contract, owned by the engine that calls it: build an image for a source, train
+one model in it. `kaos.executors` implements it; nothing here knows any executor.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from kaos.errors import KaosError
 from kaos.pipeline.inputs import Resources, Scalar
-from kaos.pipeline.logs import LogWriter
 
 
-class BuildFailed(KaosError):
-    """The build ran and failed; the reason is one line, the details are in the build log."""
+class JobLog(Protocol):
+    """Where an executor writes what a job prints: an append-only file, one line at a time."""
 
+    @property
+    def path(self) -> Path: ...
 
-class TrainFailed(KaosError):
-    """The train script failed, or its outputs break the contract."""
+    @property
+    def prefix(self) -> str: ...
 
-
-class Killed(KaosError):
-    """The job was killed on request."""
+    def write(self, text: str) -> None: ...
 
 
 class Cancel:
@@ -91,9 +92,11 @@ class TrainOutcome:
 
 
 class Executor(Protocol):
+    """Runs builds and trains; raises BuildFailed, TrainFailed or Killed (kaos.errors)."""
+
     kind: str
 
-    def build(self, request: BuildRequest, log: LogWriter, cancel: Cancel) -> BuiltImage:
+    def build(self, request: BuildRequest, log: JobLog, cancel: Cancel) -> BuiltImage:
         """Build (or find) the image for a source from its lock; say what `train` runs in."""
         ...
 
@@ -101,4 +104,12 @@ class Executor(Protocol):
         """Whether a previously built image is still there (a docker image may be pruned)."""
         ...
 
-    def train(self, request: TrainRequest, log: LogWriter, cancel: Cancel) -> TrainOutcome: ...
+    def train(self, request: TrainRequest, log: JobLog, cancel: Cancel) -> TrainOutcome: ...
+
+    def recover(self) -> None:
+        """At start-up: end every process, container or task a previous server left running."""
+        ...
+
+    def close(self) -> None:
+        """Let go of engines and connections when the server stops."""
+        ...
