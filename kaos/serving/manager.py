@@ -27,7 +27,8 @@ from kaos.errors import KaosError, NotFound, NotServing, ObjectNotFound, ServeEr
 from kaos.executors.process import kill_leftover
 from kaos.pipeline.bundles import serve_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import SqliteCatalog
-from kaos.pipeline.executor import BuildRequest, Cancel, JobLog
+from kaos.pipeline.executor import BuildRequest, Cancel
+from kaos.pipeline.logs import LogWriter
 from kaos.pipeline.records import Model
 from kaos.pipeline.states import JobState
 from kaos.serving import process
@@ -340,7 +341,7 @@ class ServingManager:
         if ref is None:
             log_path = self.root / "logs" / f"build-{digest}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = JobLog(log_path, threading.Lock())
+            log = LogWriter(log_path, threading.Lock())
             request = BuildRequest(f"serve-{digest[:12]}", digest, bundle)
             try:
                 ref = self.executor.build(request, log, Cancel()).ref
