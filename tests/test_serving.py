@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -105,11 +106,25 @@ def test_bad_requests_and_a_failing_predict_get_one_line_and_the_endpoint_stays_
         (b"<rows/>", "application/xml", 415, "unsupported content type"),
         (b'{"instances": [[666, 1]]}', "application/json", 500, "ValueError: the number of"),
     ]
-    for body, content_type, status, says in cases:
-        answer = invoke(url, body, content_type)
-        assert answer.status_code == status and says in answer.json()["message"]
-    assert invoke(url, ROW).json() == {"predictions": [9.0]}
-    assert "ValueError: the number of the beast" in cli.ok("serve", "logs", "-n", "adder").out
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "kaos", "serve", "logs", "-n", "adder", "-f"],
+        cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for body, content_type, status, says in cases:
+            answer = invoke(url, body, content_type)
+            assert answer.status_code == status and says in answer.json()["message"]
+        assert invoke(url, ROW).json() == {"predictions": [9.0]}
+        assert "ValueError: the number of the beast" in cli.ok("serve", "logs", "-n", "adder").out
+        assert follower.stdout is not None
+        deadline = time.time() + 30
+        while time.time() < deadline:  # -f prints the traceback as it is written
+            if "the number of the beast" in follower.stdout.readline():
+                break
+        assert time.time() < deadline
+    finally:
+        follower.terminate()
+        follower.wait()
     (tmp_path / "bad.json").write_text('{"instances": [[1]]}')
     failed = cli.fails("serve", "predict", "-n", "adder", "bad.json")
     assert "expected rows of 2 features" in failed.err and len(failed.err.splitlines()) == 1
