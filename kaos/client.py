@@ -110,8 +110,12 @@ class KaosClient:
     def kill(self, job_id: str) -> dict[str, Any]:
         return self._json("POST", f"/jobs/{job_id}/kill")
 
-    def verify_store(self) -> dict[str, Any]:
-        return self._json("POST", "/store/verify", timeout=3600)
+    def verify_store(self, repair: bool = False) -> dict[str, Any]:
+        params = {"repair": "true"} if repair else None
+        return self._json("POST", "/store/verify", params=params, timeout=3600)
+
+    def gc_store(self, dry_run: bool = False) -> dict[str, Any]:
+        return self._json("POST", "/store/gc", json={"dry_run": dry_run}, timeout=3600)
 
     def provenance(self, model_id: str) -> dict[str, Any]:
         return self._json("GET", f"/models/{model_id}")

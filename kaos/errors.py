@@ -98,6 +98,12 @@ class Unauthorized(KaosError):
     http_status = 401
 
 
+class Forbidden(KaosError):
+    """The token is valid, but its user may not do this (store maintenance is for admins)."""
+
+    http_status = 403
+
+
 class BuildFailed(KaosError):
     """The build ran and failed; the reason is one line, the details are in the build log."""
 

@@ -207,3 +207,100 @@ def test_the_server_refuses_a_non_loopback_address_without_tokens(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "refusing to listen on 0.0.0.0 without tokens" in proc.stderr
     assert "--insecure" in proc.stderr
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of this test's own, for tests that damage or collect its store."""
+    home = tmp_path / "own-home"
+    home.mkdir()
+    server = KaosServer(home, env={"KAOS_CACHE_MAX": str(1 << 20)})
+    yield server
+    server.stop()
+
+
+def random_data(root: Path, sizes: dict[str, int]) -> Path:
+    import os
+
+    for name, size in sizes.items():
+        (root / "features" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "features" / name).write_bytes(os.urandom(size))
+    return root
+
+
+def test_verify_finds_a_deleted_pack_and_after_repair_a_redeploy_heals_it(own_server, tmp_path):
+    cli = Cli(tmp_path / "client-home", tmp_path, own_server.url)
+    cli.ok("workspace", "create", "-n", "heal")
+    data = random_data(tmp_path / "data", {"a.bin": 50_000, "b.bin": 60_000})
+    cli.ok("train", "deploy", "-d", str(data))
+    assert cli.ok("store", "verify").out.strip().endswith("Store is healthy")
+    for pack in (own_server.home / "store" / "packs").rglob("*"):
+        if pack.is_file():
+            pack.unlink()  # the packs go, their indexes stay
+    damaged = cli.run("store", "verify")
+    assert damaged.code == 1 and "missing pack:" in damaged.out
+    repaired = cli.run("store", "verify", "--repair")
+    assert repaired.code == 1 and "Repaired" in repaired.out
+    cli.ok("train", "deploy", "-d", str(data), "--force")  # uploads what the store lost
+    assert cli.ok("store", "verify").out.strip().endswith("Store is healthy")
+    assert fetched(own_server, data) == {"a.bin", "b.bin"}
+
+
+def fetched(server: KaosServer, data: Path) -> set[str]:
+    """The files of a data folder the server serves back intact, by name."""
+    from kaos.store.hashing import hash_bytes
+
+    by_digest = {hash_bytes(p.read_bytes()): p for p in (data / "features").iterdir()}
+    answer = httpx.post(server.url + "/objects/fetch", json={"digests": list(by_digest)})
+    assert answer.is_success, answer.text
+    return {p.name for p in by_digest.values() if p.read_bytes() in answer.content}
+
+
+def test_gc_removes_unreachable_content_and_stale_temporary_files(own_server, tmp_path):
+    import os
+
+    from kaos.store.hashing import hash_bytes
+    from kaos.store.pack import KIND_BLOB, PackBuilder
+
+    cli = Cli(tmp_path / "client-home", tmp_path, own_server.url)
+    cli.ok("workspace", "create", "-n", "gc")
+    data = random_data(tmp_path / "data", {"kept.bin": 40_000})
+    cli.ok("train", "deploy", "-d", str(data))
+    orphan = os.urandom(30_000)  # uploaded, never part of any bundle
+    builder = PackBuilder()
+    builder.add(hash_bytes(orphan), KIND_BLOB, orphan)
+    httpx.post(own_server.url + "/objects/packs", content=builder.seal().encode()[1])
+    packs = own_server.home / "store" / "packs"
+    stale, fresh = packs / ".tmp-crashed", packs / ".tmp-in-flight"
+    stale.write_bytes(b"x" * 1000)
+    fresh.write_bytes(b"y" * 1000)
+    hours_ago = time.time() - 7200
+    for path in [stale, *packs.rglob("*")]:
+        if path != fresh:
+            os.utime(path, (hours_ago, hours_ago))
+
+    dry = cli.ok("store", "gc", "--dry-run", "--json").json()
+    assert dry["dry_run"] and dry["objects_removed"] >= 1 and dry["temp_files_removed"] == 1
+    assert stale.exists() and hash_bytes(orphan) not in missing(own_server, [])
+    report = cli.ok("store", "gc", "--json").json()
+    assert report["objects_removed"] == dry["objects_removed"] and report["temp_files_removed"]
+    assert not stale.exists() and fresh.exists()
+    assert missing(own_server, [hash_bytes(orphan)]) == [hash_bytes(orphan)]
+    assert cli.ok("store", "verify").out.strip().endswith("Store is healthy")
+    assert fetched(own_server, data) == {"kept.bin"}
+
+
+def missing(server: KaosServer, digests: list[str]) -> list[str]:
+    return httpx.post(server.url + "/objects/missing", json={"digests": digests}).json()["missing"]
+
+
+def test_the_file_cache_stays_within_kaos_cache_max(own_server, tmp_path):
+    cli = Cli(tmp_path / "client-home", tmp_path, own_server.url)
+    cli.ok("workspace", "create", "-n", "cache")
+    src = write_script_source(
+        tmp_path / "src", '#!/bin/sh\nmkdir -p "$1/model" && echo ok > "$1/model/m"\n'
+    )
+    data = random_data(tmp_path / "data", {"big.bin": 3 << 20, "small.bin": 1000})
+    cli.ok("train", "deploy", "-s", str(src), "-d", str(data), "--wait")
+    cached = [p for p in (own_server.home / "cache" / "files").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in cached) <= 1 << 20  # the 3 MiB file was let go

@@ -21,13 +21,14 @@ from tests.fixtures.bundles import write_data, write_script_source, write_source
 
 ALICE = secrets.token_hex(20)
 BOB = secrets.token_hex(20)
+CAROL = secrets.token_hex(20)  # an admin by the tokens file
 AWS_SECRET = secrets.token_hex(20)  # the store's credentials, as an operator would export them
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
     root = tmp_path_factory.mktemp("secured")
-    (root / "tokens").write_text(f"# user token\nbob {BOB}\n")
+    (root / "tokens").write_text(f"# user token [admin]\nbob {BOB}\ncarol {CAROL} admin\n")
     (root / "home").mkdir()
     server = KaosServer(
         root / "home",
@@ -186,3 +187,15 @@ def test_no_server_secret_reaches_a_train_script(secured, tmp_path):
         assert secret not in logs
     build = cli.ok("train", "build-logs", "-i", "0").out
     assert ALICE not in build and AWS_SECRET not in build
+
+
+def test_store_maintenance_is_for_admins_only(secured, tmp_path):
+    bob = Cli(tmp_path / "bob", tmp_path)
+    bob.ok("init", "-e", secured.url, "-t", BOB)
+    for args in (("store", "gc", "--dry-run"), ("store", "verify", "--repair")):
+        refused = bob.fails(*args)
+        assert "bob is not an admin of this server" in refused.err
+    for user, token in (("carol", CAROL), ("alice", ALICE)):
+        admin = Cli(tmp_path / user, tmp_path)
+        admin.ok("init", "-e", secured.url, "-t", token)
+        assert admin.ok("store", "gc", "--dry-run", "--json").json()["dry_run"] is True

@@ -358,3 +358,15 @@ def test_scan_and_push_refused_by_vet_stores_nothing(tmp_path, kaos_home):
     with pytest.raises(BundleError, match="wrong shape"):
         scan_and_push(make_bundle(tmp_path / "src"), store, vet=refuse)
     assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+
+
+def test_the_file_cache_lets_the_least_recently_used_go_first(tmp_path):
+    from kaos.store.filecache import FileCache
+
+    cache = FileCache(tmp_path / "cache", max_bytes=2000)
+    for digest in ("a" * 32, "b" * 32, "c" * 32):
+        cache.add(digest, False, lambda f: f.write(b"x" * 1000))
+    assert cache.lookup("a" * 32, 1000, False)  # used again: now the most recent
+    assert cache.trim() == 1000
+    assert cache.lookup("b" * 32, 1000, False) is None
+    assert cache.lookup("a" * 32, 1000, False) and cache.lookup("c" * 32, 1000, False)

@@ -100,6 +100,7 @@ class RayExecutor:
             },
             "store_url": self.store_url,
             "s3_endpoint_url": self.s3_endpoint_url,
+            "cache_max": self.store.file_cache.max_bytes if self.store.file_cache else None,
             "node_home": self.settings.node_home,
             "build": asdict(self.build_settings),
             "sandbox": self.sandbox.enabled,
@@ -238,7 +239,9 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
     from kaos.pipeline.inputs import Resources
 
     home = Path(spec["node_home"])
-    store = ContentStore.from_url(spec["store_url"], home, spec["s3_endpoint_url"])
+    store = ContentStore.from_url(
+        spec["store_url"], home, spec["s3_endpoint_url"], spec.get("cache_max")
+    )
     executor = LocalExecutor(store, home, BuildSettings(**spec["build"]), spec["sandbox"])
     log = _RelayLog(relay, spec["log_path"], spec["log_prefix"])
     fields = dict(spec["request"])

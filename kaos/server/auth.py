@@ -11,15 +11,25 @@ import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kaos.errors import ConfigError, Unauthorized
+from kaos.errors import ConfigError, Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from kaos.server.settings import Settings
 
 
 class TokenTable:
-    def __init__(self, tokens: dict[str, str]) -> None:
+    def __init__(self, tokens: dict[str, str], admins: set[str] | None = None) -> None:
         self._tokens = [(token.encode(), user) for token, user in tokens.items()]
+        self.admins = admins or set()
+
+    def require_admin(self, user: str) -> None:
+        """Store maintenance (gc, repair) is for admins when tokens are on; without tokens the
+        server serves this machine only and everyone is trusted."""
+        if self.enabled and user not in self.admins:
+            raise Forbidden(
+                f"{user} is not an admin of this server",
+                "ask an admin (the --token user, or a tokens file line 'user token admin')",
+            )
 
     @property
     def enabled(self) -> bool:
@@ -28,17 +38,22 @@ class TokenTable:
     @classmethod
     def from_settings(cls, token: str | None, tokens_file: Path | None) -> TokenTable:
         tokens: dict[str, str] = {}
-        if token:
+        admins: set[str] = set()
+        if token:  # the operator's own token: an admin
             user, _, secret = token.rpartition(":") if ":" in token else ("kaos", "", token)
             tokens[secret] = user
+            admins.add(user)
         if tokens_file:
-            tokens.update(read_tokens_file(tokens_file))
+            for user, secret, admin in read_tokens_file(tokens_file):
+                tokens[secret] = user
+                if admin:
+                    admins.add(user)
         for secret in tokens:
             if len(secret) < 16:
                 raise ConfigError(
                     "tokens must be at least 16 characters", "make them with: openssl rand -hex 20"
                 )
-        return cls(tokens)
+        return cls(tokens, admins)
 
     def user_for(self, authorization: str | None) -> str:
         """The user a request's Authorization header proves, or Unauthorized."""
@@ -59,9 +74,9 @@ class TokenTable:
         return found
 
 
-def read_tokens_file(path: Path) -> dict[str, str]:
-    """Lines of `user token`; blank lines and # comments are skipped."""
-    tokens: dict[str, str] = {}
+def read_tokens_file(path: Path) -> list[tuple[str, str, bool]]:
+    """Lines of `user token` or `user token admin`; blank lines and # comments are skipped."""
+    entries: list[tuple[str, str, bool]] = []
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
@@ -71,11 +86,10 @@ def read_tokens_file(path: Path) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         parts = line.split()
-        if len(parts) != 2:
-            raise ConfigError(f"{path} line {number}: expected 'user token'")
-        user, secret = parts
-        tokens[secret] = user
-    return tokens
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "admin"):
+            raise ConfigError(f"{path} line {number}: expected 'user token' or 'user token admin'")
+        entries.append((parts[0], parts[1], len(parts) == 3))
+    return entries
 
 
 def check_exposure(settings: Settings) -> None:

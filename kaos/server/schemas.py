@@ -186,7 +186,22 @@ class VerifyOut(BaseModel):
     trees: int
     corrupt: list[str]
     missing: list[str]
+    missing_packs: list[str] = []  # indexed, but the pack file is gone
     catalog_problems: list[str]
+    dropped: list[str] = []  # with repair: objects removed from the index (re-upload heals)
+
+
+class GcIn(BaseModel):
+    dry_run: bool = False
+
+
+class GcOut(BaseModel):
+    dry_run: bool
+    packs_deleted: int
+    packs_rewritten: int
+    objects_removed: int
+    temp_files_removed: int
+    bytes_freed: int
 
 
 class FileChangeOut(BaseModel):

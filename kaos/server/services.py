@@ -21,7 +21,9 @@ class Services:
         self.settings = settings
         home = settings.home
         home.mkdir(parents=True, exist_ok=True)
-        self.store = ContentStore.from_url(settings.store_url, home, settings.s3_endpoint_url)
+        self.store = ContentStore.from_url(
+            settings.store_url, home, settings.s3_endpoint_url, settings.cache_max
+        )
         self.catalog = SqliteCatalog(home / "catalog.db")
         self.logs = JobLogs(home / "logs")
         self.executor = make_executor(settings, self.store)

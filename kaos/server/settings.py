@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kaos.config import DEFAULT_PORT, kaos_home
@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     sandbox: bool = True  # local and ray: every train in bubblewrap (--no-sandbox turns it off)
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20
+    gc_grace_seconds: float = 3600  # gc never touches anything younger (uploads in flight)
+    cache_max: ByteSize | None = None  # executors' file cache limit, e.g. KAOS_CACHE_MAX=20GiB
     # Build settings, for networks that mirror PyPI or intercept TLS, and sites without a
     # registry (the docker executor passes base_image as the BASE_IMAGE build argument).
     base_image: str | None = None

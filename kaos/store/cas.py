@@ -21,6 +21,7 @@ from kaos.store.progress import Progress
 from kaos.store.reader import StoreReader
 from kaos.store.receive import verify_pack
 from kaos.store.refs import Refs
+from kaos.store.repair import repair_packs
 from kaos.store.scan import ScannedFolder, scan_folder
 from kaos.store.state import HashCache
 from kaos.store.transfer import PushReport, push
@@ -39,7 +40,13 @@ class ContentStore:
     checkouts and, for remote backends, copies of the pack indexes.
     """
 
-    def __init__(self, backend: Backend, home: Path | None = None, uploads: int = 4) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        home: Path | None = None,
+        uploads: int = 4,
+        cache_max: int | None = None,
+    ) -> None:
         self.backend = backend
         self.home = Path(home) if home else None
         index_cache = None
@@ -49,15 +56,19 @@ class ContentStore:
         self.reader = StoreReader(backend, self.index)
         self.locks = StoreLocks(backend)
         self.refs = Refs(backend)
-        self.file_cache = FileCache(self.home / "cache" / "files") if self.home else None
+        self.file_cache = FileCache(self.home / "cache" / "files", cache_max) if self.home else None
         self._uploads = uploads
         self._complete: set[str] = set()  # trees with every object stored (until a gc)
 
     @classmethod
     def from_url(
-        cls, url: str, home: Path | None = None, endpoint_url: str | None = None
+        cls,
+        url: str,
+        home: Path | None = None,
+        endpoint_url: str | None = None,
+        cache_max: int | None = None,
     ) -> ContentStore:
-        return cls(backend_from_url(url, endpoint_url=endpoint_url), home)
+        return cls(backend_from_url(url, endpoint_url=endpoint_url), home, cache_max=cache_max)
 
     # -- queries -------------------------------------------------------------------------
     def missing(self, digests: Iterable[str]) -> set[str]:
@@ -172,10 +183,17 @@ class ContentStore:
     ) -> Path:
         if isinstance(tree, str):
             tree = self.get_tree(tree)
-        return checkout(tree, Path(dest), self.reader, self.file_cache, link, progress)
+        done = checkout(tree, Path(dest), self.reader, self.file_cache, link, progress)
+        if self.file_cache is not None:
+            self.file_cache.trim()  # what this checkout linked stays linked
+        return done
 
     # -- maintenance ---------------------------------------------------------------------
-    def gc(self, keep: Iterable[str], grace_seconds: float = 3600) -> GcReport:
+    def gc(
+        self, keep: Iterable[str], grace_seconds: float = 3600, dry_run: bool = False
+    ) -> GcReport:
+        """Remove what neither `keep` nor a ref reaches, and stale temporary files."""
+        keep = {*keep, *self.refs.targets()}
         self._complete.clear()
         with (
             self.locks.hold(exclusive=True),
@@ -183,7 +201,7 @@ class ContentStore:
         ):
             try:
                 return collect_garbage(
-                    self.backend, self.index, self.reader, writer, keep, grace_seconds
+                    self.backend, self.index, self.reader, writer, keep, grace_seconds, dry_run
                 )
             finally:
                 self._complete.clear()
@@ -195,5 +213,20 @@ class ContentStore:
             self.store_pack(pack_id, data, index)
             return digests
 
-    def verify(self, trees: Iterable[str] = (), progress: Progress | None = None) -> VerifyReport:
-        return verify_store(self.backend, self.index, self.reader, trees, progress)
+    def verify(
+        self, trees: Iterable[str] = (), progress: Progress | None = None, repair: bool = False
+    ) -> VerifyReport:
+        """Check everything; with `repair`, drop what is lost or corrupt from the index so the
+        next push of that content uploads it again (intact objects of a damaged pack stay)."""
+        report = verify_store(self.backend, self.index, self.reader, trees, progress)
+        if repair and report.damaged:
+            self._complete.clear()
+            with (
+                self.locks.hold(exclusive=True),
+                StoreWriter(self, self.index, None, self._uploads) as writer,
+            ):
+                report.dropped = repair_packs(
+                    self.backend, self.index, self.reader, writer, report.damaged
+                )
+            self._complete.clear()
+        return report

@@ -1,13 +1,17 @@
 """A local cache of whole files by hash, from which folders are materialised by hardlink.
 
 Cached files are read-only and stamped with mtime 0: a file that was written to through a
-hardlink shows a different mtime or size, and is then discarded instead of served.
+hardlink shows a different mtime or size, and is then discarded instead of served. Their access
+time is set on every use, so with a size limit (`KAOS_CACHE_MAX`) the least recently used go
+first; a job that hardlinked a file keeps its link when the cache lets go of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -16,9 +20,39 @@ _SEALED_MTIME_NS = 0
 
 
 class FileCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+
+    def trim(self) -> int:
+        """Remove least recently used files until the cache fits its limit; returns bytes freed."""
+        if self.max_bytes is None:
+            return 0
+        entries = []
+        total = 0
+        for folder in os.scandir(self.root):
+            if not folder.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(folder.path):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                entries.append((st.st_atime_ns, st.st_size, entry.path))
+                total += st.st_size
+        freed = 0
+        for _used, size, path in sorted(entries):
+            if total - freed <= self.max_bytes:
+                break
+            Path(path).unlink(missing_ok=True)
+            freed += size
+        return freed
+
+    def _touch(self, path: Path) -> None:
+        """Record a use (the access time; the mtime stays the seal)."""
+        with contextlib.suppress(OSError):
+            os.utime(path, ns=(time.time_ns(), _SEALED_MTIME_NS))
 
     def path_for(self, digest: str, executable: bool) -> Path:
         return self.root / digest[:2] / (digest[2:] + (".x" if executable else ""))
@@ -31,6 +65,7 @@ class FileCache:
         except FileNotFoundError:
             return None
         if st.st_size == size and st.st_mtime_ns == _SEALED_MTIME_NS:
+            self._touch(path)
             return path
         path.unlink(missing_ok=True)  # modified through a link: never serve it
         return None
@@ -44,7 +79,7 @@ class FileCache:
             with os.fdopen(fd, "wb") as f:
                 fill(f)
             os.chmod(tmp, 0o555 if executable else 0o444)
-            os.utime(tmp, ns=(_SEALED_MTIME_NS, _SEALED_MTIME_NS))
+            os.utime(tmp, ns=(time.time_ns(), _SEALED_MTIME_NS))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -7,11 +7,13 @@ tree is not recorded yet survives.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kaos.store.backends.base import Backend
+from kaos.store.backends.local import LocalBackend
 from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
 from kaos.store.reader import StoreReader
 from kaos.store.tree import Tree
@@ -24,6 +26,8 @@ class GcReport:
     packs_rewritten: int = 0
     objects_removed: int = 0
     bytes_freed: int = 0
+    temp_files_removed: int = 0  # left by writers that crashed mid-upload
+    dry_run: bool = False
 
 
 def reachable(reader: StoreReader, kept_trees: Iterable[str]) -> set[str]:
@@ -45,9 +49,11 @@ def collect_garbage(
     writer: StoreWriter,
     kept_trees: Iterable[str],
     grace_seconds: float,
+    dry_run: bool = False,
 ) -> GcReport:
-    """Run under the exclusive lock (the caller holds it); `writer` receives moved objects."""
-    report = GcReport()
+    """Run under the exclusive lock (the caller holds it); `writer` receives moved objects.
+    A dry run reports what would go and changes nothing."""
+    report = GcReport(dry_run=dry_run)
     index.refresh()
     live = reachable(reader, kept_trees)
     cutoff = time.time() - grace_seconds
@@ -61,14 +67,20 @@ def collect_garbage(
         keep = [d for d in digests if d in live and _owned_by(index, d, pack_id)]
         if len(keep) == len(digests) and digests:
             continue
+        report.objects_removed += len(digests) - len(keep)
+        report.bytes_freed += info.size
+        report.packs_rewritten += bool(keep)
+        report.packs_deleted += not keep
+        if dry_run:
+            continue
         for d in keep:
             loc, payload = reader.payload(d)
             writer.add_raw(d, loc.kind, payload)
-        report.objects_removed += len(digests) - len(keep)
-        report.bytes_freed += info.size
         doomed.append(pack_id)
-        report.packs_rewritten += bool(keep)
-        report.packs_deleted += not keep
+    removed, freed = _stale_temporaries(backend, cutoff, dry_run)
+    report.temp_files_removed, report.bytes_freed = removed, report.bytes_freed + freed
+    if dry_run:
+        return report
     writer.flush()  # moved objects are safely stored before their old packs go
     for pack_id in doomed:
         backend.delete(INDEX_PREFIX + pack_id)
@@ -81,6 +93,29 @@ def collect_garbage(
             backend.delete(info.key)  # an index whose pack is gone
             index.forget(pack_id)
     return report
+
+
+def _stale_temporaries(backend: Backend, cutoff: float, dry_run: bool) -> tuple[int, int]:
+    """Remove temp files older than the grace period from a local store (an S3 put leaves
+    none); returns their count and size."""
+    if not isinstance(backend, LocalBackend):
+        return 0, 0
+    count = size = 0
+    for folder, _dirs, files in os.walk(backend.root):
+        for name in files:
+            if not name.startswith(".tmp-"):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+                if st.st_mtime > cutoff:
+                    continue
+                if not dry_run:
+                    os.unlink(path)
+            except FileNotFoundError:
+                continue
+            count, size = count + 1, size + st.st_size
+    return count, size
 
 
 def _owned_by(index: PackIndex, digest: str, pack_id: str) -> bool:

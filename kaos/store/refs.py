@@ -28,6 +28,18 @@ class Refs:
             raise IntegrityError(f"ref {REF_PREFIX}{name} in the store is corrupt: {value[:40]!r}")
         return value
 
+    def targets(self) -> set[str]:
+        """Every digest a ref points at (what gc keeps besides the catalog's trees)."""
+        found = set()
+        for info in self._backend.list(REF_PREFIX):
+            try:
+                value = self._backend.get(info.key).decode("ascii", errors="replace").strip()
+            except ObjectNotFound:
+                continue
+            if is_digest(value):
+                found.add(value)
+        return found
+
     def set(self, name: str, digest: str) -> None:
         """Point `name` at `digest` (one atomic put; the last writer wins)."""
         if not is_digest(digest):

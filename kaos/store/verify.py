@@ -21,10 +21,13 @@ class VerifyReport:
     objects: int = 0
     corrupt: list[str] = field(default_factory=list)  # pack ids or object digests
     missing: list[str] = field(default_factory=list)  # digests referenced but not stored
+    missing_packs: list[str] = field(default_factory=list)  # indexed, but the pack is gone
+    damaged: set[str] = field(default_factory=set)  # packs to repair: gone or holding damage
+    dropped: list[str] = field(default_factory=list)  # digests a repair removed from the index
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.missing
+        return not self.corrupt and not self.missing and not self.missing_packs
 
 
 def verify_store(
@@ -38,13 +41,20 @@ def verify_store(
     report = VerifyReport()
     index.refresh()
     packs = [info for info in backend.list(PACK_PREFIX)]
+    listed = {info.key[len(PACK_PREFIX) :] for info in packs}
+    for pack_id in sorted(set(index.packs()) - listed):  # its index promises what is gone
+        report.missing_packs.append(pack_id)
+        report.damaged.add(pack_id)
     for done, info in enumerate(packs, 1):
         pack_id = info.key[len(PACK_PREFIX) :]
         report.packs += 1
+        found = len(report.corrupt) + len(report.missing)
         try:
             _verify_pack(backend, index, pack_id, report)
         except (IntegrityError, ObjectNotFound, ValueError):
             report.corrupt.append(pack_id)
+        if len(report.corrupt) + len(report.missing) > found:
+            report.damaged.add(pack_id)
         progress("verify", done, len(packs))
     for tree_digest in trees:
         _verify_tree(reader, index, tree_digest, report)
