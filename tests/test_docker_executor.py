@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -198,3 +199,28 @@ def test_kill_stops_the_container_and_leaves_none(engine, tmp_path):
     assert time.time() - started < 20  # the init process makes the kill immediate
     assert engine.catalog.job(train.id).state == JobState.KILLED
     assert client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={train.id}"}) == []
+
+
+def test_recovery_ends_only_this_servers_containers(engine):
+    from kaos.executors.docker import OWNER_LABEL
+
+    client = engine.executor.client
+    owners = {"mine": engine.executor.owner, "theirs": "another-server"}
+    started = {
+        who: client.containers.run(
+            BASE_IMAGE,
+            ["sleep", "60"],
+            detach=True,
+            network_mode="none",
+            labels={JOB_LABEL: f"recover-{who}", OWNER_LABEL: owner},
+        )
+        for who, owner in owners.items()
+    }
+    try:
+        engine.executor.recover()  # what a restarted server does
+        alive = {c.id for c in client.containers.list(all=True, filters={"label": JOB_LABEL})}
+        assert started["theirs"].id in alive and started["mine"].id not in alive
+    finally:
+        for container in started.values():
+            with contextlib.suppress(Exception):
+                container.remove(force=True)

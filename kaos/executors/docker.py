@@ -47,10 +47,12 @@ from kaos.pipeline.ids import image_name
 from kaos.pipeline.inputs import Resources, memory_bytes
 from kaos.pipeline.lockstore import EnvLock
 from kaos.store import ContentStore
+from kaos.store.hashing import hash_bytes
 
 SOURCE_LABEL = "kaos.source"
 LOCK_LABEL = "kaos.lock"
 JOB_LABEL = "kaos.job"
+OWNER_LABEL = "kaos.owner"  # which server's home started it: recovery ends only its own
 CA_FILE = ".kaos-ca.crt"
 
 
@@ -78,6 +80,7 @@ class DockerExecutor:
     ) -> None:
         self.store = store
         self.jobs = Path(home) / "jobs"
+        self.owner = hash_bytes(str(Path(home).resolve()).encode())[:16]
         self.settings = settings or DockerSettings()
         self.client = client or connect()
         s = self.settings
@@ -196,7 +199,8 @@ class DockerExecutor:
 
     def recover(self) -> None:
         """After a crash: remove containers kaos left running, and their job folders."""
-        for container in self.client.containers.list(all=True, filters={"label": JOB_LABEL}):
+        mine = {"label": [JOB_LABEL, f"{OWNER_LABEL}={self.owner}"]}  # not other servers' jobs
+        for container in self.client.containers.list(all=True, filters=mine):
             _remove(container)
         recover_job_dirs(self.jobs)
 
@@ -222,7 +226,7 @@ class DockerExecutor:
                 network_mode="host" if request.resources.network else "none",
                 init=True,
                 detach=True,
-                labels={JOB_LABEL: request.job_id},
+                labels={JOB_LABEL: request.job_id, OWNER_LABEL: self.owner},
                 **_limits(request.resources),
             )
             cancel.on_kill(lambda: _kill(container))
