@@ -12,9 +12,8 @@ import httpx
 
 from kaos.errors import ManifestError
 from kaos.pipeline.manifest import ManifestEntry
-from kaos.store import ContentStore, Tree, TreeEntry
-from kaos.store.hashing import hash_file
-from kaos.store.scan import ScannedFolder
+from kaos.store import ContentStore, Tree
+from kaos.store.scan import scan_folder
 
 CONCURRENCY = 4
 ATTEMPTS = 3
@@ -33,16 +32,26 @@ def fetch_manifest(store: ContentStore, entries: list[ManifestEntry], tmp_root: 
             httpx.Client(timeout=TIMEOUT, follow_redirects=True) as client,
             ThreadPoolExecutor(max_workers=CONCURRENCY) as pool,
         ):
-            downloaded = list(pool.map(lambda e: _download(client, e, folder), entries))
-        files = {entry.path: str(path) for entry, path in zip(entries, downloaded, strict=True)}
-        tree = Tree.of(TreeEntry(rel, *hash_file(path)) for rel, path in files.items())
-        return store.push(ScannedFolder(folder, tree, files)).tree
+            list(pool.map(lambda e: _download(client, e, folder), entries))
+        scanned = scan_folder(folder / "bundle")
+        left_out = sorted({e.path for e in entries} - set(scanned.paths))
+        if left_out:  # the walk skips ignored names (.git/...): a manifest must not lose files
+            raise ManifestError(
+                f"manifest path {left_out[0]!r} is a name kaos ignores in bundles",
+                "rename it in the manifest",
+            )
+        return store.push(scanned).tree
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _download(client: httpx.Client, entry: ManifestEntry, folder: Path) -> Path:
-    target = folder / f"{entry.line}.part"
+    """Download one entry, then move it to its path in `folder/bundle` (a relative path: the
+    parser refused any other), so a half-written file never appears in the bundle."""
+    final = folder / "bundle" / entry.path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    target = folder / "parts" / str(entry.line)
+    target.parent.mkdir(exist_ok=True)
     last = ""
     for attempt in range(ATTEMPTS):
         try:
@@ -56,7 +65,8 @@ def _download(client: httpx.Client, entry: ManifestEntry, folder: Path) -> Path:
                 with open(target, "wb") as f:
                     for part in response.iter_bytes():
                         f.write(part)
-            return target
+            target.replace(final)
+            return final
         except ManifestError:
             raise
         except httpx.HTTPError as exc:
