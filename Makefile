@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 lint: install
 	$(BIN)/ruff check kaos tests benchmarks
 	$(BIN)/ruff format --check kaos tests benchmarks
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q -p no:cacheprovider

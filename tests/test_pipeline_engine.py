@@ -190,3 +190,9 @@ def test_train_scripts_get_a_seed_from_the_train_key_and_a_fixed_hash_seed(tmp_p
     model = latest_model(engine)
     assert model.state == JobState.SUCCESS, engine.pipeline.logs.read(model.job_id)[0]
     assert model.metrics == {"KAOS_SEED": str(train_seed(model.train_key)), "PYTHONHASHSEED": "0"}
+
+
+def test_the_engine_forgets_jobs_once_they_end(engine):
+    """A long-lived server holds only running jobs (the module's jobs have all ended)."""
+    engine.pipeline.wait_all(timeout=60)
+    assert engine.pipeline._threads == {} and engine.pipeline._cancels == {}

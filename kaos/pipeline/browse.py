@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from kaos.errors import QueryError
 from kaos.pipeline.records import Model
@@ -230,7 +230,7 @@ def changes(before: ModelRow, after: ModelRow) -> tuple[Change, ...]:
     return tuple(found)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return (
         isinstance(value, int | float)
         and not isinstance(value, bool)

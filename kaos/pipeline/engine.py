@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -402,12 +403,20 @@ class Pipeline:
         self.catalog.update_job(job.id, state=state, finished=now, reason=reason)
 
     # -- running, killing, waiting ------------------------------------------------------------
-    def _spawn(self, job_id: str, target: Any, *args: Any) -> None:
+    def _spawn(self, job_id: str, target: Callable[..., None], *args: Any) -> None:
+        """Run a job in its own thread; it is forgotten here once it has recorded its end, so
+        a long-lived server holds only the jobs that run."""
         cancel = Cancel()
+
+        def run() -> None:
+            try:
+                target(*args, cancel)
+            finally:
+                self._cancels.pop(job_id, None)
+                self._threads.pop(job_id, None)
+
+        thread = threading.Thread(target=run, name=f"kaos-job-{job_id[:8]}", daemon=True)
         self._cancels[job_id] = cancel
-        thread = threading.Thread(
-            target=target, args=(*args, cancel), name=f"kaos-job-{job_id[:8]}", daemon=True
-        )
         self._threads[job_id] = thread
         thread.start()
 
@@ -428,9 +437,8 @@ class Pipeline:
 
     def shutdown(self, timeout: float = 15) -> None:
         """Kill what still runs (its processes too) so nothing outlives the server unrecorded."""
-        for job_id, thread in list(self._threads.items()):
-            if thread.is_alive():
-                self._cancels[job_id].kill()
+        for cancel in list(self._cancels.values()):
+            cancel.kill()
         deadline = time.time() + timeout
         for thread in list(self._threads.values()):
             thread.join(max(0.0, deadline - time.time()))

@@ -11,7 +11,7 @@ Rules (see the pipeline issue):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kaos.pipeline.inputs import Scalar, TrainingInputs, train_key
@@ -52,7 +52,7 @@ def tasks_for(inputs: TrainingInputs) -> list[TrainTask]:
     """One task per combination of the grid (one task without a grid)."""
     if inputs.source is None or inputs.data is None:
         return []
-    combos: list[Mapping[str, Scalar] | None] = (
+    combos: Sequence[Mapping[str, Scalar] | None] = (
         inputs.grid.combinations() if inputs.grid else [None]
     )
     return [

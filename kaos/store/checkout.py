@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -98,11 +99,11 @@ def _link_from_cache(
     for digest, data in reader.iter_blobs(plain):
         for e in absent.pop(digest):
             if cache.lookup(e.digest, e.size, e.executable) is None:
-                cache.add(e.digest, e.executable, lambda f, d=data: f.write(d))
+                cache.add(e.digest, e.executable, partial(_write_bytes, data))
     for digest, entries in absent.items():
         for e in entries:
             if cache.lookup(e.digest, e.size, e.executable) is None:
-                cache.add(e.digest, e.executable, lambda f, d=digest: reader.write_to(d, f))
+                cache.add(e.digest, e.executable, partial(_write_object, reader, digest))
     for e in tree:
         source = cache.lookup(e.digest, e.size, e.executable)
         if source is None:
@@ -124,3 +125,11 @@ def _write_file(path: Path, data: bytes, executable: bool) -> None:
     with open(path, "wb") as f:
         f.write(data)
     os.chmod(path, 0o755 if executable else 0o644)
+
+
+def _write_bytes(data: bytes, f: BinaryIO) -> None:
+    f.write(data)
+
+
+def _write_object(reader: ObjectSource, digest: str, f: BinaryIO) -> None:
+    reader.write_to(digest, f)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pathspec
 
@@ -15,7 +16,7 @@ DEFAULT_IGNORED_DIRS = frozenset({".git", "__pycache__"})
 class IgnoreRules:
     """Decides per relative path; folders are tested with a trailing slash as git does."""
 
-    def __init__(self, spec: pathspec.PathSpec | None) -> None:
+    def __init__(self, spec: pathspec.PathSpec[Any] | None) -> None:
         self._spec = spec
         self.active = spec is not None
 

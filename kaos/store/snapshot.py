@@ -49,11 +49,10 @@ class Snapshot:
             pairs = ((i, where.get(p)) for i, p in enumerate(paths))
         rest = []
         for i, j in pairs:
-            same = (
+            if (
                 j is not None
                 and mine[i * size : (i + 1) * size] == theirs[j * size : (j + 1) * size]
-            )
-            if same:
+            ):
                 digest = digests[j * DIGEST_SIZE : (j + 1) * DIGEST_SIZE]
                 if digest != UNKNOWN:
                     into[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = digest

@@ -91,9 +91,9 @@ class StatCache:
                         (dev, low, high),
                     ).fetchall()
                     for ino, size, mtime_ns, digest in rows:
-                        key = wanted.get(ino)
-                        if key is not None and key[2] == size and key[3] == mtime_ns:
-                            found[key] = digest
+                        asked = wanted.get(ino)
+                        if asked is not None and asked[2] == size and asked[3] == mtime_ns:
+                            found[asked] = digest
         return found
 
     def record(self, items: Iterable[tuple[StatKey, str]]) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Container, Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import xxhash
 
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 PROBE_BYTES = 32 << 20  # ask the destination about a large file's chunks this much at a time
 
 
+class Known(Protocol):
+    """What a store already holds, answered without asking it (a pack index, a set)."""
+
+    def __contains__(self, digest: str, /) -> bool: ...
+
+
 class StoreWriter:
     """Use as a context manager: on a clean exit every object added is stored and indexed.
 
@@ -40,7 +46,7 @@ class StoreWriter:
     def __init__(
         self,
         destination: Destination,
-        known: Container[str] = frozenset(),
+        known: Known = frozenset(),
         locks: StoreLocks | None = None,
         uploads: int = 4,
     ) -> None:
@@ -145,7 +151,7 @@ class StoreWriter:
             self.add_raw(actual, KIND_CHUNKS, encode_chunk_list(total, chunks))
         return actual
 
-    def _put_chunks(self, chunks: list[tuple[str, bytes | memoryview]]) -> None:
+    def _put_chunks(self, chunks: Sequence[tuple[str, bytes | memoryview]]) -> None:
         """Add the chunks the destination lacks (asked once for the whole batch)."""
         absent = self.probe(d for d, _ in chunks)
         for digest, chunk in chunks:
@@ -184,7 +190,7 @@ class StoreWriter:
             self._slots.release()
 
 
-def _sizes(chunks: list[tuple[str, bytes | memoryview]]) -> list[tuple[str, int]]:
+def _sizes(chunks: Sequence[tuple[str, bytes | memoryview]]) -> list[tuple[str, int]]:
     return [(digest, len(chunk)) for digest, chunk in chunks]
 
 

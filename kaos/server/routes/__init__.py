@@ -2,17 +2,19 @@
 
 from fastapi import Request
 
+from kaos.server.auth import TokenTable
 from kaos.server.services import Services
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services
+    made: Services = request.app.state.services
+    return made
 
 
 def authenticate(request: Request) -> str:
     """Every route but /health depends on this: with tokens configured, the bearer token must
     name a user (401 otherwise); without, the client's word is taken."""
-    tokens = request.app.state.tokens
+    tokens: TokenTable = request.app.state.tokens
     if tokens.enabled:
         user = tokens.user_for(request.headers.get("authorization"))
     else:
@@ -23,4 +25,5 @@ def authenticate(request: Request) -> str:
 
 def author(request: Request) -> str:
     """Who is asking (set by `authenticate`): the token's user, or what the client says."""
-    return getattr(request.state, "user", None) or authenticate(request)
+    user: str | None = getattr(request.state, "user", None)
+    return user or authenticate(request)

@@ -52,7 +52,8 @@ class S3Backend:
         elif start:
             args["Range"] = f"bytes={start}-"
         try:
-            return self._client.get_object(**args)["Body"].read()
+            data: bytes = self._client.get_object(**args)["Body"].read()
+            return data
         except self._client.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _NOT_FOUND | {"NoSuchKey"}:
                 raise ObjectNotFound(key) from None
