@@ -56,8 +56,15 @@ class KaosClient:
         # A plain-http endpoint (the local server) never does TLS: not loading the CA bundle
         # for it saves a tenth of a command's start-up. https endpoints verify as always.
         tls = self.endpoint.startswith("https://")
+        # Idle connections are dropped well before the server's keep-alive timeout (uvicorn:
+        # 5 s unless raised), so a request is never sent on a socket the server is closing
+        # (seen as "server disconnected" when a long push pauses between packs).
         self._http = httpx.Client(
-            base_url=self.endpoint, headers=headers, timeout=timeout, verify=tls
+            base_url=self.endpoint,
+            headers=headers,
+            timeout=timeout,
+            verify=tls,
+            limits=httpx.Limits(keepalive_expiry=2.0),
         )
 
     def close(self) -> None:

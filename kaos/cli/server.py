@@ -113,7 +113,11 @@ def _serve(overrides: dict) -> None:
     )
     try:
         uvicorn.run(
-            create_app(settings), host=settings.host, port=settings.port, log_level="warning"
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_keep_alive=30,  # well past the client's 2 s idle expiry (kaos/client.py)
         )
     finally:
         try:
