@@ -11,7 +11,6 @@ from kaos.pipeline.browse import (
     ModelQuery,
     ModelRow,
     QueryError,
-    columns,
     goal_of,
     progress,
 )
@@ -57,22 +56,31 @@ def test_progress_for_a_loss_counts_lower_as_better_and_skips_missing_values():
     assert goal_of("accuracy_test", "min") == "min"
 
 
-def test_columns_say_which_values_differ():
-    summary = {
-        (c.group, c.name): c
-        for c in columns(
-            [
-                ({"acc": 0.9, "tag": "x"}, {"C": 1, "kernel": "rbf"}),
-                ({"acc": 0.8, "tag": "x"}, {"C": 10, "kernel": "rbf"}),
-                ({"acc": 0.7}, {"C": 10, "kernel": "rbf"}),
-            ]
-        )
-    }
+def test_columns_say_which_values_differ(tmp_path):
+    catalog = SqliteCatalog(tmp_path / "catalog.db")
+    catalog.create_workspace("ws")
+    job = Job("job", "train", "ws", None, JobState.SUCCESS, 1.0)
+    values = [
+        ({"acc": 0.9, "tag": "x"}, {"C": 1, "kernel": "rbf"}),
+        ({"acc": 0.8, "tag": "x"}, {"C": 10, "kernel": "rbf"}),
+        ({"acc": 0.7}, {"C": 10, "kernel": "rbf"}),
+    ]
+    catalog.add_job(
+        job,
+        [
+            Model("job", i, f"k{i}", params, JobState.SUCCESS, None, None, metrics)
+            for i, (metrics, params) in enumerate(values)
+        ],
+    )
+    summary = {(c.group, c.name): c for c in catalog.model_columns("ws")}
+    assert set(summary) == {("metrics", "acc"), ("metrics", "tag"), ("params", "C"),
+                            ("params", "kernel")}  # fmt: skip
     assert summary["metrics", "acc"].differs and summary["metrics", "acc"].numeric
     assert (summary["metrics", "acc"].low, summary["metrics", "acc"].high) == (0.7, 0.9)
     assert summary["metrics", "tag"].differs  # missing on one model
-    assert summary["params", "C"].differs
+    assert summary["params", "C"].differs and summary["params", "C"].numeric
     assert not summary["params", "kernel"].differs and not summary["params", "kernel"].numeric
+    assert catalog.model_columns("nobody") == []
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -135,38 +135,6 @@ class Column:
     numeric: bool
     low: float | None
     high: float | None
-
-
-def columns(rows: Iterable[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[Column]:
-    """Summaries of every metric and hyperparameter seen in (metrics, params) pairs; a value
-    missing on some models counts as differing (so "only what differs" keeps it)."""
-    seen: dict[tuple[str, str], set[str]] = {}
-    numbers: dict[tuple[str, str], list[float]] = {}
-    total = 0
-    present: dict[tuple[str, str], int] = {}
-    for metrics, params in rows:
-        total += 1
-        for group, values in (("metrics", metrics), ("params", params or {})):
-            for name, value in values.items():
-                key = (group, name)
-                seen.setdefault(key, set()).add(repr(value))
-                present[key] = present.get(key, 0) + 1
-                if _is_number(value):
-                    numbers.setdefault(key, []).append(float(value))
-    out = []
-    for key in sorted(seen):
-        nums = numbers.get(key, [])
-        out.append(
-            Column(
-                key[0],
-                key[1],
-                len(seen[key]) > 1 or present[key] < total,
-                len(nums) == present[key],
-                min(nums) if nums else None,
-                max(nums) if nums else None,
-            )
-        )
-    return out
 
 
 def goal_of(metric: str, goal: str | None = None) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kaos.errors import NotFound, WorkspaceBusy
-from kaos.pipeline.browse import ModelQuery, ModelRow
+from kaos.pipeline.browse import Column, ModelQuery, ModelRow
 from kaos.pipeline.ids import resolve_prefix
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.plan import CatalogView
@@ -390,15 +390,39 @@ class SqliteCatalog:
         )
         return total, [_model_row(r) for r in rows]
 
-    def model_values(self, workspace: str) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-        """Every model's (metrics, params) in a workspace: what the column summaries need."""
-        rows = self._query(
-            "SELECT m.metrics, m.params FROM models m JOIN jobs j ON j.id = m.job_id"
-            " WHERE j.workspace = ?",
+    def model_columns(self, workspace: str) -> list[Column]:
+        """Every metric and hyperparameter of the workspace's models: does it differ between
+        them (a value missing on some models counts), is it numeric, its range. Summed up by
+        SQLite's json_each in one pass, so 1,000 models cost milliseconds."""
+        per_group = """
+            SELECT '{group}' AS grp, e.key AS name, COUNT(DISTINCT e.value) AS distinct_values,
+                COUNT(*) AS present, SUM(e.type NOT IN ('integer', 'real')) AS non_numeric,
+                MIN(CASE WHEN e.type IN ('integer', 'real') THEN e.value END) AS low,
+                MAX(CASE WHEN e.type IN ('integer', 'real') THEN e.value END) AS high
+            FROM models m JOIN jobs j ON j.id = m.job_id, json_each(m.{group}) e
+            WHERE j.workspace = ? GROUP BY e.key"""
+        total = self._query(
+            "SELECT COUNT(*) FROM models m JOIN jobs j ON j.id = m.job_id WHERE j.workspace = ?",
             (workspace,),
+        )[0][0]
+        rows = self._query(
+            per_group.format(group="metrics")
+            + " UNION ALL "
+            + per_group.format(group="params")
+            + " ORDER BY grp, name",
+            (workspace, workspace),
         )
-        decode = MODELS.decode
-        return [(decode["metrics"](r["metrics"]), decode["params"](r["params"])) for r in rows]
+        return [
+            Column(
+                r["grp"],
+                r["name"],
+                r["distinct_values"] > 1 or r["present"] < total,
+                not r["non_numeric"],
+                r["low"],
+                r["high"],
+            )
+            for r in rows
+        ]
 
     def deploys_page(self, workspace: str, limit: int, offset: int) -> tuple[int, list[Deploy]]:
         """(how many, one page of them newest first)."""

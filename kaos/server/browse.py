@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from kaos.errors import KaosError
-from kaos.pipeline.browse import Change, ModelQuery, ModelRow, columns, goal_of, progress
+from kaos.pipeline.browse import Change, ModelQuery, ModelRow, goal_of, progress
 from kaos.pipeline.records import Deploy
 from kaos.pipeline.states import JobState
 from kaos.server.schemas import (
@@ -32,7 +32,7 @@ _ALL = 1_000_000  # the progress curve takes every model: it is drawn whole
 def models_page(svc: Services, workspace: str, query: ModelQuery) -> ModelPageOut:
     svc.catalog.workspace(workspace)
     total, rows = svc.catalog.model_rows(workspace, query)
-    summary = columns(svc.catalog.model_values(workspace))
+    summary = svc.catalog.model_columns(workspace)
     return ModelPageOut(
         total=total,
         offset=query.offset,
