@@ -61,9 +61,10 @@ def test_columns_say_which_values_differ(tmp_path):
     catalog.create_workspace("ws")
     job = Job("job", "train", "ws", None, JobState.SUCCESS, 1.0)
     values = [
-        ({"acc": 0.9, "tag": "x"}, {"C": 1, "kernel": "rbf"}),
-        ({"acc": 0.8, "tag": "x"}, {"C": 10, "kernel": "rbf"}),
-        ({"acc": 0.7}, {"C": 10, "kernel": "rbf"}),
+        ({"acc": 0.9, "tag": "x", "seed": 1}, {"C": 1, "kernel": "rbf"}),
+        ({"acc": 0.8, "tag": "x", "seed": 1}, {"C": 10, "kernel": "rbf"}),
+        ({"acc": 0.7, "seed": 1}, {"C": 10, "kernel": "rbf"}),
+        ({"acc": 0.6, "seed": 1}, None),  # no grid: no hyperparameters at all
     ]
     catalog.add_job(
         job,
@@ -73,13 +74,15 @@ def test_columns_say_which_values_differ(tmp_path):
         ],
     )
     summary = {(c.group, c.name): c for c in catalog.model_columns("ws")}
-    assert set(summary) == {("metrics", "acc"), ("metrics", "tag"), ("params", "C"),
-                            ("params", "kernel")}  # fmt: skip
+    assert set(summary) == {("metrics", "acc"), ("metrics", "seed"), ("metrics", "tag"),
+                            ("params", "C"), ("params", "kernel")}  # fmt: skip
+    assert not summary["metrics", "seed"].differs and summary["metrics", "seed"].numeric
     assert summary["metrics", "acc"].differs and summary["metrics", "acc"].numeric
-    assert (summary["metrics", "acc"].low, summary["metrics", "acc"].high) == (0.7, 0.9)
+    assert (summary["metrics", "acc"].low, summary["metrics", "acc"].high) == (0.6, 0.9)
     assert summary["metrics", "tag"].differs  # missing on one model
     assert summary["params", "C"].differs and summary["params", "C"].numeric
-    assert not summary["params", "kernel"].differs and not summary["params", "kernel"].numeric
+    assert summary["params", "kernel"].differs  # absent on the model without a grid
+    assert not summary["params", "kernel"].numeric
     assert catalog.model_columns("nobody") == []
 
 

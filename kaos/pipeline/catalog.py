@@ -400,7 +400,7 @@ class SqliteCatalog:
                 MIN(CASE WHEN e.type IN ('integer', 'real') THEN e.value END) AS low,
                 MAX(CASE WHEN e.type IN ('integer', 'real') THEN e.value END) AS high
             FROM models m JOIN jobs j ON j.id = m.job_id, json_each(m.{group}) e
-            WHERE j.workspace = ? GROUP BY e.key"""
+            WHERE j.workspace = ? AND json_type(m.{group}) = 'object' GROUP BY e.key"""
         total = self._query(
             "SELECT COUNT(*) FROM models m JOIN jobs j ON j.id = m.job_id WHERE j.workspace = ?",
             (workspace,),
