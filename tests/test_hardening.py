@@ -304,3 +304,81 @@ def test_the_file_cache_stays_within_kaos_cache_max(own_server, tmp_path):
     cli.ok("train", "deploy", "-s", str(src), "-d", str(data), "--wait")
     cached = [p for p in (own_server.home / "cache" / "files").rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in cached) <= 1 << 20  # the 3 MiB file was let go
+
+
+def test_special_files_are_left_out_and_said_so_in_one_line(cli, tmp_path):
+    import os
+
+    data = random_data(tmp_path / "data", {"x.bin": 100})
+    os.mkfifo(data / "features" / "a-pipe")
+    os.mkfifo(data / "features" / "b-pipe")
+    cli.ok("workspace", "create", "-n", f"fifo-{uuid.uuid4().hex[:6]}")
+    result = cli.ok("train", "deploy", "-d", str(data))
+    warnings = [line for line in result.err.splitlines() if line.startswith("Warning")]
+    assert warnings == [
+        "Warning: 2 special files (fifo, socket or device) left out of the data bundle, "
+        "first: features/a-pipe"
+    ]
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount small RAM disks (a real full disk, without filling the machine's)."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(folder: Path) -> None:
+    """Fill a file system to the last byte."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        for size in (1 << 16, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                continue
+
+
+def test_a_full_disk_answers_507_with_the_free_bytes_and_keeps_the_store_whole(tmpfs, tmp_path):
+    home = tmpfs("server-home", "24m")
+    server = KaosServer(home)
+    try:
+        cli = Cli(tmp_path / "client-home", tmp_path, server.url)
+        cli.ok("workspace", "create", "-n", "full")
+        small = random_data(tmp_path / "small", {"a.bin": 10_000})
+        cli.ok("train", "deploy", "-d", str(small))
+        big = random_data(tmp_path / "big", {"b.bin": 40 << 20})
+        failed = cli.fails("train", "deploy", "-d", str(big))
+        lines = failed.err.strip().splitlines()
+        assert len(lines) == 1 and "the store's disk is full (" in lines[0], failed.err
+        assert "bytes free)" in lines[0]
+        assert cli.ok("store", "verify").out.strip().endswith("Store is healthy")
+    finally:
+        server.stop()
+
+
+def test_the_cli_runs_without_its_stat_cache_when_its_disk_is_full(tmpfs, kaos_server, tmp_path):
+    home = tmpfs("client-home", "2m")
+    cli = Cli(home, tmp_path, kaos_server.url)  # its config is written while there is room
+    cli.ok("workspace", "create", "-n", f"nocache-{uuid.uuid4().hex[:6]}")
+    fill(home)
+    data = random_data(tmp_path / "data", {"a.bin": 5000})
+    result = cli.ok("train", "deploy", "-d", str(data))
+    assert "Traceback" not in result.err and "Setting data bundle" in result.out

@@ -87,13 +87,13 @@ def _push_serve_source(api: Any, folder: Path, quiet: bool) -> str:
     from kaos.config import kaos_home
     from kaos.errors import BundleError
     from kaos.store.scan import scan_folder
-    from kaos.store.state import StatCache
+    from kaos.store.state import open_stat_cache
 
     if not folder.is_dir():
         raise BundleError(f"serve source path not found: {folder}", "check the path you passed")
     if not quiet:
         echo(f"Submitting serve source bundle: {folder}")
-    scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"))
+    scanned = scan_folder(folder, open_stat_cache(kaos_home() / "state.db"))
     progress = BarProgress("Compressing serve source bundle") if not quiet else None
     api.push(scanned, progress)
     if progress:

@@ -140,15 +140,15 @@ def _read_manifest(path: Path) -> str:
 
 def _submit(api, kind: str, folder: Path, quiet: bool) -> str:
     """Hash, check and upload one bundle, with the seed's messages and bars."""
-    from kaos.cli.render import BarProgress, echo
+    from kaos.cli.render import BarProgress, echo, warn
     from kaos.config import kaos_home
     from kaos.pipeline.bundles import bundle_label, data_bundle_name, source_bundle_name
     from kaos.store.scan import scan_folder
-    from kaos.store.state import StatCache
+    from kaos.store.state import open_stat_cache
 
     if not quiet:
         echo(f"Submitting {kind} bundle: {folder}")
-    cache = StatCache(kaos_home() / "state.db")
+    cache = open_stat_cache(kaos_home() / "state.db")
     progress = BarProgress(f"Compressing {kind} bundle") if not quiet else None
     if kind == "source":  # small: its shape (a Dockerfile, an executable train) checked first
         scanned = scan_folder(folder, cache)
@@ -159,6 +159,13 @@ def _submit(api, kind: str, folder: Path, quiet: bool) -> str:
         name = data_bundle_name(scanned.paths)
     if progress:
         progress.close()
+    if scanned.special:  # fifos, sockets, devices: no content to store
+        count, first = len(scanned.special), scanned.special[0]
+        warn(
+            f"{count} special file{'s' if count > 1 else ''} (fifo, socket or device) left out "
+            f"of the {kind} bundle, first: {first}"
+        )
+    if progress:
         echo(f" ✔ Setting {kind} bundle: {bundle_label(name, scanned.digest)}\n")
     return scanned.digest
 
@@ -681,13 +688,13 @@ class _Watcher:
         from kaos.pipeline.bundles import bundle_label, data_bundle_name, source_bundle_name
         from kaos.store.hashing import hash_bytes
         from kaos.store.scan import scan_folder
-        from kaos.store.state import StatCache
+        from kaos.store.state import open_stat_cache
 
         body: dict[str, Any] = {}
         labels = []
         try:
             for kind, folder in self.folders.items():
-                scanned = scan_folder(folder, StatCache(kaos_home() / "state.db"))
+                scanned = scan_folder(folder, open_stat_cache(kaos_home() / "state.db"))
                 if scanned.digest == self.deployed.get(kind):
                     continue
                 bundle = (

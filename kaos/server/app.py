@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +29,22 @@ from kaos.server.routes import (
 )
 from kaos.server.services import Services
 from kaos.server.settings import Settings
+
+
+def disk_full(settings: Settings) -> JSONResponse:
+    """507: the store (or the catalog) could not be written; nothing partial was kept, since
+    every write is atomic."""
+    try:
+        free = shutil.disk_usage(settings.home).free
+    except OSError:
+        free = 0
+    return JSONResponse(
+        status_code=507,
+        content={
+            "detail": f"the store's disk is full ({free} bytes free)",
+            "fix": "free space on the server (kaos store gc removes unreachable content)",
+        },
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -60,6 +79,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(
             status_code=exc.http_status, content={"detail": exc.message, "fix": exc.fix}
         )
+
+    @app.exception_handler(OSError)
+    async def os_error(_request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise exc
+        return disk_full(settings)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def db_error(_request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        if "full" not in str(exc):
+            raise exc
+        return disk_full(settings)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -57,6 +57,7 @@ class Walk(NamedTuple):
 
     paths: list[str]
     stats: bytearray
+    special: tuple[str, ...] = ()  # fifos, sockets, devices: left out, and said so
 
 
 class ScannedFolder:
@@ -92,6 +93,11 @@ class ScannedFolder:
     def abspath(self, rel: str) -> str:
         return self._prefix + rel
 
+    @property
+    def special(self) -> tuple[str, ...]:
+        """Paths that are neither files nor folders (fifos, sockets, devices): not in the tree."""
+        return self._walk.special
+
 
 def walk_folder(root: Path) -> Walk:
     """List the bundle's files with their stat records, honouring ignores, refusing escapes."""
@@ -104,6 +110,7 @@ def walk_folder(root: Path) -> Walk:
     rules = IgnoreRules.for_folder(root)
     paths: list[str] = []
     stats = bytearray()
+    special: list[str] = []
     pack = STAT.pack
     skips_file = rules.skips_file if rules.active else None
     stack = [(str(root), "")]
@@ -122,11 +129,14 @@ def walk_folder(root: Path) -> Walk:
                     continue
                 else:
                     st = entry.stat()
-                if not S_ISREG(st.st_mode) or (skips_file is not None and skips_file(rel)):
+                if skips_file is not None and skips_file(rel):
+                    continue
+                if not S_ISREG(st.st_mode):
+                    special.append(rel)
                     continue
                 paths.append(rel)
                 stats += pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode & 0o100)
-    return Walk(paths, stats)
+    return Walk(paths, stats, tuple(sorted(special)))
 
 
 def scan_folder(

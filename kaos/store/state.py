@@ -111,3 +111,48 @@ class StatCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+def open_stat_cache(path: Path) -> HashCache:
+    """The stat cache, or one that gives up quietly when its disk cannot be written (full,
+    read-only): a scan then hashes every file instead of failing."""
+    try:
+        return _BestEffort(StatCache(path))
+    except (sqlite3.Error, OSError):
+        return NullStatCache()
+
+
+class _BestEffort:
+    """A stat cache that turns into a NullStatCache at its first storage error."""
+
+    def __init__(self, cache: HashCache) -> None:
+        self._cache = cache
+
+    def _give_up(self) -> None:
+        self._cache = NullStatCache()
+
+    def lookup(self, keys: Iterable[StatKey]) -> dict[StatKey, str]:
+        try:
+            return self._cache.lookup(keys)
+        except (sqlite3.Error, OSError):
+            self._give_up()
+            return {}
+
+    def record(self, items: Iterable[tuple[StatKey, str]]) -> None:
+        try:
+            self._cache.record(items)
+        except (sqlite3.Error, OSError):
+            self._give_up()
+
+    def last_scan(self, root: str) -> Snapshot | None:
+        try:
+            return self._cache.last_scan(root)
+        except (sqlite3.Error, OSError):
+            self._give_up()
+            return None
+
+    def remember_scan(self, root: str, snapshot: Snapshot) -> None:
+        try:
+            self._cache.remember_scan(root, snapshot)
+        except (sqlite3.Error, OSError):
+            self._give_up()
