@@ -32,7 +32,7 @@ def run_logged(
     children the command started (data loaders, pip) die with it. When the command exits, what
     it left running in its group (a daemon it started) is ended the same way, so nothing writes
     to the job's log after the job ended. A child that left the group with `setsid` is out of
-    reach here (see docs/security.md); the docker executor contains it in the container.
+    reach here: the train sandbox's PID namespace (or the docker container) ends it.
     """
     proc = subprocess.Popen(
         list(cmd),
