@@ -46,6 +46,12 @@ def test_requirements_and_locks_are_found_in_the_bundle_or_in_model():
     assert none.empty and "m/requirements.txt or m/model/requirements.txt" in none.where()
 
 
+def test_kaos_1_layout_builds_with_model_as_docker_context():
+    assert env_spec(tree_of("m/model/requirements.txt"), "m").build_context == "m/model"
+    assert env_spec(tree_of("m/requirements.txt", "m/model/x"), "m").build_context == "m"
+    assert env_spec(tree_of("m/model/train"), "m").build_context == "m"
+
+
 def test_a_lock_must_pin_every_package_and_parse():
     assert check_lock("m/requirements.lock", LOCK.encode()) == LOCK
     with pytest.raises(

@@ -191,6 +191,12 @@ def test_train_keys_depend_on_every_input():
     assert key(params={"a": 1, "b": 2}) == key(params={"b": 2, "a": 1})
 
 
+def test_network_is_an_input_that_leaves_earlier_keys_alone():
+    assert key(resources=Resources(network=True)) != key()
+    assert Resources().to_json() == {"cpu": None, "memory": None, "gpu": 0}  # as before it existed
+    assert Resources.from_json(Resources(network=True).to_json()).network
+
+
 def test_tasks_follow_the_grid_order():
     tasks = tasks_for(TrainingInputs(S1, D1, GRID))
     assert [t.params for t in tasks][:2] == [

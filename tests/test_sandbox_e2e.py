@@ -175,6 +175,7 @@ def test_the_diabetes_walkthrough_has_the_seeds_incremental_shape(tmp_path, kaos
     """deploy; change a hyperparameter (build + train); more data (train only); same (nothing)."""
     cli = Cli(tmp_path / "client-home", tmp_path, kaos_server.url)
     cli.ok("workspace", "create", "-n", "diabetes-walk")
+    assert {"diabetes", "mnist"} <= set(cli.ok("template", "list", "--json").json())
     cli.ok("template", "get", "--name", "diabetes")
     template = tmp_path / "templates" / "diabetes"
     source, data = template / "model-train", template / "data"
