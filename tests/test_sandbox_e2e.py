@@ -45,6 +45,7 @@ def write_home():
 results = {
     "write_home": attempt(write_home),
     "read_other_job": attempt(lambda: open(target["other_job"]).read()),
+    "write_root": attempt(lambda: open("/escaped.txt", "w").write("x")),
     "socket": attempt(lambda: socket.create_connection(("127.0.0.1", target["port"]), 3).close()),
 }
 # a daemon in its own session, meant to outlive the script
@@ -126,6 +127,7 @@ def test_a_train_script_cannot_escape_its_sandbox(server, tmp_path):
     assert model["metrics"] == {
         "write_home": "denied",
         "read_other_job": "denied",
+        "write_root": "denied",
         "socket": "denied",
     }
     assert not (server.home / "escaped.txt").exists()

@@ -221,8 +221,15 @@ class DockerExecutor:
                 request.image,
                 command=[str(inside.model_dir / "train"), str(inside.output)],
                 working_dir=str(inside.model_dir),
-                environment={**dirs.contract_env(inside), "PYTHONUNBUFFERED": "1"},
+                environment={
+                    **dirs.contract_env(inside),
+                    "PYTHONUNBUFFERED": "1",
+                    "HOME": "/tmp",  # as in the sandbox: only the output and /tmp are writable
+                    "TMPDIR": "/tmp",
+                },
                 mounts=_mounts(dirs),
+                read_only=True,
+                tmpfs={"/tmp": "exec"},
                 network_mode="host" if request.resources.network else "none",
                 init=True,
                 detach=True,
