@@ -64,7 +64,8 @@ function yAxis(svg, inner, y, domain, label) {
 }
 
 // The progress curve: `progress` is the API's ProgressOut. Returns the svg.
-export function progressChart(container, progress, { onOpen } = {}) {
+// x is the models' deploy order, or with `byTime` the time of the deploy that trained them.
+export function progressChart(container, progress, { onOpen, byTime = false } = {}) {
   const all = progress.points;
   const points = all.map((p, i) => ({ ...p, i })).filter((p) => p.value !== null);
   const { svg, inner } = frame(container, 300);
@@ -76,27 +77,43 @@ export function progressChart(container, progress, { onOpen } = {}) {
     performance.mark("kaos:chart-drawn");
     return svg;
   }
-  const x = linear([0, Math.max(all.length - 1, 1)], [inner.x0 + 12, inner.x1 - 12]);
+  const range = [inner.x0 + 12, inner.x1 - 12];
+  let x;
+  if (byTime) {
+    const t0 = Math.min(...points.map((p) => p.created));
+    const t1 = Math.max(...points.map((p) => p.created));
+    const xt = linear([t0, t1 > t0 ? t1 : t0 + 1], range);
+    x = (p) => xt(p.created);
+    const short = t1 - t0 < 86400
+      ? { hour: "2-digit", minute: "2-digit" } : { month: "short", day: "numeric" };
+    for (let k = 0; k <= 5; k += 1) {
+      const t = t0 + ((t1 - t0) * k) / 5;
+      svg.append(s("text", { class: "tick", x: xt(t), y: inner.y0 + 18, "text-anchor": "middle" },
+        new Date(t * 1000).toLocaleString(undefined, short)));
+    }
+  } else {
+    const xi = linear([0, Math.max(all.length - 1, 1)], range);
+    x = (p) => xi(p.i);
+    const step = Math.max(1, Math.ceil(all.length / 12));
+    for (let i = 0; i < all.length; i += step) {
+      svg.append(s("text", { class: "tick", x: xi(i), y: inner.y0 + 18, "text-anchor": "middle" },
+        String(i + 1)));
+    }
+  }
   const domain = paddedDomain(points.map((p) => p.value));
   const y = linear(domain, [inner.y0, inner.y1]);
   yAxis(svg, inner, y, domain, progress.metric);
-
-  const step = Math.max(1, Math.ceil(all.length / 12));
-  for (let i = 0; i < all.length; i += step) {
-    svg.append(s("text", { class: "tick", x: x(i), y: inner.y0 + 18, "text-anchor": "middle" },
-      String(i + 1)));
-  }
   svg.append(s("text", { class: "axis-label", x: (inner.x0 + inner.x1) / 2, y: inner.y0 + 38,
-    "text-anchor": "middle" }, "model, in deploy order"));
+    "text-anchor": "middle" }, byTime ? "deployed at" : "model, in deploy order"));
 
-  const line = points.map((p, k) => `${k ? "L" : "M"}${x(p.i).toFixed(1)},${y(p.value).toFixed(1)}`);
+  const line = points.map((p, k) => `${k ? "L" : "M"}${x(p).toFixed(1)},${y(p.value).toFixed(1)}`);
   svg.append(s("path", { class: "series", d: line.join("") }));
 
   // best so far: a step line, flat until a model beats it
   let best = null;
   const steps = [];
   for (const p of points) {
-    const px = x(p.i).toFixed(1);
+    const px = x(p).toFixed(1);
     if (best) steps.push(`H${px}`);
     if (p.best) {
       steps.push(best ? `V${y(p.value).toFixed(1)}` : `M${px},${y(p.value).toFixed(1)}`);
@@ -112,7 +129,7 @@ export function progressChart(container, progress, { onOpen } = {}) {
   const kept = [];
   const ranked = [...points].sort((a, b) => (b.best - a.best) || (b.i - a.i));
   for (const p of ranked) {
-    const cx = x(p.i);
+    const cx = x(p);
     const cy = y(p.value);
     if (kept.length >= 40) break;
     if (kept.every((k) => Math.abs(k.cx - cx) > LABEL_W || Math.abs(k.cy - cy) > 16)) kept.push({ p, cx, cy });
@@ -121,7 +138,7 @@ export function progressChart(container, progress, { onOpen } = {}) {
   const dots = s("g", { class: "points" });
   const texts = s("g", { class: "labels" });
   for (const p of points) {
-    const cx = x(p.i);
+    const cx = x(p);
     const cy = y(p.value);
     dots.append(s("circle", {
       class: p.best ? "point best" : "point", cx, cy, r: p.best ? (dense ? 4 : 6) : (dense ? 2.5 : 4.5),

@@ -44,9 +44,11 @@ export async function workspacePage(root, name) {
 
   const chartBox = h("div", { class: "chart-box", id: "progress-chart" });
   const metricSelect = h("select", { id: "metric", "aria-label": "metric" });
+  const xSelect = h("select", { id: "x-axis", "aria-label": "x axis" },
+    h("option", { value: "order" }, "deploy order"), h("option", { value: "time" }, "time"));
   const bestNote = h("span", { class: "muted", id: "best-note" });
   root.append(card("Progress", { id: "progress" },
-    h("div", { class: "toolbar" }, h("label", {}, "metric ", metricSelect), bestNote,
+    h("div", { class: "toolbar" }, h("label", {}, "metric ", metricSelect), h("label", {}, "x ", xSelect), bestNote,
       h("span", { class: "legend" }, h("i", { class: "dot" }), "model ", h("i", { class: "dot best" }), "best so far")),
     chartBox));
 
@@ -71,9 +73,16 @@ export async function workspacePage(root, name) {
     bestNote.textContent = best
       ? `best ${best.model_id} = ${fmtValue(best.value)} (${progress.goal === "max" ? "higher" : "lower"} is better)`
       : "";
-    progressChart(chartBox, progress, { onOpen: (p) => { location.hash = `#/m/${enc(p.model_id)}`; } });
+    lastProgress = progress;
+    draw();
     return progress;
   }
+  let lastProgress = null;
+  const draw = () => progressChart(chartBox, lastProgress, {
+    byTime: xSelect.value === "time",
+    onOpen: (p) => { location.hash = `#/m/${enc(p.model_id)}`; },
+  });
+  xSelect.addEventListener("change", draw);
   metricSelect.addEventListener("change", async () => {
     metric = metricSelect.value;
     const progress = await drawProgress();
