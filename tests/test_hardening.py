@@ -382,3 +382,18 @@ def test_the_cli_runs_without_its_stat_cache_when_its_disk_is_full(tmpfs, kaos_s
     data = random_data(tmp_path / "data", {"a.bin": 5000})
     result = cli.ok("train", "deploy", "-d", str(data))
     assert "Traceback" not in result.err and "Setting data bundle" in result.out
+
+
+def test_an_object_found_corrupt_on_read_is_uploaded_again_by_the_next_deploy(own_server, tmp_path):
+    cli = Cli(tmp_path / "client-home", tmp_path, own_server.url)
+    cli.ok("workspace", "create", "-n", "flip")
+    data = random_data(tmp_path / "data", {"a.bin": 200_000})
+    cli.ok("train", "deploy", "-d", str(data))
+    (pack,) = [p for p in (own_server.home / "store" / "packs").rglob("*") if p.is_file()]
+    raw = bytearray(pack.read_bytes())
+    middle = raw.find((data / "features" / "a.bin").read_bytes()[100_000:100_064])
+    raw[middle] ^= 0xFF  # one flipped byte inside the stored file
+    pack.write_bytes(bytes(raw))
+    assert fetched(own_server, data) == set()  # refused, never served
+    cli.ok("train", "deploy", "-d", str(data), "--force")
+    assert fetched(own_server, data) == {"a.bin"}

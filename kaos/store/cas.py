@@ -59,6 +59,7 @@ class ContentStore:
         self.file_cache = FileCache(self.home / "cache" / "files", cache_max) if self.home else None
         self._uploads = uploads
         self._complete: set[str] = set()  # trees with every object stored (until a gc)
+        self.reader.on_corrupt = lambda _digest: self._complete.clear()
 
     @classmethod
     def from_url(

@@ -26,6 +26,7 @@ class PackIndex:
         self._lock = threading.Lock()
         self._locations: dict[str, Location] = {}
         self._packs: dict[str, list[tuple[str, Location]]] = {}  # pack id -> what it holds
+        self._bad: set[tuple[str, str]] = set()  # (pack id, digest) copies found corrupt
         self.refresh()
 
     def refresh(self) -> None:
@@ -65,6 +66,8 @@ class PackIndex:
         with self._lock:
             self._packs[pack_id] = entries
             for digest, loc in entries:
+                if (pack_id, digest) in self._bad:
+                    continue
                 if newest:
                     self._locations[digest] = loc
                 else:
@@ -88,6 +91,21 @@ class PackIndex:
                     if digest in orphans:
                         self._locations.setdefault(digest, loc)
         self._drop_cached(pack_id)
+
+    def discard(self, digest: str, pack_id: str) -> None:
+        """Stop serving the copy of `digest` in `pack_id` (found corrupt on read): another
+        intact copy is used if one is indexed, else the store no longer claims the object."""
+        with self._lock:
+            self._bad.add((pack_id, digest))
+            loc = self._locations.get(digest)
+            if loc is None or loc.pack != pack_id:
+                return
+            del self._locations[digest]
+            for other, entries in self._packs.items():
+                for d, other_loc in entries:
+                    if d == digest and (other, d) not in self._bad:
+                        self._locations[digest] = other_loc
+                        return
 
     def forget(self, pack_id: str) -> None:
         with self._lock:

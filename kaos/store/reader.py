@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 import xxhash
@@ -22,9 +22,27 @@ MAX_TREE_BYTES = 512 << 20  # about 5 million files; anything larger is not read
 
 
 class StoreReader:
+    """Reads verified objects. An object found corrupt is dropped from the index at once (and
+    `on_corrupt` told), so the store stops claiming it and the next push of the same content
+    uploads it again; `kaos store verify --repair` makes that permanent."""
+
     def __init__(self, backend: Backend, index: PackIndex) -> None:
         self._backend = backend
         self._index = index
+        self.on_corrupt: Callable[[str], None] | None = None
+
+    def _corrupt(self, digest: str, message: str) -> IntegrityError:
+        loc = self._index.locate(digest)
+        if loc is not None:
+            self._index.discard(digest, loc.pack)
+        if self.on_corrupt is not None:
+            self.on_corrupt(digest)
+        return IntegrityError(message, digest)
+
+    def _verified(self, digest: str, data: bytes) -> bytes:
+        if hash_bytes(data) != digest:
+            raise self._corrupt(digest, f"object {digest} is corrupt and was not served")
+        return data
 
     def locate(self, digest: str) -> Location:
         loc = self._index.locate(digest)
@@ -35,14 +53,17 @@ class StoreReader:
     def payload(self, digest: str) -> tuple[Location, bytes]:
         loc = self.locate(digest)
         frame = self._backend.get(PACK_PREFIX + loc.pack, loc.frame_offset, loc.frame_length)
-        raw = decode_frame(loc, frame, zstandard.ZstdDecompressor())
+        try:
+            raw = decode_frame(loc, frame, zstandard.ZstdDecompressor())
+        except IntegrityError as exc:
+            raise self._corrupt(digest, f"object {digest} is corrupt: {exc.message}") from None
         return loc, raw[loc.inner_offset : loc.inner_offset + loc.size]
 
     def get_bytes(self, digest: str) -> bytes:
         """The verified content of `digest` (chunked content is reassembled)."""
         loc, payload = self.payload(digest)
         if loc.kind == KIND_BLOB:
-            return _verified(digest, payload)
+            return self._verified(digest, payload)
         out = bytearray()
         for part in self._chunks(digest, payload):
             out += part
@@ -76,7 +97,7 @@ class StoreReader:
         """(size, verified pieces) of any content: one piece for a blob, its chunks otherwise."""
         loc, payload = self.payload(digest)
         if loc.kind == KIND_BLOB:
-            return len(payload), iter([_verified(digest, payload)])
+            return len(payload), iter([self._verified(digest, payload)])
         total, _chunks = decode_chunk_list(payload)
         return total, self._chunks(digest, payload)
 
@@ -84,7 +105,7 @@ class StoreReader:
         """Stream verified content into `out` chunk by chunk; returns the size written."""
         loc, payload = self.payload(digest)
         if loc.kind == KIND_BLOB:
-            out.write(_verified(digest, payload))
+            out.write(self._verified(digest, payload))
             return len(payload)
         written = 0
         for part in self._chunks(digest, payload):
@@ -96,12 +117,15 @@ class StoreReader:
         total, chunks = decode_chunk_list(chunk_list)
         hasher = xxhash.xxh3_128()
         size = 0
-        for _chunk_digest, data in self.iter_blobs([c for c, _ in chunks], keep_order=True):
-            hasher.update(data)
-            size += len(data)
-            yield data
+        try:
+            for _chunk, data in self.iter_blobs([c for c, _ in chunks], keep_order=True):
+                hasher.update(data)
+                size += len(data)
+                yield data
+        except IntegrityError as exc:  # a corrupt chunk: the whole file must be sent again
+            raise self._corrupt(digest, f"object {digest} is corrupt: {exc.message}") from None
         if size != total or hasher.hexdigest() != digest:
-            raise IntegrityError(f"object {digest} is corrupt (chunks do not add up)", digest)
+            raise self._corrupt(digest, f"object {digest} is corrupt (chunks do not add up)")
 
     def chunk_digests(self, digest: str) -> list[str]:
         """The chunks a chunked object is made of (empty for a plain blob)."""
@@ -150,7 +174,8 @@ class StoreReader:
                     frame = data[offset - start : offset - start + first.frame_length]
                     raw = decode_frame(first, frame, decompressor)
                     for d, loc in members:
-                        yield d, _verified(d, raw[loc.inner_offset : loc.inner_offset + loc.size])
+                        payload = raw[loc.inner_offset : loc.inner_offset + loc.size]
+                        yield d, self._verified(d, payload)
 
 
 def _coalesce(
@@ -170,9 +195,3 @@ def _coalesce(
         current, start, end = [offset], offset, offset + length
     if current:
         yield start, end, current
-
-
-def _verified(digest: str, data: bytes) -> bytes:
-    if hash_bytes(data) != digest:
-        raise IntegrityError(f"object {digest} is corrupt and was not served", digest)
-    return data
