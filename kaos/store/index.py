@@ -107,6 +107,11 @@ class PackIndex:
                         self._locations[digest] = other_loc
                         return
 
+    def was_discarded(self, digest: str) -> bool:
+        """Whether the store stopped claiming `digest` because it was found corrupt."""
+        with self._lock:
+            return digest not in self._locations and any(d == digest for _p, d in self._bad)
+
     def forget(self, pack_id: str) -> None:
         with self._lock:
             self._forget(pack_id)

@@ -47,6 +47,12 @@ class StoreReader:
     def locate(self, digest: str) -> Location:
         loc = self._index.locate(digest)
         if loc is None:
+            if self._index.was_discarded(digest):
+                raise IntegrityError(
+                    f"object {digest} is corrupt and was not served",
+                    digest,
+                    "deploy the same content again, or run 'kaos store verify --repair'",
+                )
             raise ObjectNotFound(digest)
         return loc
 
