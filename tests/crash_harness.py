@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from kaos.executors.process import process_alive
 from kaos.store import scan_folder
 from tests.cli import Cli
 from tests.conftest import KaosServer
@@ -89,12 +90,34 @@ def run_crashes(root: Path, runs: int, seed: int = 0) -> CrashReport:
             proc.wait(timeout=120)
             server = KaosServer(home)
             cli = Cli(root / "client-home", root, server.url)
-            problems = check(server, cli, src, data)
+            problems = [f"left running: {p}" for p in leftovers(home)]
+            problems += check(server, cli, src, data)
             report.runs += 1
             report.losses += [f"run {run} ({phase}): {p}" for p in problems]
     finally:
         server.stop()
     return report
+
+
+def leftovers(home: Path, grace: float = 5.0) -> list[str]:
+    """Processes of the killed server's jobs still alive once the new server serves: anything
+    working under its home (a train's folder, an environment being made)."""
+    deadline = time.time() + grace
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or not process_alive(int(entry.name)):
+                continue
+            try:
+                cwd = os.readlink(entry / "cwd")
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if cwd.startswith(str(home)) or str(home) in cmdline:
+                found.append(f"{entry.name} {cmdline[:120]}")
+        if not found or time.time() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def check(server: KaosServer, cli: Cli, src: Path, data: Path) -> list[str]:

@@ -23,7 +23,7 @@ from kaos.errors import BuildFailed, Killed, TrainFailed
 from kaos.executors.environment import child_env
 from kaos.executors.envlock import Locker
 from kaos.executors.host import SandboxStatus, host_layout, python_folders, sandbox_status
-from kaos.executors.process import LogTail, kill_leftover, run_logged
+from kaos.executors.process import LogTail, end_recorded, kill_leftover, run_logged
 from kaos.executors.sandbox import Sandbox, bwrap_argv
 from kaos.executors.view import inside_dirs, job_mounts
 from kaos.executors.workdir import TrainDirs, collect, prepare
@@ -73,10 +73,14 @@ class LocalExecutor:
         home: Path,
         settings: BuildSettings | None = None,
         sandbox: bool = True,
+        running: Path | None = None,
     ) -> None:
         self.store = store
         self.envs = Path(home) / "envs"
         self.jobs = Path(home) / "jobs"
+        # One pid file per process group running now, outside the job folders (which train
+        # scripts can write to): what recover() ends after a crash.
+        self.running = running or Path(home) / "running"
         self.settings = settings or BuildSettings()
         self.python = sys.executable
         self.locker = Locker(store, uv_binary(), self._uv_env(), python_version())
@@ -115,7 +119,10 @@ class LocalExecutor:
     def _make_env(self, env_dir: Path, lock: EnvLock | None, log: JobLog, cancel: Cancel) -> None:
         uv, env = self.locker.uv, self._uv_env()
         log.write(f"kaos: creating environment {env_dir.name[:12]} with uv\n")
-        code = run_logged([uv, "venv", "--python", self.python, str(env_dir)], log, cancel, env=env)
+        code = run_logged(
+            [uv, "venv", "--python", self.python, str(env_dir)], log, cancel, None, env,
+            self._pid_file(),
+        )  # fmt: skip
         _check_step(code, cancel, "could not create the Python environment")
         if lock is None:
             return
@@ -124,7 +131,7 @@ class LocalExecutor:
         cmd = [uv, "pip", "sync", "--python", str(env_dir / "bin" / "python"), str(lock_file)]
         if "--hash=" in lock.text:
             cmd.append("--require-hashes")
-        code = run_logged(cmd, log, cancel, env=env)
+        code = run_logged(cmd, log, cancel, None, env, self._pid_file())
         _check_step(code, cancel, f"installing lock {lock.digest[:12]} failed (see the build logs)")
 
     def image_exists(self, image: str) -> bool:
@@ -139,7 +146,12 @@ class LocalExecutor:
         return self.envs / image / "bin" / "python"
 
     def recover(self) -> None:
+        """End the builds and trains a crashed server left running, then remove their folders."""
+        end_recorded(self.running)
         recover_job_dirs(self.jobs)
+
+    def _pid_file(self) -> Path:
+        return self.running / uuid.uuid4().hex
 
     def close(self) -> None:
         """Nothing to let go of: every process ends with its job."""
@@ -175,7 +187,7 @@ class LocalExecutor:
             if self.sandbox.usable:
                 env.update(HOME="/tmp", TMPDIR="/tmp")  # the only writable places inside
                 command = sandboxed(dirs, env_dir, command, request.resources.network)
-            code = run_logged(command, tail, cancel, dirs.model_dir, env)
+            code = run_logged(command, tail, cancel, dirs.model_dir, env, self._pid_file())
             if cancel.killed:
                 raise Killed("killed on request")
             if code != 0:

@@ -44,7 +44,7 @@ def run_logged(
         start_new_session=True,
     )
     if pid_file is not None:  # lets a restarted server find and end what a crash left running
-        pid_file.write_text(str(proc.pid))
+        record_process(pid_file, proc.pid)
     cancel.on_kill(lambda: _kill_group(proc))
     done = threading.Event()
     pump = threading.Thread(target=_pump, args=(proc, log, done), daemon=True)
@@ -59,6 +59,8 @@ def run_logged(
         raise
     finally:
         _end_group(proc.pid)
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
         pump.join(timeout=5)
         done.set()  # whatever escaped the group may keep the pipe open: its output is dropped
     return proc.wait()
@@ -91,17 +93,52 @@ def process_alive(pid: int) -> bool:
         return False
 
 
-def kill_leftover(pid_file: Path) -> None:
-    """End the process group named in a pid file left by a crashed server, if it still runs."""
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot): with the pid, it names one process, even
+    after the pid is reused."""
     try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):  # absent, or not a regular file
-        return
-    if pid <= 1:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if os.getpgid(pid) == pid:  # still the leader of the group we started
-            os.killpg(pid, signal.SIGKILL)
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def record_process(pid_file: Path, pid: int) -> None:
+    """Write `pid start-time` where a restarted server looks for what a crash left running."""
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{pid} {start_time(pid) or ''}".strip())
+
+
+def kill_leftover(pid_file: Path) -> bool:
+    """End the process group named in a pid file left by a crashed server, if it still runs;
+    whether one was ended. With a start time recorded, a reused pid is never taken for it."""
+    try:
+        fields = pid_file.read_text().split()
+        pid = int(fields[0])
+        started = int(fields[1]) if len(fields) > 1 else None
+    except (OSError, ValueError, IndexError):  # absent, not a regular file, or not ours
+        return False
+    if pid <= 1 or (started is not None and start_time(pid) != started):
+        return False
+    try:
+        if os.getpgid(pid) != pid:  # no longer the leader of the group we started
+            return False
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def end_recorded(folder: Path) -> int:
+    """End every process group recorded in `folder` (one pid file each) and forget them."""
+    if not folder.is_dir():
+        return 0
+    ended = 0
+    for pid_file in folder.iterdir():
+        ended += kill_leftover(pid_file)
+        with contextlib.suppress(OSError):
+            pid_file.unlink()
+    return ended
 
 
 def _end_group(pgid: int) -> None:

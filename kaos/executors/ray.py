@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from kaos.errors import ConfigError, Killed, TrainFailed
 from kaos.executors.local import BuildSettings, LocalExecutor
+from kaos.executors.process import end_recorded
 from kaos.pipeline.executor import (
     BuildRequest,
     BuiltImage,
@@ -28,6 +29,7 @@ from kaos.pipeline.executor import (
 from kaos.pipeline.inputs import memory_bytes
 from kaos.store import ContentStore
 from kaos.store.backends.local import LocalBackend
+from kaos.store.hashing import hash_bytes
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class RayExecutor:
         self.build_settings = build or BuildSettings()
         # Probed here for the start-up message; every node probes again before its first train.
         self.local = LocalExecutor(store, home, self.build_settings, sandbox)
+        self.owner = hash_bytes(str(Path(home).resolve()).encode())[:16]  # this server's tasks
         self.sandbox = self.local.sandbox
         if not ray.is_initialized():
             _init(ray, self.settings)
@@ -87,7 +90,20 @@ class RayExecutor:
         return self.local.image_exists(image)
 
     def recover(self) -> None:
+        """End what a crashed server left running here and, through one task pinned to each
+        live node, the train processes its Ray tasks left there (Ray ends the tasks' workers
+        with their driver, but not the process groups they started)."""
         self.local.recover()
+        ray = _ray()
+        task = ray.remote(num_cpus=0)(end_on_node)
+        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+        refs = [
+            task.options(scheduling_strategy=_pinned(node)).remote(
+                self.settings.node_home, self.owner
+            )
+            for node in nodes
+        ]
+        ray.get(refs, timeout=60)
 
     # -- train --------------------------------------------------------------------------------
     def train(self, request: TrainRequest, log: JobLog, cancel: Cancel) -> TrainOutcome:
@@ -102,6 +118,7 @@ class RayExecutor:
             "s3_endpoint_url": self.s3_endpoint_url,
             "cache_max": self.store.file_cache.max_bytes if self.store.file_cache else None,
             "node_home": self.settings.node_home,
+            "owner": self.owner,
             "build": asdict(self.build_settings),
             "sandbox": self.sandbox.enabled,
             "log_path": str(log.path),
@@ -242,7 +259,9 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
     store = ContentStore.from_url(
         spec["store_url"], home, spec["s3_endpoint_url"], spec.get("cache_max")
     )
-    executor = LocalExecutor(store, home, BuildSettings(**spec["build"]), spec["sandbox"])
+    executor = LocalExecutor(
+        store, home, BuildSettings(**spec["build"]), spec["sandbox"], _running(home, spec["owner"])
+    )
     log = _RelayLog(relay, spec["log_path"], spec["log_prefix"])
     fields = dict(spec["request"])
     fields["resources"] = Resources(**fields["resources"])
@@ -259,3 +278,13 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
         "metrics": outcome.metrics,
         "node": ray.get_runtime_context().get_node_id(),
     }
+
+
+def _running(node_home: Path, owner: str) -> Path:
+    """Where a node records the train processes of one server's tasks (servers may share it)."""
+    return node_home / "running" / owner
+
+
+def end_on_node(node_home: str, owner: str) -> int:
+    """The Ray task recovery runs on every node: end one server's recorded train processes."""
+    return end_recorded(_running(Path(node_home), owner))
