@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     previous_model TEXT, metric TEXT, value REAL, previous_value REAL, reason TEXT,
     stats TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS revisions_by_endpoint ON revisions (workspace, name, id);
+CREATE TABLE IF NOT EXISTS bundles (digest TEXT PRIMARY KEY, name TEXT NOT NULL);
 """
 ADDED_COLUMNS = (("images", "lock"), ("jobs", "lock"))  # added after catalogs were in use
 
@@ -106,6 +107,8 @@ class Catalog(Protocol):
     def models(self, job_id: str) -> list[Model]: ...
     def find_model(self, model_id_prefix: str) -> Model: ...
     def workspaces_using_source(self, source: str) -> list[Workspace]: ...
+    def name_bundles(self, names: dict[str, str]) -> None: ...
+    def bundle_name(self, digest: str) -> str | None: ...
     def fail_interrupted(self, reason: str) -> int: ...
     def check_integrity(self) -> list[str]: ...
     def referenced_trees(self) -> set[str]: ...
@@ -237,6 +240,16 @@ class SqliteCatalog:
 
     def workspaces_using_source(self, source: str) -> list[Workspace]:
         return [w for w in self.workspaces() if w.inputs.source == source]
+
+    # -- bundle names: recorded at deploy, so listings never read a tree for a name ----------
+    def name_bundles(self, names: dict[str, str]) -> None:
+        """Remember each deployed bundle's folder name (a digest always has the same one)."""
+        with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO bundles VALUES (?, ?)", names.items())
+
+    def bundle_name(self, digest: str) -> str | None:
+        rows = self._query("SELECT name FROM bundles WHERE digest = ?", (digest,))
+        return str(rows[0]["name"]) if rows else None
 
     # -- images -------------------------------------------------------------------------------
     def image(self, source: str, builder: str) -> Image | None:

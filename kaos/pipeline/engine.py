@@ -4,11 +4,13 @@ for their state. Decisions come from `plan` (pure); this module only carries the
 from __future__ import annotations
 
 import functools
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from kaos.errors import BuildFailed, JobFinished, KaosError, Killed, ObjectNotFound
@@ -19,8 +21,10 @@ from kaos.pipeline.executor import BuildRequest, Cancel, Executor, JobLog, Train
 from kaos.pipeline.ids import image_name, model_id, new_job_id
 from kaos.pipeline.inputs import InputsChange, TrainingInputs, train_seed
 from kaos.pipeline.logs import JobLogs
+from kaos.pipeline.manifest import parse_manifest
 from kaos.pipeline.plan import Plan, TrainTask, plan, tasks_for
 from kaos.pipeline.records import Deploy, Image, Job, Model
+from kaos.pipeline.remote_data import fetch_manifest
 from kaos.pipeline.reproduce import ReproducePlan, plan_reproduce
 from kaos.pipeline.states import ImageState, JobKind, JobState, overall_state
 from kaos.store import ContentStore
@@ -47,11 +51,13 @@ class Pipeline:
         executor: Executor,
         logs: JobLogs,
         max_parallel: int = 2,
+        tmp: Path | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
         self.executor = executor
         self.logs = logs
+        self.tmp = tmp or Path(tempfile.gettempdir()) / "kaos"  # downloads land here first
         self._slots = threading.BoundedSemaphore(max(1, max_parallel))
         self._deploy_lock = threading.RLock()
         self._cancels: dict[str, Cancel] = {}
@@ -72,16 +78,24 @@ class Pipeline:
         force: bool = False,
         parallelism: int = 1,
         refresh_env: bool = False,
+        manifest: str | None = None,
     ) -> DeployResult:
         """Record the deploy and start what it invalidates. `refresh_env` resolves the
-        source's requirements again (a new lock, so a new environment) and retrains."""
+        source's requirements again (a new lock, so a new environment) and retrains; a
+        `manifest` (JSON lines of url, path) is downloaded into the store as the data."""
         force = force or refresh_env
-        if change.empty and not force:
+        if manifest is not None and change.data is not None:
+            raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
+        if change.empty and manifest is None and not force:
             raise KaosError("nothing to deploy", "pass -s SOURCE, -d DATA and/or -h GRID")
         if parallelism < 1:
             raise KaosError("parallelism (-p) must be at least 1")
         self.catalog.workspace(workspace)  # an unknown workspace is the first thing to report
+        if manifest is not None:
+            tree = fetch_manifest(self.store, parse_manifest(manifest), self.tmp)
+            change = replace(change, data=tree.digest)
         names = self._bundle_names(change)
+        self.catalog.name_bundles({getattr(change, kind): name for kind, name in names.items()})
         with self._deploy_lock:
             current = self.catalog.workspace(workspace).inputs
             inputs = current.merged(change)

@@ -119,8 +119,8 @@ def _row_out(svc: Services, row: ModelRow) -> ModelRowOut:
         created=row.created,
         source=row.source,
         data=row.data,
-        source_name=svc.bundle_name(row.source, "source"),
-        data_name=svc.bundle_name(row.data, "data"),
+        source_name=svc.bundle_name(row.source),
+        data_name=svc.bundle_name(row.data),
         author=row.author,
     )
 
@@ -128,7 +128,7 @@ def _row_out(svc: Services, row: ModelRow) -> ModelRowOut:
 def _bundle_label(svc: Services, digest: Any, kind: str) -> str:
     if not digest:
         return "none"
-    return f"/{svc.bundle_name(digest, kind) or kind}:{str(digest)[:5]}"
+    return f"/{svc.bundle_name(digest) or kind}:{str(digest)[:5]}"
 
 
 def _change_out(svc: Services, change: Change) -> ChangeOut:
@@ -151,9 +151,9 @@ def _entry_out(svc: Services, deploy: Deploy, jobs: list[Any]) -> TimelineEntryO
         time=deploy.time,
         force=deploy.force,
         source=changed.get("source"),
-        source_name=svc.bundle_name(changed.get("source"), "source"),
+        source_name=svc.bundle_name(changed.get("source")),
         data=changed.get("data"),
-        data_name=svc.bundle_name(changed.get("data"), "data"),
+        data_name=svc.bundle_name(changed.get("data")),
         grid=changed.get("grid"),
         resources=changed.get("resources"),
         parallelism=int(changed.get("parallelism") or 1),

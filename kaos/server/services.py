@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from kaos.errors import ConfigError
 from kaos.executors.local import BuildSettings, LocalExecutor
-from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.executor import Executor
@@ -28,12 +25,11 @@ class Services:
         self.logs = JobLogs(home / "logs")
         self.executor = make_executor(settings, self.store)
         self.pipeline = Pipeline(
-            self.catalog, self.store, self.executor, self.logs, settings.max_parallel
+            self.catalog, self.store, self.executor, self.logs, settings.max_parallel, home / "tmp"
         )
         self.recovered = self.pipeline.recover()  # told at start-up (see app.lifespan)
         self.serving = ServingManager(self.catalog, self.store, self.executor, home)
         self.serving.start()  # endpoints that served before a restart come back
-        self._names = lru_cache(maxsize=4096)(self._bundle_name)
 
     def close(self) -> None:
         """Stop running jobs (recorded as killed), then let the executor let go of its engine.
@@ -42,15 +38,9 @@ class Services:
         self.pipeline.shutdown()
         self.executor.close()
 
-    def bundle_name(self, digest: str | None, kind: str) -> str | None:
-        return self._names(digest, kind) if digest else None
-
-    def _bundle_name(self, digest: str, kind: str) -> str | None:
-        try:
-            tree = self.store.get_tree(digest)
-            return source_bundle_name(tree) if kind == "source" else data_bundle_name(tree)
-        except Exception:  # a name is decoration; never fail a listing over it
-            return None
+    def bundle_name(self, digest: str | None) -> str | None:
+        """A deployed bundle's folder name, as recorded at deploy time (None if never named)."""
+        return self.catalog.bundle_name(digest) if digest else None
 
 
 def check_executor(settings: Settings) -> None:

@@ -143,7 +143,7 @@ def _default_name(svc: Services, model_id: str | None) -> str:
     except NotFound:
         raise ServeError(f"no successfully trained model {model_id!r}") from None
     job = svc.catalog.job(model.job_id)
-    return svc.bundle_name(job.source, "source") or "model"
+    return svc.bundle_name(job.source) or "model"
 
 
 def _revision_out(svc: Services, revision: Revision) -> RevisionOut:

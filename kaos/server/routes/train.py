@@ -7,15 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from kaos.errors import KaosError
 from kaos.pipeline.compare import compare_models
 from kaos.pipeline.inputs import Grid, InputsChange, Resources
 from kaos.pipeline.lockstore import summarize
-from kaos.pipeline.manifest import parse_manifest
 from kaos.pipeline.reproduce import reproduction
-from kaos.server.remote_data import fetch_manifest
 from kaos.server.routes import author, services
-from kaos.server.routes.workspaces import inputs_out
 from kaos.server.schemas import (
     DeployIn,
     DeployOut,
@@ -29,6 +25,7 @@ from kaos.server.schemas import (
     ReproductionOut,
 )
 from kaos.server.services import Services
+from kaos.server.views import inputs_out
 
 router = APIRouter(tags=["train"])
 Svc = Annotated[Services, Depends(services)]
@@ -37,16 +34,9 @@ Author = Annotated[str, Depends(author)]
 
 @router.post("/workspaces/{name}/deploy", status_code=201)
 def deploy(name: str, body: DeployIn, svc: Svc, who: Author) -> DeployOut:
-    data = body.data
-    if body.manifest is not None:
-        if data is not None:
-            raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
-        svc.catalog.workspace(name)  # an unknown workspace fails before any download
-        tree = fetch_manifest(svc.store, parse_manifest(body.manifest), svc.settings.home / "tmp")
-        data = tree.digest
     change = InputsChange(
         source=body.source,
-        data=data,
+        data=body.data,
         grid=Grid.from_json(body.grid, svc.settings.max_combinations)
         if body.grid is not None
         else None,
@@ -59,6 +49,7 @@ def deploy(name: str, body: DeployIn, svc: Svc, who: Author) -> DeployOut:
         force=body.force,
         parallelism=body.parallelism,
         refresh_env=body.refresh_env,
+        manifest=body.manifest,
     )
     workspace = svc.catalog.workspace(name)
     return DeployOut(
@@ -90,8 +81,8 @@ def get_job(job_id: str, svc: Svc) -> JobDetailOut:
         job=JobOut.of(job),
         models=[ModelOut.of(m) for m in models],
         available_metrics=metrics,
-        source_name=svc.bundle_name(job.source, "source"),
-        data_name=svc.bundle_name(job.data, "data"),
+        source_name=svc.bundle_name(job.source),
+        data_name=svc.bundle_name(job.data),
     )
 
 
@@ -118,8 +109,8 @@ def provenance(model_id: str, svc: Svc) -> ProvenanceOut:
     return ProvenanceOut(
         model=ModelOut.of(model),
         job=JobOut.of(job),
-        source_name=svc.bundle_name(job.source, "source"),
-        data_name=svc.bundle_name(job.data, "data"),
+        source_name=svc.bundle_name(job.source),
+        data_name=svc.bundle_name(job.data),
         deploy_author=deploy.author if deploy else job.author,
         deploy_time=deploy.time if deploy else job.created,
         environment=EnvironmentOut(**asdict(summarize(svc.store, job.lock, job.source)))

@@ -2,40 +2,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from kaos.pipeline.records import Workspace
 from kaos.server.routes import services
-from kaos.server.schemas import InputsOut, WorkspaceIn, WorkspaceOut, image_out
+from kaos.server.schemas import WorkspaceIn, WorkspaceOut
 from kaos.server.services import Services
+from kaos.server.views import workspace_out
 
 router = APIRouter(tags=["workspaces"])
 Svc = Annotated[Services, Depends(services)]
-
-
-def inputs_out(svc: Services, ws: Workspace) -> InputsOut:
-    inputs = ws.inputs
-    source_name = svc.bundle_name(inputs.source, "source")
-    image = svc.catalog.image(inputs.source, svc.executor.kind) if inputs.source else None
-    image_name = (
-        f"build-train-{source_name}:{inputs.source[:5]}" if inputs.source and source_name else None
-    )
-    return InputsOut(
-        source=inputs.source,
-        data=inputs.data,
-        source_name=source_name,
-        data_name=svc.bundle_name(inputs.data, "data"),
-        grid=inputs.grid.to_json() if inputs.grid else None,
-        resources=inputs.resources.to_json(),
-        image=image_out(image, image_name),
-    )
-
-
-def workspace_out(svc: Services, ws: Workspace) -> WorkspaceOut:
-    return WorkspaceOut(
-        name=ws.name,
-        created=ws.created,
-        inputs=inputs_out(svc, ws),
-        jobs=len(svc.catalog.jobs(ws.name)),
-    )
 
 
 @router.post("/workspaces", status_code=201)
