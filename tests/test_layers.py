@@ -1,0 +1,54 @@
+"""The packages stay layered (docs/architecture.md): no package imports one above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+KAOS = Path(__file__).resolve().parent.parent / "kaos"
+
+
+def imports(package: str) -> dict[str, set[str]]:
+    """Module path -> every kaos module it imports (at the top or inside functions)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((KAOS / package).rglob("*.py")):
+        if "templates" in path.parts:
+            continue
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        found[str(path.relative_to(KAOS.parent))] = {n for n in names if n.startswith("kaos")}
+    return found
+
+
+def offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{module} imports {name}"
+        for module, names in imports(package).items()
+        for name in sorted(names)
+        if name.startswith(forbidden)
+    ]
+
+
+def test_the_store_imports_nothing_above_it():
+    above = ("kaos.pipeline", "kaos.executors", "kaos.server", "kaos.serving", "kaos.cli")
+    assert offenders("store", above) == []
+
+
+def test_the_pipeline_owns_the_executor_contract_and_imports_no_executor_or_server():
+    assert offenders("pipeline", ("kaos.executors", "kaos.server", "kaos.cli")) == []
+
+
+def test_executors_import_no_server_or_client():
+    assert offenders("executors", ("kaos.server", "kaos.cli", "kaos.client")) == []
+
+
+def test_no_route_module_imports_another():
+    routes = {
+        module: {n for n in names if n.startswith("kaos.server.routes.")}
+        for module, names in imports("server/routes").items()
+    }
+    assert {m: n for m, n in routes.items() if n} == {}
