@@ -25,6 +25,7 @@ while True:
 """
 
 
+@pytest.mark.timeout(1800)  # 20 restarts, builds and trains: ~35 s each on a busy 2-core box
 def test_twenty_random_kills_lose_nothing(tmp_path):
     report = run_crashes(tmp_path, runs=20, seed=20261127)
     assert report.runs == 20
