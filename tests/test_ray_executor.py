@@ -120,3 +120,25 @@ def test_kill_cancels_the_ray_tasks_and_their_processes(local_ray, tmp_path):
     assert pipeline.catalog.job(job.id).state == JobState.KILLED
     time.sleep(1)
     assert not any(process_alive(pid) for pid in pids)
+
+
+def test_recover_ends_on_every_node_what_a_crashed_servers_tasks_left_running(local_ray):
+    """A train process a Ray task started outlives a SIGKILLed driver (it runs in its own
+    session); the next server's recover ends it through a task on each node."""
+    import subprocess
+
+    from kaos.executors.process import record_process
+    from kaos.executors.ray import _running
+
+    root, _store, executor = local_ray
+    left = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    record_process(_running(root / "node", executor.owner) / "left", left.pid)
+    other = subprocess.Popen(["sleep", "600"], start_new_session=True)  # another server's
+    record_process(_running(root / "node", "another-server") / "other", other.pid)
+    try:
+        executor.recover()
+        assert left.wait(timeout=10) == -9
+        assert other.poll() is None
+    finally:
+        other.kill()
+        left.kill()
