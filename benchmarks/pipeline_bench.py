@@ -214,7 +214,7 @@ def bench_sandbox(work: Path, runs: int) -> None:
     if not boxed.sandbox.usable:
         print(f"sandbox_overhead_s=skipped ({boxed.sandbox.problem})", flush=True)
         return
-    env = plain.build(BuildRequest("bench", source, "noop"), log, Cancel())
+    env = plain.build(BuildRequest("bench", source, "noop"), log, Cancel()).ref
     request = TrainRequest("bench", 0, source, data_digest, "noop", env, None)
 
     def train(executor: LocalExecutor) -> float:

@@ -58,7 +58,13 @@ def test_argv_shows_system_read_only_and_only_the_output_writable(tmp_path: Path
 def test_argv_isolates_processes_and_network_and_drops_capabilities(tmp_path: Path) -> None:
     argv = bwrap_argv(Sandbox(LAYOUT, job_mounts(_dirs(tmp_path)), "/"), ["true"])
     head = argv[: argv.index("--")]
-    for flag in ("--die-with-parent", "--unshare-pid", "--unshare-net", "--unshare-ipc"):
+    for flag in (
+        "--die-with-parent",
+        "--unshare-pid",
+        "--as-pid-1",
+        "--unshare-net",
+        "--unshare-ipc",
+    ):
         assert flag in head
     assert head[head.index("--cap-drop") + 1] == "ALL"
     assert (

@@ -6,9 +6,10 @@ Python prefixes its environment needs, /bin-style links as on the host), the job
 /proc and /dev. Nothing else of the host exists inside: not KAOS_HOME, not other jobs, not the
 server's files. Around that:
 
-- a private PID namespace with bwrap as its init, so when the script ends, or the job is
-  killed, or the server dies (`--die-with-parent`), every process it started ends too,
-  `setsid` daemons included;
+- a private PID namespace whose init is the script itself (`--as-pid-1`): when it ends, the
+  kernel ends every process it started, `setsid` daemons included, and bwrap returns only
+  then (with bwrap's own init there, its exit lingered for seconds after the script's); a
+  kill or the server's death (`--die-with-parent`) ends it the same way;
 - no network (an empty network namespace) unless the deploy asks for it;
 - no capabilities, even when the server runs as root;
 - the root of the sandbox read-only, so nothing can be written outside the output and /tmp.
@@ -66,6 +67,7 @@ def bwrap_argv(sandbox: Sandbox, command: Sequence[str], bwrap: str = BWRAP) -> 
         bwrap,
         "--die-with-parent",
         "--unshare-pid",
+        "--as-pid-1",
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
