@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import xxhash
 
-from kaos.errors import IntegrityError, KaosError
+from kaos.errors import InputError, IntegrityError, KaosError
 from kaos.store.checkout import checkout
 from kaos.store.hashing import hash_bytes
 from kaos.store.progress import Progress
@@ -39,6 +39,16 @@ class ServerError(KaosError):
     def __init__(self, message: str, fix: str | None, status: int) -> None:
         super().__init__(message, fix)
         self.status = status
+
+
+def _refuse_dot_segments(path: str) -> None:
+    """A name of '.' or '..' would be resolved away by the URL: `serve kill -n ..` would become
+    DELETE /workspaces/WS (killing the workspace), so such paths are never sent."""
+    if any(part in (".", "..") for part in path.split("?", 1)[0].split("/")):
+        raise InputError(
+            f"'.' and '..' are not names (in {path})",
+            "pass a real name, e.g. from 'kaos workspace list' or 'kaos serve list'",
+        )
 
 
 class KaosClient:
@@ -72,6 +82,7 @@ class KaosClient:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        _refuse_dot_segments(path)
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:

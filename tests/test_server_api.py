@@ -204,3 +204,15 @@ def test_workspace_kill_forgets_it_but_never_while_a_job_runs(kaos_server, tmp_p
     names = [w["name"] for w in cli.ok("workspace", "list", "--json").json()]
     assert name not in names and busy in names
     assert "no workspace named" in cli.fails("train", "list", "-w", name).err
+
+
+def test_a_dot_name_is_refused_before_the_url_resolves_it_away(kaos_server, tmp_path):
+    """`serve kill -n ..` would be DELETE /workspaces/WS, which kills the workspace."""
+    cli = Cli(tmp_path / "home", tmp_path, kaos_server.url)
+    name = f"dots-{uuid.uuid4().hex[:6]}"
+    cli.ok("workspace", "create", "-n", name)
+    for args in (("serve", "kill", "-n", ".."), ("serve", "info", "-n", ".."),
+                 ("serve", "logs", "-n", "../x")):  # fmt: skip
+        result = cli.fails(*args)
+        assert "'.' and '..' are not names" in result.err and "Traceback" not in result.err
+    assert name in [w["name"] for w in cli.ok("workspace", "list", "--json").json()]
