@@ -114,12 +114,8 @@ class RayExecutor:
                 **asdict(request),
                 "params": dict(request.params) if request.params else None,
             },
-            "store_url": self.store_url,
-            "s3_endpoint_url": self.s3_endpoint_url,
-            "cache_max": self.store.file_cache.max_bytes if self.store.file_cache else None,
-            "node_home": self.settings.node_home,
+            **self.node_spec(),
             "owner": self.owner,
-            "build": asdict(self.build_settings),
             "sandbox": self.sandbox.enabled,
             "log_path": str(log.path),
             "log_prefix": log.prefix,
@@ -156,6 +152,30 @@ class RayExecutor:
                 f"ray could not run this model ({type(exc).__name__}: {exc})"
             ) from None
         return TrainOutcome(result["output_tree"], result["metrics"], result["node"])
+
+    def node_spec(self) -> dict[str, Any]:
+        """What a task or actor needs to reach the store and make environments on its node."""
+        return {
+            "store_url": self.store_url,
+            "s3_endpoint_url": self.s3_endpoint_url,
+            "cache_max": self.store.file_cache.max_bytes if self.store.file_cache else None,
+            "node_home": self.settings.node_home,
+            "build": asdict(self.build_settings),
+        }
+
+    @property
+    def replica_host(self) -> str | None:
+        """What serving replicas bind: 127.0.0.1 when every node is this host (a local
+        instance, or a cluster on 127.0.0.1); None: each node's address in the cluster."""
+        address = self.settings.address
+        if address is None or urlparse(f"ray://{address}").hostname in ("127.0.0.1", "localhost"):
+            return "127.0.0.1"
+        return None
+
+    @property
+    def relay(self) -> Any:
+        """The log relay actor on the server's node (serving replicas log through it too)."""
+        return self._relay
 
     def close(self) -> None:
         ray = _ray()
@@ -215,6 +235,15 @@ def _train_task(ray: Any) -> Any:
     if "train" not in _REMOTES:
         _REMOTES["train"] = ray.remote(train_on_node)
     return _REMOTES["train"]
+
+
+def replica_actor(ray: Any) -> Any:
+    """The serving replica actor class (kaos/serving/replicas.py)."""
+    if "replica" not in _REMOTES:
+        from kaos.serving.replicas import ServeReplica
+
+        _REMOTES["replica"] = ray.remote(ServeReplica)
+    return _REMOTES["replica"]
 
 
 class LogRelay:

@@ -2,8 +2,9 @@
 
 A general HTTP client costs several milliseconds per request here; this one writes each request
 in one piece and reads the runtime's answers, which always carry Content-Length (runtime.py),
-so the hop costs about what the socket does. Idle connections are kept per port; one found
-closed (its revision stopped) is replaced by a fresh connection, once.
+so the hop costs about what the socket does. Idle connections are kept per address (a
+revision, or one of its Ray replicas); one found closed (its revision stopped) is replaced by a
+fresh connection, once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
+
+from kaos.serving.process import Address
 
 MAX_IDLE_PER_PORT = 64
 TIMEOUT_S = 120.0
@@ -25,19 +28,20 @@ class Answer:
 
 class Forwarder:
     def __init__(self) -> None:
-        self._idle: dict[int, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+        self._idle: dict[Address, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
     async def request(
-        self, port: int, method: str, path: str, body: bytes, content_type: str
+        self, address: Address, method: str, path: str, body: bytes, content_type: str
     ) -> Answer:
+        host, port = address
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1")
         while True:
-            idle = self._idle.get(port)
+            idle = self._idle.get(address)
             reused = bool(idle)
-            reader, writer = idle.pop() if idle else await _connect(port)
+            reader, writer = idle.pop() if idle else await _connect(address)
             try:
                 writer.write(head + body)
                 await writer.drain()
@@ -46,8 +50,8 @@ class Forwarder:
                 writer.close()
                 if reused:
                     continue  # the revision closed an idle connection: take a fresh one
-                raise ConnectionError(f"the endpoint on port {port} did not answer") from None
-            pool = self._idle.setdefault(port, [])
+                raise ConnectionError(f"the endpoint on {host}:{port} did not answer") from None
+            pool = self._idle.setdefault(address, [])
             if keep and len(pool) < MAX_IDLE_PER_PORT:
                 pool.append((reader, writer))
             else:
@@ -61,8 +65,8 @@ class Forwarder:
         self._idle.clear()
 
 
-async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _connect(address: Address) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection(*address)
     sock = writer.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import subprocess
 import threading
 import time
 import uuid
@@ -33,7 +32,7 @@ from kaos.pipeline.records import Model
 from kaos.pipeline.states import JobState
 from kaos.serving import process
 from kaos.serving.follow import Metric, best
-from kaos.serving.process import Launch
+from kaos.serving.process import Address, Handle, Launch
 from kaos.serving.records import (
     Cause,
     Endpoint,
@@ -58,18 +57,20 @@ class Environment:
 
     python: Path | None = None  # local: the environment's interpreter
     image: str | None = None  # docker: the image it trained in
+    ray: dict[str, Any] | None = None  # ray: how a node makes it again (the stored lock)
 
 
 @dataclass
 class _Live:
-    """A revision's process as this server runs it."""
+    """A revision's process (or Ray replicas) as this server runs it."""
 
     revision: int
-    proc: subprocess.Popen[bytes]
-    port: int
+    proc: Handle
+    port: int | None  # the first replica's (None until it answers)
     launch: Launch
     inflight: int = 0
     stopping: bool = False
+    turn: int = 0  # round robin over the replicas
 
 
 class ServingManager:
@@ -131,7 +132,7 @@ class ServingManager:
             for live in lives:
                 live.stopping = True
         for live in lives:
-            process.stop(live.proc, grace=5, container=live.launch.container)
+            live.proc.stop(grace=5)
 
     # -- moving the pointer ---------------------------------------------------------------------
     def deploy(
@@ -250,26 +251,28 @@ class ServingManager:
             raise
         port = prefer_port if prefer_port and process.port_free(prefer_port) else None
         live = self._spawn(revision.id, launch, port or process.free_port())
-        problem = process.wait_ready(live.proc, live.port, READY_TIMEOUT_S)
+        problem = live.proc.wait_ready(READY_TIMEOUT_S)
         if problem is not None:
             with self._lock:
                 live.stopping = True
                 self._live.pop(revision.id, None)
-            process.stop(live.proc, grace=2, container=live.launch.container)
+            live.proc.stop(grace=2)
             reason = _with_log(problem, launch.log)
             self._end_revision(revision.id, RevisionState.FAILED, reason)
             raise ServeError(reason, f"see 'kaos serve logs -n {revision.name}'")
+        live.port = live.proc.addresses[0][1]
         self.catalog.update_revision(
-            revision.id, state=RevisionState.SERVING, started=time.time(), reason=None
-        )
+            revision.id, state=RevisionState.SERVING, started=time.time(), reason=None,
+            port=live.port, pid=live.proc.pid,
+        )  # fmt: skip
 
     def _spawn(self, revision_id: int, launch: Launch, port: int) -> _Live:
         proc = process.start(launch, port)
-        (self._rev_dir(revision_id) / "pid").write_text(str(proc.pid))
-        live = _Live(revision_id, proc, port, launch)
+        if proc.pid is not None:
+            (self._rev_dir(revision_id) / "pid").write_text(str(proc.pid))
+        live = _Live(revision_id, proc, None, launch)
         with self._lock:
             self._live[revision_id] = live
-        self.catalog.update_revision(revision_id, port=port, pid=proc.pid)
         return live
 
     def _launch(self, revision: Revision, options: ServeOptions) -> Launch:
@@ -278,7 +281,9 @@ class ServingManager:
         source, bundle, environment = self._servable(model, options)
         assert model.output_tree
         folder = self._rev_dir(revision.id)
-        if not (folder / "ready").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log_path(revision.id).parent.mkdir(parents=True, exist_ok=True)
+        if environment.ray is None and not (folder / "ready").exists():
             shutil.rmtree(folder, ignore_errors=True)
             self.store.checkout(source, folder / "source")
             self.store.checkout(model.output_tree, folder / "output")
@@ -307,6 +312,8 @@ class ServingManager:
             gpu=int(resources.get("gpu") or 0),
             limits=tuple(limits),
             serve_script=options.serve_source is not None,
+            replicas=options.replicas,
+            ray=_replica_spec(environment, model, resources) if environment.ray else None,
         )
 
     def _servable(self, model: Model, options: ServeOptions) -> tuple[Tree, str, Environment]:
@@ -322,7 +329,9 @@ class ServingManager:
                 f"model {model.model_id}'s source has no {bundle}/model/predict.py",
                 "add model/predict.py with load(model_dir) and predict(model, rows)",
             )
-        return source, bundle, self._environment(job.image or "")
+        ray = {"source": job.source, "bundle": bundle, "lock": job.lock,
+               "job_id": f"serve-{model.model_id}"}  # fmt: skip
+        return source, bundle, self._environment(job.image or "", ray)
 
     def _serve_source(self, digest: str) -> tuple[Tree, str, Environment]:
         """The kaos 1.0 path: a bundle whose model/serve listens on $PORT, in an environment
@@ -354,8 +363,9 @@ class ServingManager:
                 self._serve_images[digest] = ref
         return tree, bundle, self._environment(ref)
 
-    def _environment(self, image: str) -> Environment:
-        """Where the model trained: a local environment's Python, or a docker image."""
+    def _environment(self, image: str, ray: dict[str, Any] | None = None) -> Environment:
+        """Where the model trained: a local environment's Python, a docker image, or (ray)
+        the lock each replica's node makes it from."""
         kind = self.executor.kind
         if kind == "local":
             return Environment(python=Path(self.executor.python_of(image)))
@@ -365,6 +375,10 @@ class ServingManager:
             if not self.executor.image_exists(image):
                 raise ServeError(f"image {image} is gone", "deploy the model's source again")
             return Environment(image=image)
+        if kind == "ray" and ray is not None:
+            node = {**self.executor.node_spec(), "relay": self.executor.relay,
+                    "host": self.executor.replica_host}  # fmt: skip
+            return Environment(ray={**node, **ray})
         raise ServeError(
             f"serving on the {kind} executor is not available yet",
             "serve from a server started with --executor local or docker",
@@ -384,8 +398,8 @@ class ServingManager:
         while live.inflight and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(DIRECT_GRACE_S)
-        stats = self._stats(live.port)
-        process.stop(live.proc, grace=DRAIN_TIMEOUT_S, container=live.launch.container)
+        stats = self._stats(live.proc.addresses)
+        live.proc.stop(grace=DRAIN_TIMEOUT_S)
         with self._lock:
             self._live.pop(revision_id, None)
         if stats:
@@ -419,7 +433,8 @@ class ServingManager:
         with self._endpoint_lock(key):
             if live.stopping or self._closed.is_set():
                 return
-            code = live.proc.returncode
+            code = live.proc.poll()
+            live.proc.stop(grace=2)  # Ray: the other replicas of the revision
             count = self._restarts.get(key, 0) + 1
             self._restarts[key] = count
             with self._lock:
@@ -498,14 +513,18 @@ class ServingManager:
 
     # -- the kaos route -------------------------------------------------------------------------
     @contextmanager
-    def routed(self, workspace: str, name: str) -> Iterator[int]:
-        """The port of the endpoint's serving revision, counted as in flight while in use."""
+    def routed(self, workspace: str, name: str) -> Iterator[Address]:
+        """Where to send a request for the endpoint: its serving revision (the next replica,
+        round robin), counted as in flight while in use."""
         key = (workspace, name)
         with self._lock:
             revision = self._routes.get(key)
             live = self._live.get(revision) if revision is not None else None
             if live is not None:
                 live.inflight += 1
+                addresses = live.proc.addresses
+                address = addresses[live.turn % len(addresses)]
+                live.turn += 1
         if live is None:
             endpoint = self.endpoint(workspace, name)
             reason = f": {endpoint.reason}" if endpoint.reason else ""
@@ -514,20 +533,22 @@ class ServingManager:
                 f"see 'kaos serve info -n {name}'",
             )
         try:
-            yield live.port
+            yield address
         finally:
             with self._lock:
                 live.inflight -= 1
 
     # -- reading --------------------------------------------------------------------------------
-    def live_port(self, revision_id: int | None) -> int | None:
+    def live_address(self, revision_id: int | None) -> Address | None:
+        """The (first replica's) address of a revision that answers."""
         with self._lock:
             live = self._live.get(revision_id) if revision_id is not None else None
-            return live.port if live else None
+            return live.proc.addresses[0] if live and live.port else None
 
     def stats(self, revision: Revision) -> dict[str, Any]:
-        port = self.live_port(revision.id)
-        return (self._stats(port) if port else None) or revision.stats
+        with self._lock:
+            live = self._live.get(revision.id)
+        return (self._stats(live.proc.addresses) if live else None) or revision.stats
 
     def log_path(self, revision_id: int) -> Path:
         return self.root / "logs" / f"revision-{revision_id}.log"
@@ -544,19 +565,29 @@ class ServingManager:
         return image.job_id if image else None
 
     # -- helpers --------------------------------------------------------------------------------
-    def _stats(self, port: int) -> dict[str, Any] | None:
-        with contextlib.suppress(OSError, ValueError):
-            status, payload = process.get_json(port, "/stats", timeout=1.0)
-            if status == 200 and isinstance(payload, dict):
-                return payload
-        return None
+    def _stats(self, addresses: list[Address]) -> dict[str, Any] | None:
+        """The revision's /stats; over replicas: counts summed, the slowest one's latencies."""
+        found = []
+        for address in addresses:
+            with contextlib.suppress(OSError, ValueError):
+                status, payload = process.get_json(address, "/stats", timeout=1.0)
+                if status == 200 and isinstance(payload, dict):
+                    found.append(payload)
+        if len(found) <= 1:
+            return found[0] if found else None
+        merged: dict[str, Any] = {k: sum(int(s.get(k) or 0) for s in found)
+                                  for k in ("requests", "errors")}  # fmt: skip
+        for k in ("p50_ms", "p99_ms"):
+            merged[k] = max((s[k] for s in found if s.get(k) is not None), default=None)
+        return merged
 
     def _route(self, key: tuple[str, str], revision_id: int) -> None:
         with self._lock:
             self._routes[key] = revision_id
 
     def _port_of(self, endpoint: Endpoint | None) -> int | None:
-        return self.live_port(endpoint.revision) if endpoint else None
+        address = self.live_address(endpoint.revision) if endpoint else None
+        return address[1] if address else None
 
     def _rev_dir(self, revision_id: int) -> Path:
         return self.root / "revisions" / str(revision_id)
@@ -575,11 +606,20 @@ class ServingManager:
             ) from None
 
     def _check_options(self, options: ServeOptions) -> None:
-        if options.replicas != 1:
+        if self.executor.kind != "ray" and options.replicas != 1:
             raise ServeError(
                 f"the {self.executor.kind} executor runs one process per revision",
                 "leave out --replicas (it applies to the ray executor)",
             )
+        if options.replicas < 1:
+            raise ServeError(f"--replicas {options.replicas} is not a count of replicas",
+                             "pass --replicas 1 or more")  # fmt: skip
+        if self.executor.kind == "ray" and options.port is not None:
+            raise ServeError("ray replicas listen on ports their nodes pick",
+                             "leave out --port and use the kaos route")  # fmt: skip
+        if self.executor.kind == "ray" and options.serve_source:
+            raise ServeError("the ray executor serves a model's own model/predict.py only",
+                             "leave out -s, or serve it from a local or docker server")  # fmt: skip
         if options.max_batch_size < 0 or options.max_latency_ms < 0:
             raise ServeError("--max-batch-size and --max-latency-ms must not be negative")
 
@@ -590,6 +630,13 @@ class ServingManager:
             raise ServeError(
                 f"port {port} is taken on 127.0.0.1", "pick another with --port or leave it out"
             )
+
+
+def _replica_spec(environment: Environment, model: Model, resources: dict[str, Any]
+                  ) -> dict[str, Any]:  # fmt: skip
+    """What each Ray replica needs to lay the revision out on its node (replicas.py)."""
+    return {**(environment.ray or {}), "output": model.output_tree, "token": uuid.uuid4().hex[:8],
+            "cpu": float(resources.get("cpu") or 0), "ready_timeout": READY_TIMEOUT_S}  # fmt: skip
 
 
 def _parse_metric(spec: str) -> Metric:

@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 RUNTIME = Path(__file__).with_name("runtime.py")
 
@@ -47,6 +47,9 @@ class Launch:
     gpu: int = 0
     limits: tuple[str, ...] = ()  # docker run flags (--cpus, --memory)
     serve_script: bool = False  # kaos 1.0: run code_dir/serve with PORT and KAOS_MODEL_DIR
+    host: str = "127.0.0.1"  # what the runtime binds (a Ray replica: its node's address)
+    replicas: int = 1
+    ray: dict[str, Any] | None = None  # ray: what a replica needs to make all this on its node
 
     def command(self, port: int) -> list[str]:
         if self.image is None:
@@ -79,11 +82,63 @@ class Launch:
         return [
             "--code", str(code), "--model", str(model), "--port", str(port),
             "--model-id", self.model_id, "--max-batch-size", str(self.max_batch_size),
-            "--max-latency-ms", str(self.max_latency_ms),
+            "--max-latency-ms", str(self.max_latency_ms), "--host", self.host,
         ]  # fmt: skip
 
 
-def start(launch: Launch, port: int) -> subprocess.Popen[bytes]:
+Address = tuple[str, int]  # (host, port) of one process answering for a revision
+
+
+class Handle(Protocol):
+    """A revision's running processes, however they run (a process, a container, Ray actors)."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def addresses(self) -> list[Address]: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait_ready(self, timeout: float) -> str | None: ...
+
+    def stop(self, grace: float) -> None: ...
+
+
+class Proc:
+    """Local and docker: one process on this host (`docker run` for a container)."""
+
+    def __init__(self, launch: Launch, port: int) -> None:
+        self.proc = spawn(launch, port)
+        self.launch = launch
+        self.addresses = [(launch.host, port)]
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait_ready(self, timeout: float) -> str | None:
+        return wait_ready(self.proc, self.addresses[0], timeout)
+
+    def stop(self, grace: float) -> None:
+        stop(self.proc, grace, container=self.launch.container)
+
+
+def start(launch: Launch, port: int) -> Handle:
+    """Start a revision: Ray replicas when the launch says so, else one process here."""
+    if launch.ray is not None:
+        from kaos.serving.replicas import RayReplicas
+
+        return RayReplicas(launch)
+    return Proc(launch, port)
+
+
+def spawn(launch: Launch, port: int, stdout: Any = None, **popen: Any) -> subprocess.Popen[bytes]:
+    """The runtime (or a kaos 1.0 serve script) as a process of its own, logging to
+    `launch.log` (or to `stdout` when given)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     if launch.python is not None:
         env["VIRTUAL_ENV"] = str(launch.python.parent.parent)
@@ -93,21 +148,21 @@ def start(launch: Launch, port: int) -> subprocess.Popen[bytes]:
     if launch.serve_script:
         env.update(launch.script_env(port))
         env["PYTHONUNBUFFERED"] = "1"
+    if stdout is not None:
+        return subprocess.Popen(
+            launch.command(port), cwd=launch.code_dir, env=env, stdin=subprocess.DEVNULL,
+            stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True, **popen,
+        )  # fmt: skip
     launch.log.parent.mkdir(parents=True, exist_ok=True)
     with open(launch.log, "ab") as log:
         return subprocess.Popen(
-            launch.command(port),
-            cwd=launch.code_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+            launch.command(port), cwd=launch.code_dir, env=env, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen,
+        )  # fmt: skip
 
 
-def get_json(port: int, path: str, timeout: float = 2.0) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def get_json(address: Address, path: str, timeout: float = 2.0) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(*address, timeout=timeout)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
@@ -117,14 +172,14 @@ def get_json(port: int, path: str, timeout: float = 2.0) -> tuple[int, Any]:
         conn.close()
 
 
-def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float) -> str | None:
+def wait_ready(proc: subprocess.Popen[bytes], address: Address, timeout: float) -> str | None:
     """None once the process answers /ping; otherwise why it never will."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return f"the endpoint process exited with code {proc.returncode} before answering"
         with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
-            if get_json(port, "/ping", timeout=1.0)[0] == 200:
+            if get_json(address, "/ping", timeout=1.0)[0] == 200:
                 return None
         time.sleep(0.02)
     return f"the endpoint did not answer /ping within {timeout:.0f}s"
@@ -159,9 +214,9 @@ def leftover_containers(label: str) -> list[str]:
     return found.stdout.split()
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 

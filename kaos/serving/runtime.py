@@ -8,9 +8,9 @@ so serving installs nothing into that environment:
 CODE_DIR is the source bundle's `model/` folder (working directory; holds `predict.py` with
 `load(model_dir)` and `predict(model, rows)`), MODEL_DIR what the train script wrote under
 `<output>/model/`. Routes: POST /invocations, GET /ping, /health (200 once loaded), /version
-(the model id), /stats (requests, errors, latency, for `kaos serve info`). A failing `predict`
-answers 500 and is logged with its traceback; the process stays up. SIGTERM stops accepting,
-lets requests in flight finish, then exits.
+(the model id, and the pid: which replica answered), /stats (requests, errors, latency, for
+`kaos serve info`). A failing `predict` answers 500 and is logged with its traceback; the
+process stays up. SIGTERM stops accepting, lets requests in flight finish, then exits.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/ping", "/health"):
             self._send(200, {"status": "ok"})
         elif path == "/version":
-            self._send(200, {"model_id": self.endpoint.model_id})
+            self._send(200, {"model_id": self.endpoint.model_id, "pid": os.getpid()})
         elif path == "/stats":
             self._send(200, self.endpoint.stats.snapshot())
         else:
@@ -276,22 +276,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--code", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--model-id", required=True)
     parser.add_argument("--max-batch-size", type=int, default=0)
     parser.add_argument("--max-latency-ms", type=float, default=5.0)
     args = parser.parse_args(argv)
     Handler.endpoint = Endpoint(args)
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+        server = ThreadingHTTPServer((args.host, args.port), Handler)
     except OSError as exc:
-        raise SystemExit(f"kaos-serve: cannot listen on 127.0.0.1:{args.port}: {exc}") from None
+        raise SystemExit(f"kaos-serve: cannot listen on {args.host}:{args.port}: {exc}") from None
     server.daemon_threads = True
 
     def stop(_signum: int, _frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"kaos-serve: listening on 127.0.0.1:{args.port}", flush=True)
+    print(f"kaos-serve: listening on {args.host}:{args.port}", flush=True)
     server.serve_forever(poll_interval=0.1)
     _drain(Handler.endpoint.stats)
 

@@ -113,10 +113,10 @@ async def route(workspace: str, name: str, path: str, request: Request, svc: Svc
     content_type = request.headers.get("content-type", "application/json")
     forwarder = _forwarder(request)
     for attempt in range(2):
-        with svc.serving.routed(workspace, name) as port:
+        with svc.serving.routed(workspace, name) as address:
             try:
                 answer = await forwarder.request(
-                    port, request.method, f"/{path}", body, content_type
+                    address, request.method, f"/{path}", body, content_type
                 )
                 return Response(answer.body, answer.status, media_type=answer.content_type)
             except ConnectionError as exc:
@@ -163,7 +163,7 @@ def _revision_out(svc: Services, revision: Revision) -> RevisionOut:
 def _out(svc: Services, endpoint: Endpoint, revisions: list[Revision]) -> EndpointOut:
     current = next((r for r in revisions if r.id == endpoint.revision), None)
     live = (
-        svc.serving.live_port(endpoint.revision)
+        svc.serving.live_address(endpoint.revision)
         if endpoint.state == EndpointState.RUNNING
         else None
     )
@@ -176,7 +176,7 @@ def _out(svc: Services, endpoint: Endpoint, revisions: list[Revision]) -> Endpoi
         model_id=current.model_id if current else None,
         revision=endpoint.revision,
         follow=endpoint.follow,
-        url=f"http://127.0.0.1:{live}" if live else None,
+        url=f"http://{live[0]}:{live[1]}" if live else None,
         route=f"/serve/{endpoint.workspace}/{endpoint.name}",
         created=endpoint.created,
         started=current.started if current else None,
