@@ -46,3 +46,13 @@ class ClientConfig:
             json.dump(asdict(self), f, indent=2)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
+
+
+def stat_cache_path() -> Path:
+    """The client's stat cache: (device, inode, size, mtime) -> digest, so rescans read little."""
+    return kaos_home() / "state.db"
+
+
+def server_pid_file() -> Path:
+    """Where a server started from this KAOS_HOME records its pid and URL."""
+    return kaos_home() / "server.pid"

@@ -54,8 +54,7 @@ def init(
 ) -> None:
     """Point kaos at a running server (saved, readable by you only)."""
     from kaos.cli.render import echo, print_json, warn
-    from kaos.client import KaosClient
-    from kaos.config import ClientConfig
+    from kaos.client import Client
 
     if token is not None and token != token.strip():
         raise KaosError(
@@ -63,16 +62,11 @@ def init(
         )
     if token and not _private(endpoint):
         warn(f"the token is sent in clear text to {endpoint}: anyone on the way can read it")
-    api = KaosClient(endpoint, token)
-    health = api.health()
-    api.workspaces()  # proves the token too
-    config = ClientConfig.load()
-    config.endpoint, config.token = endpoint.rstrip("/"), token
-    config.save()
+    saved = Client.init(endpoint, token)
     if as_json:
-        print_json({"endpoint": config.endpoint, "server_version": health.get("version")})
+        print_json(saved)
     else:
-        echo(f"Successfully initialized kaos with endpoint {config.endpoint}")
+        echo(f"Successfully initialized kaos with endpoint {saved['endpoint']}")
 
 
 def _private(endpoint: str) -> bool:

@@ -8,7 +8,12 @@ import sys
 import time
 from collections.abc import Sequence
 from email.utils import formatdate
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kaos.client.bundles import Bundle
+    from kaos.client.events import Bar
 
 CHECK, CROSS, BUSY = "✔", "✗", "⨂"
 
@@ -192,3 +197,53 @@ def write_log(text: str) -> None:
     """Print log text as it is to a pipe or file, terminal-safe to a terminal."""
     sys.stdout.write(terminal_safe(text) if sys.stdout.isatty() else text)
     sys.stdout.flush()
+
+
+class TerminalReporter:
+    """The Python API's `Reporter` on a terminal: the seed's narration lines and bars.
+
+    With `narrate` off (--json) it draws nothing but the one line saying a server was started.
+    """
+
+    def __init__(self, narrate: bool = True) -> None:
+        self.narrate = narrate
+
+    def server_started(self, endpoint: str, store: Path) -> None:
+        print(
+            f"Started a local kaos server at {endpoint} (store: {store})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def bar(self, label: str) -> Bar:
+        from kaos.client.events import Silent
+
+        return BarProgress(label) if self.narrate else Silent().bar(label)
+
+    def uploading(self, kind: str, folder: Path) -> None:
+        if self.narrate:
+            echo(f"Submitting {kind} bundle: {folder}")
+
+    def uploaded(self, bundle: Bundle) -> None:
+        special = bundle.scanned.special
+        if special:  # fifos, sockets, devices: no content to store
+            count, first = len(special), special[0]
+            warn(
+                f"{count} special file{'s' if count > 1 else ''} (fifo, socket or device) left out "
+                f"of the {bundle.kind} bundle, first: {first}"
+            )
+        if self.narrate:
+            echo(f" ✔ Setting {bundle.kind} bundle: {bundle.label}\n")
+
+    def sending_manifest(self, path: Path) -> None:
+        if self.narrate:
+            echo(f"Submitting data manifest: {path}")
+
+    def job_changed(self, job: dict[str, Any]) -> None:
+        if self.narrate:
+            reason = f" ({job['reason']})" if job["reason"] else ""
+            echo(f"{job['kind']} {job['id']}: {job['state']}{reason}")
+
+    def model_trained(self, model: dict[str, Any]) -> None:
+        if self.narrate:
+            echo(f"model {model['model_id']}: {json.dumps(model['metrics'])}")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import time
 
 import typer
 
@@ -44,7 +41,6 @@ def start(
     ),
 ) -> None:
     """Start a kaos server (settings also from KAOS_* environment variables)."""
-    from kaos.cli import context
     from kaos.cli.render import echo
     from kaos.config import DEFAULT_PORT
 
@@ -84,72 +80,21 @@ def start(
         if no_sandbox:
             args.append("--no-sandbox")
         port_used = port or int(os.environ.get("KAOS_PORT") or DEFAULT_PORT)
-        pid = context.start_background_server(f"http://{host}:{port_used}", args)
+        from kaos.client.local import start_background_server
+
+        pid = start_background_server(f"http://{host}:{port_used}", args)
         echo(f"kaos server running at http://{host}:{port_used} (pid {pid})")
         return
-    _serve(overrides)
+    from kaos.server.run import serve
 
-
-def _serve(overrides: dict) -> None:
-    import uvicorn
-
-    from kaos.cli import context
-    from kaos.server.app import create_app
-    from kaos.server.auth import check_exposure
-    from kaos.server.services import check_executor
-    from kaos.server.settings import Settings
-
-    settings = Settings(**overrides)
-    check_exposure(settings)
-    check_executor(settings)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    pid_file = context.pid_file()
-    pid_file.write_text(
-        json.dumps({"pid": os.getpid(), "url": f"http://{settings.host}:{settings.port}"})
-    )
-    print(
-        f"kaos server on http://{settings.host}:{settings.port} (store: {settings.store_url})",
-        flush=True,
-    )
-    try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            timeout_keep_alive=30,  # well past the client's 2 s idle expiry (kaos/client.py)
-        )
-    finally:
-        try:
-            if json.loads(pid_file.read_text()).get("pid") == os.getpid():
-                pid_file.unlink()
-        except (FileNotFoundError, ValueError):
-            pass
+    serve(overrides)
 
 
 @app.command()
 def stop() -> None:
     """Stop the background server started from this KAOS_HOME."""
-    from kaos.cli import context
     from kaos.cli.render import echo
-    from kaos.errors import KaosError
-    from kaos.executors.process import process_alive
+    from kaos.server.run import stop as stop_server
 
-    pid_file = context.pid_file()
-    try:
-        pid = int(json.loads(pid_file.read_text())["pid"])
-    except (FileNotFoundError, ValueError, KeyError):
-        raise KaosError("no kaos server is running from this KAOS_HOME") from None
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pid_file.unlink(missing_ok=True)
-        echo("kaos server was not running")
-        return
-    deadline = time.time() + 20
-    while time.time() < deadline and process_alive(pid):
-        time.sleep(0.1)
-    if process_alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
-    echo(f"kaos server stopped (pid {pid})")
+    pid = stop_server()
+    echo("kaos server was not running" if pid is None else f"kaos server stopped (pid {pid})")

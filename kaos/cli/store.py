@@ -20,7 +20,7 @@ def verify(
     from kaos.cli import context
     from kaos.cli.render import echo, print_json
 
-    report = context.client().verify_store(repair)
+    report = context.api().verify_store(repair)
     if as_json:
         print_json(report)
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from kaos.cli.common import JsonOpt
-from kaos.config import ClientConfig
 
 app = typer.Typer(no_args_is_help=True)  # its help line: kaos.cli.main.GROUPS
 
@@ -16,8 +15,7 @@ def create(name: str = typer.Option(..., "-n", "--name"), as_json: JsonOpt = Fal
     from kaos.cli import context
     from kaos.cli.render import echo, print_json
 
-    created = context.client().create_workspace(name)
-    _set_current(name)
+    created = context.api().create_workspace(name)
     if as_json:
         print_json(created)
     else:
@@ -29,8 +27,9 @@ def list_(as_json: JsonOpt = False) -> None:
     """List workspaces."""
     from kaos.cli import context
     from kaos.cli.render import ascii_table, echo, print_json
+    from kaos.config import ClientConfig
 
-    spaces = context.client().workspaces()
+    spaces = context.api().workspaces()
     if as_json:
         print_json(spaces)
         return
@@ -50,21 +49,8 @@ def set_(
     """Make a workspace the current one."""
     from kaos.cli import context
     from kaos.cli.render import echo
-    from kaos.errors import KaosError
 
-    api = context.client()
-    if index is not None:
-        spaces = api.workspaces()
-        if not 0 <= index < len(spaces):
-            raise KaosError(
-                f"no workspace at index {index} (there are {len(spaces)})",
-                "see 'kaos workspace list'",
-            )
-        name = spaces[index]["name"]
-    if not name:
-        raise KaosError("pass -n NAME or -i INDEX")
-    api.workspace(name)  # must exist
-    _set_current(name)
+    name = context.api().use_workspace(name, index)
     echo(f"Successfully set {name} workspace")
 
 
@@ -88,7 +74,7 @@ def info(as_json: JsonOpt = False) -> None:
     from kaos.cli.render import echo, print_json
     from kaos.cli.train import inputs_table
 
-    space = context.client().workspace(context.workspace())
+    space = context.api().workspace()
     if as_json:
         print_json(space)
         return
@@ -108,15 +94,5 @@ def kill(
 
     if not yes:
         typer.confirm(f"Delete workspace {name} and its job history?", abort=True)
-    context.client().delete_workspace(name)
-    config = ClientConfig.load()
-    if config.workspace == name:
-        config.workspace = None
-        config.save()
+    context.api().delete_workspace(name)
     echo(f"Successfully killed {name} workspace")
-
-
-def _set_current(name: str) -> None:
-    config = ClientConfig.load()
-    config.workspace = name
-    config.save()

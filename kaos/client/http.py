@@ -1,8 +1,8 @@
-"""The HTTP client of a kaos server, used by the CLI and by anyone scripting kaos.
+"""The HTTP API of a kaos server: one method per endpoint, returning the server's JSON.
 
-It hashes bundles locally (with the stat cache), asks the server which objects it lacks, and
-uploads only those, packed and compressed, in the store's own pack format; downloads are
-verified against their digests before anything is written.
+It is also a transfer destination (it asks the server which objects it lacks and uploads only
+those, packed and compressed, in the store's own pack format); downloads are verified against
+their digests before anything is written. `kaos.client.Client` builds the use cases on it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,76 @@
+"""Run a server in this process (`kaos server start`) and stop one started from this KAOS_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+from kaos.config import server_pid_file
+from kaos.errors import KaosError
+
+STOP_GRACE_S = 20
+
+
+def serve(overrides: dict[str, Any]) -> None:
+    """Refuse an exposed server without tokens and an executor that cannot work here, record
+    the pid, then serve until stopped."""
+    import uvicorn
+
+    from kaos.server.app import create_app
+    from kaos.server.auth import check_exposure
+    from kaos.server.services import check_executor
+    from kaos.server.settings import Settings
+
+    settings = Settings(**overrides)
+    check_exposure(settings)
+    check_executor(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    pid_file = server_pid_file()
+    pid_file.write_text(
+        json.dumps({"pid": os.getpid(), "url": f"http://{settings.host}:{settings.port}"})
+    )
+    print(
+        f"kaos server on http://{settings.host}:{settings.port} (store: {settings.store_url})",
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_keep_alive=30,  # well past the client's 2 s idle expiry (kaos/client/http.py)
+        )
+    finally:
+        try:
+            if json.loads(pid_file.read_text()).get("pid") == os.getpid():
+                pid_file.unlink()
+        except (FileNotFoundError, ValueError):
+            pass
+
+
+def stop() -> int | None:
+    """Stop the background server of this KAOS_HOME (SIGTERM, then SIGKILL after a grace);
+    returns its pid, or None if it was not running."""
+    from kaos.executors.process import process_alive
+
+    pid_file = server_pid_file()
+    try:
+        pid = int(json.loads(pid_file.read_text())["pid"])
+    except (FileNotFoundError, ValueError, KeyError):
+        raise KaosError("no kaos server is running from this KAOS_HOME") from None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return None
+    deadline = time.time() + STOP_GRACE_S
+    while time.time() < deadline and process_alive(pid):
+        time.sleep(0.1)
+    if process_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return pid
