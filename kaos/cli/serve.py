@@ -69,7 +69,7 @@ def deploy(
     if any(v is not None for v in (cpu, memory, gpu)):
         body["resources"] = {"cpu": cpu, "memory": memory, "gpu": gpu or 0}
     if serve_source is not None:
-        body["serve_source"] = _push_serve_source(api, serve_source, quiet=as_json)
+        body["serve_source"] = _push_serve_source(serve_source, quiet=as_json)
     result = api.serve_deploy(context.workspace(ws), **body)
     if as_json:
         print_json(result)
@@ -81,24 +81,17 @@ def deploy(
         echo(f"   following {result['follow']}: better models take over by themselves")
 
 
-def _push_serve_source(api: Any, folder: Path, quiet: bool) -> str:
+def _push_serve_source(folder: Path, quiet: bool) -> str:
     """Hash and upload a serve source (only what the server lacks); the server checks it."""
-    from kaos.cli.render import BarProgress, echo
-    from kaos.config import kaos_home
+    from kaos.cli import context
+    from kaos.cli.render import echo
     from kaos.errors import BundleError
-    from kaos.store.scan import scan_folder
-    from kaos.store.state import open_stat_cache
 
     if not folder.is_dir():
         raise BundleError(f"serve source path not found: {folder}", "check the path you passed")
     if not quiet:
         echo(f"Submitting serve source bundle: {folder}")
-    scanned = scan_folder(folder, open_stat_cache(kaos_home() / "state.db"))
-    progress = BarProgress("Compressing serve source bundle") if not quiet else None
-    api.push(scanned, progress)
-    if progress:
-        progress.close()
-    return scanned.digest
+    return context.api(quiet=quiet).upload_folder(folder, "serve source bundle")
 
 
 @app.command("list")

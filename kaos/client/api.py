@@ -37,6 +37,7 @@ from kaos.config import ClientConfig, kaos_home, stat_cache_path
 from kaos.errors import KaosError
 from kaos.pipeline.bundles import data_bundle_name
 from kaos.pipeline.states import JobState
+from kaos.store.scan import scan_folder
 from kaos.store.state import HashCache, open_stat_cache
 
 if TYPE_CHECKING:
@@ -194,6 +195,14 @@ class Client:
             )
         self.reporter.uploaded(bundle)
         return bundle
+
+    def upload_folder(self, folder: str | Path, label: str) -> str:
+        """Scan (with the stat cache) and push any folder, e.g. a serve source, whose shape the
+        server checks; returns its digest."""
+        bar = self.reporter.bar(f"Compressing {label}")
+        report = self.http.push(scan_folder(Path(folder), self._cache()), bar)
+        bar.close()
+        return report.scanned.digest
 
     # -- deploy -----------------------------------------------------------------------------
     def deploy(
