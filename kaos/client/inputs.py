@@ -49,11 +49,13 @@ def read_manifest(path: str | Path) -> str:
     return text
 
 
-def resources_json(cpu: float | None, memory: str | None, gpu: int | None) -> dict[str, Any] | None:
+def resources_json(
+    cpu: float | None, memory: str | None, gpu: int | None, network: bool = False
+) -> dict[str, Any] | None:
     """Per-model resources for the deploy body (None: keep the workspace's); a bad size fails
     here, before any upload."""
-    if cpu is None and memory is None and gpu is None:
+    if cpu is None and memory is None and gpu is None and not network:
         return None
-    body = {"cpu": cpu, "memory": memory, "gpu": gpu or 0}
+    body = {"cpu": cpu, "memory": memory, "gpu": gpu or 0, "network": network}
     Resources.from_json(body)
     return body
