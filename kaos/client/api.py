@@ -448,9 +448,9 @@ class Client:
         """Kill a running build or training job (and every process it started)."""
         return self.http.kill(job_id)
 
-    def verify_store(self) -> dict[str, Any]:
+    def verify_store(self, repair: bool = False) -> dict[str, Any]:
         """Have the server re-hash every stored object and check every tree it names."""
-        return self.http.verify_store()
+        return self.http.verify_store(repair)
 
     # -- helpers ----------------------------------------------------------------------------
     def _cache(self) -> HashCache:

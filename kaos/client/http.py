@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 import httpx
@@ -93,8 +93,13 @@ class KaosClient:
         _raise_for_error(response)
         return response
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._request(method, path, **kwargs).json()
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A JSON object answer (the server's schemas)."""
+        return cast(dict[str, Any], self._request(method, path, **kwargs).json())
+
+    def _json_list(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """A JSON array answer (listings)."""
+        return cast(list[dict[str, Any]], self._request(method, path, **kwargs).json())
 
     # -- simple resources -------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -104,7 +109,7 @@ class KaosClient:
         return self._json("POST", "/workspaces", json={"name": name})
 
     def workspaces(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/workspaces")
+        return self._json_list("GET", "/workspaces")
 
     def workspace(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/workspaces/{name}")
@@ -117,7 +122,7 @@ class KaosClient:
 
     def jobs(self, workspace: str, kind: str | None = None) -> list[dict[str, Any]]:
         params = {"kind": kind} if kind else {}
-        return self._json("GET", f"/workspaces/{workspace}/jobs", params=params)
+        return self._json_list("GET", f"/workspaces/{workspace}/jobs", params=params)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/jobs/{job_id}")
@@ -156,7 +161,7 @@ class KaosClient:
         return self._json("POST", f"/workspaces/{workspace}/endpoints", json=body, timeout=180)
 
     def endpoints(self, workspace: str) -> list[dict[str, Any]]:
-        return self._json("GET", f"/workspaces/{workspace}/endpoints")
+        return self._json_list("GET", f"/workspaces/{workspace}/endpoints")
 
     def endpoint_detail(self, workspace: str, name: str) -> dict[str, Any]:
         return self._json("GET", f"/workspaces/{workspace}/endpoints/{name}")
