@@ -439,12 +439,12 @@ def watch(
 
     client = context.api()
     watcher = client.watcher(source, data, grid, parallelism, workspace=ws)
-    _show_round(client, watcher.deploy_changes())
-    echo(f"Watching {', '.join(map(str, watcher.paths))} (Ctrl-C to stop)")
     try:
+        _show_round(client, watcher.deploy_changes())
+        echo(f"Watching {', '.join(map(str, watcher.paths))} (Ctrl-C to stop)")
         for round_ in watcher.rounds(settle_ms):
             _show_round(client, round_)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also while the first round's jobs are followed
         pass
     echo("Stopped watching")
 
