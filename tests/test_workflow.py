@@ -103,9 +103,13 @@ def test_watch_deploys_one_data_edit_as_one_train_and_exits_cleanly(cli, tmp_pat
         stderr=subprocess.STDOUT,
         text=True,
     )
+    head = []
     try:
-        _wait_for(lambda: proc.stdout is not None, 5)
-        time.sleep(3)  # the initial scan: identical inputs, nothing deployed
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the first round (identical inputs) ends before any edit
+            head.append(line)
+            if line.startswith("Watching "):
+                break
         csv = data / "features" / "training" / "train.csv"
         csv.write_text(csv.read_text() + "1," + ",".join(["3"] * 64) + "\n")
         time.sleep(0.1)
@@ -117,6 +121,7 @@ def test_watch_deploys_one_data_edit_as_one_train_and_exits_cleanly(cli, tmp_pat
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
+        out = "".join(head) + out
     after = jobs(cli)
     assert len(after["training"]) == len(before["training"]) + 1, out
     assert len(after["building"]) == len(before["building"])
