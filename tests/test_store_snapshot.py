@@ -121,3 +121,21 @@ def test_a_damaged_snapshot_is_ignored(tmp_path, kaos_home, monkeypatch):
     assert SnapshotDir(kaos_home / "scans").load(os.path.realpath(root)) is None
     again = scan_folder(root, cache)  # the stat database still answers
     assert again.digest == first.digest
+
+
+def test_a_file_removed_while_scanning_is_one_clear_error(tmp_path, monkeypatch):
+    import pytest
+
+    from kaos.errors import BundleError
+
+    root = bundle(tmp_path / "b")
+    real_walk = scan_module.walk_folder
+
+    def walk_then_remove(folder):
+        walk = real_walk(folder)
+        (root / "d1" / "f1.txt").unlink()  # gone between the walk and the read
+        return walk
+
+    monkeypatch.setattr(scan_module, "walk_folder", walk_then_remove)
+    with pytest.raises(BundleError, match=r"removed while scanning: d1/f1\.txt"):
+        scan_folder(root, NullStatCache())

@@ -258,18 +258,19 @@ def _tree_digest(paths: list[str], stats: bytearray, digests: bytearray) -> str:
 
 
 def _hash_one(f: ScannedFile, on_content: ContentHook | None = None) -> str:
-    if f.key[2] <= _SMALL_FILE:
-        with open(f.abspath, "rb") as fh:
-            data = fh.read()
-        if len(data) != f.key[2]:
-            raise BundleError(f"file changed while scanning: {f.path}", "scan again")
-        digest = hash_bytes(data)
-        if on_content is not None:
-            on_content(digest, data)
-        return digest
-    digest, size = hash_file(f.abspath)
+    try:
+        if f.key[2] > _SMALL_FILE:
+            digest, size = hash_file(f.abspath)
+        else:
+            with open(f.abspath, "rb") as fh:
+                data = fh.read()
+            size, digest = len(data), hash_bytes(data)
+    except FileNotFoundError:
+        raise BundleError(f"file removed while scanning: {f.path}", "scan again") from None
     if size != f.key[2]:
         raise BundleError(f"file changed while scanning: {f.path}", "scan again")
+    if f.key[2] <= _SMALL_FILE and on_content is not None:
+        on_content(digest, data)
     return digest
 
 
