@@ -152,6 +152,11 @@ class ServingManager:
         metric = _parse_metric(follow) if follow else None
         if model_prefix:
             model = self._find_model(model_prefix)
+            if metric is not None and metric.value(model.metrics) is None:
+                raise ServeError(  # a typo would follow nothing, silently
+                    f"model {model.model_id} reports no metric {metric.name!r}",
+                    "follow one it reports: " + (", ".join(sorted(model.metrics)) or "none"),
+                )
         elif metric is not None:
             model = self._best_in(workspace, metric)
         else:
