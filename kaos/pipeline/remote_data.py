@@ -7,7 +7,6 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
 
 import httpx
 
@@ -24,9 +23,7 @@ TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 def fetch_manifest(store: ContentStore, entries: list[ManifestEntry], tmp_root: Path) -> Tree:
     """Download every entry (at most CONCURRENCY at once), store them, return their tree.
 
-    Files land under their manifest paths (checked relative when parsed) in a temporary
-    folder, which is then pushed like any bundle folder. Any failure names its manifest line
-    and stores no tree, so the workspace stays as it was.
+    Any failure names its manifest line and stores no tree, so the workspace stays as it was.
     """
     tmp_root.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="manifest-", dir=tmp_root))
@@ -65,7 +62,7 @@ def _download(client: httpx.Client, entry: ManifestEntry, folder: Path) -> Path:
                         "fix the URL or make the file reachable from the kaos server",
                     )
                 response.raise_for_status()
-                with _open_new(target, entry) as f:
+                with open(target, "wb") as f:
                     for part in response.iter_bytes():
                         f.write(part)
             target.replace(final)
@@ -79,15 +76,3 @@ def _download(client: httpx.Client, entry: ManifestEntry, folder: Path) -> Path:
         f"manifest line {entry.line}: could not download {entry.url} ({last})",
         "check that the URL is reachable from the kaos server",
     )
-
-
-def _open_new(target: Path, entry: ManifestEntry) -> BinaryIO:
-    """The file a manifest line lands in; one line's path may not run through another's."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return open(target, "wb")
-    except OSError:
-        raise ManifestError(
-            f"manifest line {entry.line}: path {entry.path!r} runs through another file's path",
-            "give every file its own path",
-        ) from None
