@@ -167,6 +167,12 @@ def make_args(world, case: str) -> tuple[list[str], str]:
         return ["template", "get", "--name", "no-such-template"], "no template named"
     if case == "unknown model":
         return ["train", "provenance", "-m", "00000_00000"], "no model matches"
+    if case == "workspace name with a query":
+        return ["train", "list", "-w", f"{_name}?kind=build"], "no workspace named"
+    if case == "model id climbing to another route":
+        return ["train", "provenance", "-m", f"../../workspaces/{_name}"], "not a valid name or id"
+    if case == "empty model id to diff":
+        return ["train", "diff", "", "0"], "not a valid name or id"
     if case == "finished job killed":
         job = cli.ok("train", "list", "--json").json()["training"][-1]["id"]
         return ["train", "kill", "-j", job], "already finished"
@@ -182,6 +188,7 @@ CLI_CASES = [
     "data and manifest together", "nothing to deploy", "bad memory size", "unknown template",
     "unknown model", "finished job killed", "memory overflowing a float", "memory not a number",
     "cpu not a number", "cpu infinite", "symlink loop", "token with a trailing space",
+    "workspace name with a query", "model id climbing to another route", "empty model id to diff",
 ]  # fmt: skip
 
 

@@ -31,6 +31,17 @@ _MISSING_BATCH = 20_000
 _FETCH_BATCH = 5_000
 
 
+def _seg(value: str) -> str:
+    """A user's name or id as one URL path segment: quoted, so a '?', '#' or '..' in it never
+    reaches another route or query; a '/' can never name anything, so it is refused here."""
+    if not value.strip() or value in (".", "..") or "/" in value:
+        raise InputError(
+            f"{value!r} is not a valid name or id",
+            "copy it from 'kaos train list' or 'kaos workspace list'",
+        )
+    return quote(value, safe="")
+
+
 class ServerUnreachable(KaosError):
     pass
 
@@ -112,26 +123,26 @@ class KaosClient:
         return self._json_list("GET", "/workspaces")
 
     def workspace(self, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/workspaces/{name}")
+        return self._json("GET", f"/workspaces/{_seg(name)}")
 
     def delete_workspace(self, name: str) -> None:
-        self._request("DELETE", f"/workspaces/{name}")
+        self._request("DELETE", f"/workspaces/{_seg(name)}")
 
     def deploy(self, workspace: str, **body: Any) -> dict[str, Any]:
-        return self._json("POST", f"/workspaces/{workspace}/deploy", json=body)
+        return self._json("POST", f"/workspaces/{_seg(workspace)}/deploy", json=body)
 
     def jobs(self, workspace: str, kind: str | None = None) -> list[dict[str, Any]]:
         params = {"kind": kind} if kind else {}
-        return self._json_list("GET", f"/workspaces/{workspace}/jobs", params=params)
+        return self._json_list("GET", f"/workspaces/{_seg(workspace)}/jobs", params=params)
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/jobs/{job_id}")
+        return self._json("GET", f"/jobs/{_seg(job_id)}")
 
     def logs(self, job_id: str, offset: int = 0) -> dict[str, Any]:
-        return self._json("GET", f"/jobs/{job_id}/logs", params={"offset": offset})
+        return self._json("GET", f"/jobs/{_seg(job_id)}/logs", params={"offset": offset})
 
     def kill(self, job_id: str) -> dict[str, Any]:
-        return self._json("POST", f"/jobs/{job_id}/kill")
+        return self._json("POST", f"/jobs/{_seg(job_id)}/kill")
 
     def verify_store(self, repair: bool = False) -> dict[str, Any]:
         params = {"repair": "true"} if repair else None
@@ -141,44 +152,53 @@ class KaosClient:
         return self._json("POST", "/store/gc", json={"dry_run": dry_run}, timeout=3600)
 
     def provenance(self, model_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/models/{model_id}")
+        return self._json("GET", f"/models/{_seg(model_id)}")
 
     def reproduce(self, model_id: str) -> dict[str, Any]:
         """Start retraining a model from what was stored for it; returns the job."""
-        return self._json("POST", f"/models/{model_id}/reproduce")
+        return self._json("POST", f"/models/{_seg(model_id)}/reproduce")
 
     def reproduction(self, job_id: str) -> dict[str, Any]:
         """A reproduction's state and, once trained, whether its output is identical."""
-        return self._json("GET", f"/reproductions/{job_id}")
+        return self._json("GET", f"/reproductions/{_seg(job_id)}")
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """What changed from model `a` to model `b` (a `ModelDiff`)."""
-        return self._json("GET", f"/models/{b}/diff", params={"against": a})
+        _seg(a)  # refused like b, rather than a server's message about a query parameter
+        return self._json("GET", f"/models/{_seg(b)}/diff", params={"against": a})
 
     # -- serving ----------------------------------------------------------------------------
     def serve_deploy(self, workspace: str, **body: Any) -> dict[str, Any]:
         """Point an endpoint at a model; returns once its new revision answers (or fails)."""
-        return self._json("POST", f"/workspaces/{workspace}/endpoints", json=body, timeout=180)
+        return self._json(
+            "POST", f"/workspaces/{_seg(workspace)}/endpoints", json=body, timeout=180
+        )
 
     def endpoints(self, workspace: str) -> list[dict[str, Any]]:
-        return self._json_list("GET", f"/workspaces/{workspace}/endpoints")
+        return self._json_list("GET", f"/workspaces/{_seg(workspace)}/endpoints")
 
     def endpoint_detail(self, workspace: str, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/workspaces/{workspace}/endpoints/{name}")
+        return self._json("GET", f"/workspaces/{_seg(workspace)}/endpoints/{_seg(name)}")
 
     def serve_rollback(self, workspace: str, name: str) -> dict[str, Any]:
-        return self._json("POST", f"/workspaces/{workspace}/endpoints/{name}/rollback", timeout=180)
+        return self._json(
+            "POST", f"/workspaces/{_seg(workspace)}/endpoints/{_seg(name)}/rollback", timeout=180
+        )
 
     def serve_kill(self, workspace: str, name: str) -> dict[str, Any]:
-        return self._json("DELETE", f"/workspaces/{workspace}/endpoints/{name}", timeout=120)
+        return self._json(
+            "DELETE", f"/workspaces/{_seg(workspace)}/endpoints/{_seg(name)}", timeout=120
+        )
 
     def serve_logs(self, workspace: str, name: str, offset: int = 0) -> dict[str, Any]:
         return self._json(
-            "GET", f"/workspaces/{workspace}/endpoints/{name}/logs", params={"offset": offset}
+            "GET",
+            f"/workspaces/{_seg(workspace)}/endpoints/{_seg(name)}/logs",
+            params={"offset": offset},
         )
 
     def serve_build_logs(self, workspace: str, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/workspaces/{workspace}/endpoints/{name}/build-logs")
+        return self._json("GET", f"/workspaces/{_seg(workspace)}/endpoints/{_seg(name)}/build-logs")
 
     def predict(
         self, workspace: str, name: str, body: bytes, content_type: str = "application/json"
@@ -186,7 +206,7 @@ class KaosClient:
         """POST a request body to the endpoint's /invocations through the kaos route."""
         return self._json(
             "POST",
-            f"/serve/{workspace}/{name}/invocations",
+            f"/serve/{_seg(workspace)}/{_seg(name)}/invocations",
             content=body,
             headers={"Content-Type": content_type},
         )
