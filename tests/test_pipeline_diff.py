@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import gzip
 
-from kaos.pipeline.diff import appended_rows, diff_trees, locked_versions, value_changes
+from kaos.pipeline.diff import (
+    MAX_CSV_COMPARE,
+    appended_rows,
+    diff_trees,
+    locked_versions,
+    value_changes,
+)
 from kaos.store.hashing import hash_bytes
 from kaos.store.tree import Tree, TreeEntry
 
@@ -79,3 +85,14 @@ def test_value_changes_keep_both_sides_and_every_name():
         ("f1", 0.7, None),
         ("loss", None, 0.1),
     ]
+
+
+def test_a_csv_too_big_to_hold_in_memory_is_compared_by_size_only():
+    def never(digest: str) -> bytes:
+        raise AssertionError(f"read {digest} whole into memory")
+
+    big = MAX_CSV_COMPARE + 1
+    a = Tree.of([TreeEntry("f/training.csv", "1" * 32, big)])
+    b = Tree.of([TreeEntry("f/training.csv", "2" * 32, big + 10)])
+    (change,) = diff_trees(a, b, never, text_diffs=False).files
+    assert (change.size_a, change.size_b, change.rows_appended) == (big, big + 10, None)
