@@ -109,6 +109,16 @@ def test_requirements_that_do_not_resolve_fail_with_the_resolvers_reason(store):
     assert not list(store.backend.list("refs/"))
 
 
+def test_a_requirement_that_does_not_parse_fails_naming_the_problem_not_a_caret(store):
+    tree = source(store, {"m/requirements.txt": b"this is not [valid\n"})
+    with pytest.raises(BuildFailed) as failed:
+        locker(store).lock(tree, "m", Log(), Cancel())
+    message = str(failed.value)
+    assert "m/requirements.txt does not resolve: " in message
+    assert "parse requirement" in message and "found `i`" in message, message
+    assert not list(store.backend.list("refs/"))
+
+
 def test_a_shipped_lock_is_used_as_is_and_a_bad_one_is_refused_with_its_path(store):
     tree = source(
         store, {"m/model/requirements.lock": LOCK.encode(), "m/requirements.txt": b"six\n"}

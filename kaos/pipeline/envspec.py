@@ -111,11 +111,19 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
 
 
 def resolver_reason(lines: list[str]) -> str:
-    """uv's own last word on a failed resolve, without its box drawing."""
-    for line in reversed(lines):
-        clean = line.strip().lstrip("\u00d7\u2570\u2500\u25b6\u2502 ").strip()  # uv's box art
-        if clean and not clean.startswith("hint"):
-            return clean
+    """uv's own word on a failed resolve: its last `error:` with the `cause:` lines under it
+    (a parse error ends with the echoed line and a caret, which alone say nothing)."""
+    clean = [line.strip().lstrip("\u00d7\u2570\u2500\u25b6\u2502 ").strip() for line in lines]
+    errors = [i for i, line in enumerate(clean) if line.startswith("error:")]
+    if errors:
+        said = [clean[errors[-1]].removeprefix("error:").strip().rstrip(":")]
+        said += [
+            c.removeprefix("cause:").strip() for c in clean[errors[-1] :] if c.startswith("cause:")
+        ]
+        return ": ".join(said)
+    for line in reversed(clean):  # uv's box art, without an `error:` line
+        if line and not line.startswith("hint"):
+            return line
     return "the resolver gave no reason (see the build logs)"
 
 
