@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kaos.errors import BuildFailed, JobFinished, KaosError, Killed, ObjectNotFound
+from kaos.errors import BuildFailed, JobFinished, KaosError, Killed, LockError, ObjectNotFound
 from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import Catalog
 from kaos.pipeline.envspec import base_only_note, env_spec
@@ -230,7 +230,7 @@ class Pipeline:
             except Killed:
                 self._end_build(job, JobState.KILLED, "killed on request")
                 return
-            except BuildFailed as exc:
+            except (BuildFailed, LockError) as exc:  # a bad shipped lock is the user's, no crash
                 log.write(f"kaos: build failed: {exc}\n")
                 self._end_build(job, JobState.FAILURE, str(exc))
                 return
