@@ -126,6 +126,12 @@ class NotServing(KaosError):
     http_status = 503
 
 
+class EndpointTimeout(KaosError):
+    """The endpoint took the request but gave no answer in time (a hanging predict)."""
+
+    http_status = 504
+
+
 class QueryError(KaosError):
     """A model query (filter, sort, page) that cannot be run as written."""
 

@@ -136,3 +136,38 @@ def test_stats_count_requests_errors_and_latency_quantiles():
         stats.end(time.perf_counter(), failed)
     snap = stats.snapshot()
     assert snap["requests"] == 3 and snap["errors"] == 1 and snap["p50_ms"] is not None
+
+
+def test_a_hanging_predict_times_out_once_and_is_never_sent_again(monkeypatch):
+    """A POST that reached the endpoint is not retried on a timeout (even on a reused
+    connection): the caller gets a 504 naming the cause, after one wait, not several."""
+    import asyncio
+
+    from kaos.errors import EndpointTimeout
+    from kaos.serving import forward
+
+    monkeypatch.setattr(forward, "TIMEOUT_S", 0.3)
+    received: list[bytes] = []
+
+    async def endpoint(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            if line.startswith(b"POST"):
+                received.append(line)
+                if len(received) == 1:  # the first answers (its connection is kept)
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                # later ones hang, as a predict stuck in a loop
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(endpoint, "127.0.0.1", 0)
+        address = server.sockets[0].getsockname()[:2]
+        forwarder = forward.Forwarder()
+        assert (await forwarder.request(address, "POST", "/invocations", b"", "x")).status == 200
+        with pytest.raises(EndpointTimeout, match=r"no answer in 0\.3 s") as raised:
+            await forwarder.request(address, "POST", "/invocations", b"", "x")
+        assert raised.value.http_status == 504
+        await asyncio.sleep(0.3)
+        forwarder.close()
+        server.close()
+
+    asyncio.run(scenario())
+    assert len(received) == 2

@@ -13,6 +13,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 
+from kaos.errors import EndpointTimeout
 from kaos.serving.process import Address
 
 MAX_IDLE_PER_PORT = 64
@@ -46,6 +47,12 @@ class Forwarder:
                 writer.write(head + body)
                 await writer.drain()
                 answer, keep = await asyncio.wait_for(_read(reader), TIMEOUT_S)
+            except TimeoutError:
+                writer.close()  # never sent again: the request reached the endpoint
+                raise EndpointTimeout(
+                    f"the endpoint on {host}:{port} gave no answer in {TIMEOUT_S:g} s",
+                    "its predict may hang: see 'kaos serve logs -n NAME'",
+                ) from None
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 writer.close()
                 if reused:
