@@ -88,6 +88,10 @@ def test_a_kaos_1_0_layout_builds_and_trains(cli, tmp_path):
     assert model["state"] == "JOB_SUCCESS" and model["metrics"]["accuracy_test"] > 0.5
     log = cli.ok("train", "build-logs", "-i", "0").out
     assert "digits/model/requirements.txt" in log
+    tree = cli.ok("train", "provenance", "-m", model["model_id"]).out.splitlines()
+    image = next(i for i, line in enumerate(tree) if "── Image " in line)
+    assert tree[image + 1].startswith("│       └── Environment: Python 3."), tree
+    assert tree[-1].startswith("└── Deployed by") and "/None" not in "".join(tree)
 
 
 def test_without_requirements_the_env_is_the_base_interpreter_and_imports_get_a_hint(cli, tmp_path):

@@ -211,12 +211,18 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {"model_id": self.endpoint.model_id, "pid": os.getpid()})
         elif path == "/stats":
             self._send(200, self.endpoint.stats.snapshot())
+        elif path == "/invocations":
+            self._send(405, _error("METHOD_NOT_ALLOWED", "send predictions with POST /invocations"))
         else:
             self._send(404, _error("NOT_FOUND", f"no route {path}: use /invocations or /ping"))
 
     def do_POST(self) -> None:
-        if self.path.split("?")[0].rstrip("/") != "/invocations":
-            self._send(404, _error("NOT_FOUND", "POST to /invocations"))
+        path = self.path.split("?")[0].rstrip("/")
+        if path in ("/ping", "/health", "/version"):
+            self._send(405, _error("METHOD_NOT_ALLOWED", f"use GET {path}"))
+            return
+        if path != "/invocations":
+            self._send(404, _error("NOT_FOUND", f"no route {path}: POST to /invocations"))
             return
         stats = self.endpoint.stats
         started = time.perf_counter()
