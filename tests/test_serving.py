@@ -114,6 +114,9 @@ def test_bad_requests_and_a_failing_predict_get_one_line_and_the_endpoint_stays_
         for body, content_type, status, says in cases:
             answer = invoke(url, body, content_type)
             assert answer.status_code == status and says in answer.json()["message"]
+        wrong_method = httpx.get(f"{url}/invocations"), httpx.post(f"{url}/ping")
+        assert [a.status_code for a in wrong_method] == [405, 405]
+        assert "POST /invocations" in wrong_method[0].json()["message"]
         assert invoke(url, ROW).json() == {"predictions": [9.0]}
         assert "ValueError: the number of the beast" in cli.ok("serve", "logs", "-n", "adder").out
         assert follower.stdout is not None

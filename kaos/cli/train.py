@@ -337,23 +337,29 @@ def provenance(
     m, j = p["model"], p["job"]
     score = ", ".join(f"{k}={v}" for k, v in list(m["metrics"].items())[:3])
     echo(f"Model {m['model_id']}  ({m['state']}{', ' + score if score else ''})")
-    echo(f"├── Source /{p['source_name']}:{j['source'][:5]}  {j['source']}")
+    echo(f"├── Source {_bundle_label(p['source_name'], j['source'])}  {j['source']}")
     echo(f"│   └── Image {j['image']}")
-    echo(f"├── Data /{p['data_name']}:{j['data'][:5]}  {j['data']}")
-    env = p.get("environment")
+    env = p.get("environment")  # the image's environment, so drawn under it
     if env:
-        echo(f"│   └── Environment: Python {env['python']}, lock {env['lock'][:12]} ({env['file']},"
-             f" {env['locked']} packages)")  # fmt: skip
-        for pkg, version in env["packages"].items():
-            echo(f"│       └── {pkg}=={version}")
+        echo(f"│       └── Environment: Python {env['python']}, lock {env['lock'][:12]} "
+             f"({env['file']}, {env['locked']} packages)")  # fmt: skip
+        packages = list(env["packages"].items())
+        for n, (pkg, version) in enumerate(packages, start=1):
+            echo(f"│           {'└' if n == len(packages) else '├'}── {pkg}=={version}")
     else:
-        echo("│   └── Environment: base interpreter only (the source has no requirements)")
+        echo("│       └── Environment: base interpreter only (the source has no requirements)")
+    echo(f"├── Data {_bundle_label(p['data_name'], j['data'])}  {j['data']}")
     echo(f"├── Hyperparameters {json.dumps(m['params']) if m['params'] else 'None'}")
     echo(f"├── Output {m['output_tree']}")
     took = round((m["finished"] or 0) - (m["started"] or 0))
     echo(f"├── Job {j['id']} (model {m['index']}), trained in {took}s")
     echo(f"├── Network {'allowed (--network)' if p.get('network') else 'none'}")
     echo(f"└── Deployed by {p['deploy_author']} at {http_date(p['deploy_time'])}")
+
+
+def _bundle_label(name: str | None, digest: str) -> str:
+    """`/features:e8817` as deploy shows it; the short digest alone where no name was recorded."""
+    return f"/{name}:{digest[:5]}" if name else digest[:5]
 
 
 @app.command()
