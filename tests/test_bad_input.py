@@ -173,6 +173,9 @@ def make_args(world, case: str) -> tuple[list[str], str]:
         return ["train", "provenance", "-m", f"../../workspaces/{_name}"], "not a valid name or id"
     if case == "empty model id to diff":
         return ["train", "diff", "", "0"], "not a valid name or id"
+    if case == "get into a file":
+        (root / "a-file").write_text("x")
+        return ["train", "get", "-i", "0", "-c", "-o", str(root / "a-file")], "cannot write into"
     if case == "finished job killed":
         job = cli.ok("train", "list", "--json").json()["training"][-1]["id"]
         return ["train", "kill", "-j", job], "already finished"
@@ -189,6 +192,7 @@ CLI_CASES = [
     "unknown model", "finished job killed", "memory overflowing a float", "memory not a number",
     "cpu not a number", "cpu infinite", "symlink loop", "token with a trailing space",
     "workspace name with a query", "model id climbing to another route", "empty model id to diff",
+    "get into a file",
 ]  # fmt: skip
 
 

@@ -47,9 +47,14 @@ def checkout(
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BundleError(f"destination is not empty: {dest}", "choose an empty or new folder")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     stage = dest.parent / f".{dest.name}.kaos-{uuid.uuid4().hex[:8]}"
-    stage.mkdir()
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        stage.mkdir()
+    except OSError as exc:  # a file on the way, a read-only or missing mount
+        raise BundleError(
+            f"cannot write into {dest.parent}: {exc.strerror}", "choose a folder you can write to"
+        ) from None
     meter = Throttled(progress or NullProgress(), "checkout", tree.total_size, step=1 << 20)
     try:
         targets = {e.path: resolve_inside(stage, e.path) for e in tree}
