@@ -88,7 +88,18 @@ def test_columns_say_which_values_differ(tmp_path):
 
 @pytest.mark.parametrize(
     "text",
-    ["bogus", "created>1", 'metrics.a"b>1', "metrics.>1", "params.x=", "params.x"],
+    [
+        "bogus",
+        "created>1",
+        'metrics.a"b>1',
+        "metrics.>1",
+        "params.x=",
+        "params.x",
+        "metrics.a>=",
+        "metrics.a==1",
+        "metrics.a>=abc",
+        "metrics.a<nan",
+    ],
 )
 def test_bad_filters_are_refused_with_the_fix(text):
     with pytest.raises(QueryError) as caught:

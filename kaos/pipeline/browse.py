@@ -68,12 +68,18 @@ class Filter:
         field = Field.parse(match["field"])
         if not field.group:
             raise QueryError(f"cannot filter by {field.name!r}", "filter by metrics.* or params.*")
-        raw = match["value"]
+        raw, op = match["value"], match["op"]
         try:
             value: float | str = float(raw)
         except ValueError:
             value = raw
-        return cls(field, match["op"], value)
+        if raw[0] in "<>=!" or (isinstance(value, float) and not math.isfinite(value)):
+            raise QueryError(f"bad value {raw!r} in filter {text!r}", "compare with one value")
+        if op not in ("=", "!=") and not isinstance(value, float):
+            raise QueryError(
+                f"{op} needs a number, got {raw!r} in filter {text!r}", "use = or != for text"
+            )
+        return cls(field, op, value)
 
 
 @dataclass(frozen=True)
