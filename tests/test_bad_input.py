@@ -176,6 +176,9 @@ def make_args(world, case: str) -> tuple[list[str], str]:
     if case == "get into a file":
         (root / "a-file").write_text("x")
         return ["train", "get", "-i", "0", "-c", "-o", str(root / "a-file")], "cannot write into"
+    if case == "template into a file":
+        (root / "b-file").write_text("x")
+        return ["template", "get", "--name", "diabetes", "-o", str(root / "b-file")], "b-file"
     if case == "finished job killed":
         job = cli.ok("train", "list", "--json").json()["training"][-1]["id"]
         return ["train", "kill", "-j", job], "already finished"
@@ -192,7 +195,7 @@ CLI_CASES = [
     "unknown model", "finished job killed", "memory overflowing a float", "memory not a number",
     "cpu not a number", "cpu infinite", "symlink loop", "token with a trailing space",
     "workspace name with a query", "model id climbing to another route", "empty model id to diff",
-    "get into a file",
+    "get into a file", "template into a file",
 ]  # fmt: skip
 
 

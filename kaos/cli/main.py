@@ -92,5 +92,11 @@ def main() -> None:
 
         error(str(exc))
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a path given on the command line that cannot be read or written
+        from kaos.cli.render import error
+
+        where = f": {exc.filename}" if exc.filename else ""
+        error(f"{exc.strerror or exc}{where} (check the path and its permissions)")
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
