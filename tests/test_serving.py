@@ -149,6 +149,7 @@ def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, ka
             (["-m", model, "-n", "bad name"], "invalid endpoint name"),
             (["-m", model, "-n", "x", "--replicas", "2"], "one process per revision"),
             (["-n", "x"], "which model?"),
+            (["-m", model, "-n", "x", "--memory", "lots"], "bad memory size 'lots'"),
             (["-m", model, "-n", "x", "--follow", "-sorce"], "reports no metric 'sorce'"),
         ]:
             failed = cli.fails("serve", "deploy", *args)

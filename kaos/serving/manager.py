@@ -27,6 +27,7 @@ from kaos.executors.process import kill_leftover
 from kaos.pipeline.bundles import serve_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.executor import BuildRequest, Cancel
+from kaos.pipeline.inputs import Resources
 from kaos.pipeline.logs import LogWriter
 from kaos.pipeline.records import Model
 from kaos.pipeline.states import JobState
@@ -627,6 +628,7 @@ class ServingManager:
                              "leave out -s, or serve it from a local or docker server")  # fmt: skip
         if options.max_batch_size < 0 or options.max_latency_ms < 0:
             raise ServeError("--max-batch-size and --max-latency-ms must not be negative")
+        Resources.from_json(options.resources)  # e.g. --memory lots: refused as for a train
 
     def _check_port(self, port: int) -> None:
         if not 1024 <= port <= 65535:
