@@ -128,6 +128,8 @@ def test_bad_requests_and_a_failing_predict_get_one_line_and_the_endpoint_stays_
     finally:
         follower.terminate()
         follower.wait()
+    (tmp_path / "rows.txt").write_text("a,b\n1,2\n")  # CSV, whatever its name
+    assert cli.ok("serve", "predict", "-n", "adder", "rows.txt").out.split() == ["9.0"]
     (tmp_path / "bad.json").write_text('{"instances": [[1]]}')
     failed = cli.fails("serve", "predict", "-n", "adder", "bad.json")
     assert "expected rows of 2 features" in failed.err and len(failed.err.splitlines()) == 1

@@ -267,7 +267,9 @@ def predict(
         body = file.read_bytes()
     except OSError as exc:
         raise KaosError(f"cannot read {file}: {exc.strerror}", "check the path") from None
-    csv = file.suffix.lower() == ".csv"
+    # rows.txt or a file with no suffix holding CSV is sent as CSV: only JSON starts with { or [
+    suffix = file.suffix.lower()
+    csv = suffix == ".csv" or (suffix != ".json" and not body.lstrip().startswith((b"{", b"[")))
     answer = context.client().predict(
         context.workspace(ws), name, body, "text/csv" if csv else "application/json"
     )
