@@ -57,6 +57,12 @@ with open(os.path.join(out, "metrics", "metrics.json"), "w") as f:
 '''
 
 
+PFS_READER = """#!/usr/bin/env python3
+import os
+print(os.listdir("/pfs/data"))
+"""
+
+
 def executor_args(kind: str) -> list[str]:
     if kind == "docker":
         reason = docker_unavailable()
@@ -229,6 +235,11 @@ def test_where_bubblewrap_cannot_run_trains_are_refused_until_no_sandbox(tmp_pat
             src = escape_source(tmp_path / f"src{len(flags)}", server, home / "none", nap)
             cli.run("train", "deploy", "-s", str(src), "-d", str(tmp_path / "data"), "--wait")
             model = one_model(cli)
+            if flags:  # a kaos 1.0 script reading /pfs is told that /pfs needs the sandbox
+                pfs = Path(escape_source(tmp_path / "pfs", server, home / "none", nap))
+                (pfs / "escape" / "model" / "train").write_text(PFS_READER)
+                cli.run("train", "deploy", "-s", str(pfs), "--wait")
+                pfs_reason = one_model(cli)["reason"]
         finally:
             server.stop()
         told = (home.parent / f"server-{server.port}.log").read_text()
@@ -241,6 +252,7 @@ def test_where_bubblewrap_cannot_run_trains_are_refused_until_no_sandbox(tmp_pat
             assert "sandbox off (--no-sandbox)" in told
             assert model["state"] == "JOB_SUCCESS", model["reason"]
             assert model["metrics"]["write_home"] == "ok" and (home / "escaped.txt").exists()
+            assert "it reads /pfs, which only the sandbox shows" in pfs_reason, pfs_reason
     for pid in sleepers(nap):  # nothing contained the unsandboxed daemon: end it ourselves
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -191,17 +191,27 @@ class LocalExecutor:
             if cancel.killed:
                 raise Killed("killed on request")
             if code != 0:
-                raise train_exit_failure(code, tail.lines, self.store, request)
+                raise train_exit_failure(
+                    code, tail.lines, self.store, request, sandboxed=self.sandbox.usable
+                )
             return collect(self.store, dirs, log)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
 
 def train_exit_failure(
-    code: int, lines: list[str], store: ContentStore, request: TrainRequest
+    code: int, lines: list[str], store: ContentStore, request: TrainRequest, sandboxed: bool = True
 ) -> TrainFailed:
     """A failed train script's one line; an import error names the module and where the
-    environment's requirements are read from."""
+    environment's requirements are read from; a kaos 1.0 script run without the sandbox, that
+    /pfs is the sandbox's."""
+    if not sandboxed and any("/pfs/" in line for line in lines):
+        return TrainFailed(
+            f"the train script exited with code {code}: it reads /pfs, which only the sandbox "
+            "shows (this server runs --no-sandbox)",
+            "read KAOS_DATA_DIR and KAOS_HYPERPARAMS instead, or start the server without "
+            "--no-sandbox",
+        )
     spec = env_spec(store.get_tree(request.source), request.bundle_name)
     hint = missing_module_hint(lines, spec)
     if hint:
