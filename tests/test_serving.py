@@ -167,6 +167,7 @@ def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, ka
     cli.ok("serve", "kill", "-n", "one")
     answer = invoke(route(cli, kaos_server, "one"), ROW)
     assert answer.status_code == 503 and "killed" in answer.json()["detail"]
+    assert "endpoint 'one' is stopped" in cli.fails("serve", "rollback", "-n", "one").err
 
 
 def test_swaps_and_rollback_under_load_fail_no_request(cli, kaos_server):

@@ -188,6 +188,11 @@ class ServingManager:
         key = (workspace, name)
         with self._endpoint_lock(key):
             endpoint = self.endpoint(workspace, name)
+            if endpoint.state == EndpointState.KILLED:  # a rollback must not revive it
+                raise ServeError(
+                    f"endpoint {name!r} is stopped",
+                    f"serve a model on it again with 'kaos serve deploy -m MODEL_ID -n {name}'",
+                )
             if endpoint.revision is None:
                 raise ServeError(f"endpoint {name!r} has no revision to roll back from")
             current = self.catalog.revision(endpoint.revision)
