@@ -179,6 +179,10 @@ def make_args(world, case: str) -> tuple[list[str], str]:
     if case == "template into a file":
         (root / "b-file").write_text("x")
         return ["template", "get", "--name", "diabetes", "-o", str(root / "b-file")], "b-file"
+    if case == "refresh-env of an empty workspace":
+        empty = f"empty-{uuid.uuid4().hex[:6]}"
+        cli.ok("workspace", "create", "-n", empty)
+        return ["train", "deploy", "--refresh-env", "-w", empty], "no source or data yet"
     if case == "finished job killed":
         job = cli.ok("train", "list", "--json").json()["training"][-1]["id"]
         return ["train", "kill", "-j", job], "already finished"
@@ -195,7 +199,7 @@ CLI_CASES = [
     "unknown model", "finished job killed", "memory overflowing a float", "memory not a number",
     "cpu not a number", "cpu infinite", "symlink loop", "token with a trailing space",
     "workspace name with a query", "model id climbing to another route", "empty model id to diff",
-    "get into a file", "template into a file",
+    "get into a file", "template into a file", "refresh-env of an empty workspace",
 ]  # fmt: skip
 
 

@@ -98,6 +98,11 @@ class Pipeline:
         self.catalog.name_bundles({getattr(change, kind): name for kind, name in names.items()})
         with self._deploy_lock:
             current = self.catalog.workspace(workspace).inputs
+            if change.empty and manifest is None and not (current.source or current.data):
+                raise KaosError(  # --force or --refresh-env alone: there is nothing to redo
+                    "nothing to deploy: the workspace has no source or data yet",
+                    "pass -s SOURCE and -d DATA",
+                )
             inputs = current.merged(change)
             changed: dict[str, Any] = {
                 "source": change.source,
