@@ -113,9 +113,13 @@ def test_layout_recreates_top_links_and_binds_real_folders(tmp_path: Path) -> No
         (tmp_path / name).mkdir(parents=True)
     (tmp_path / "bin").symlink_to("usr/bin")
     (tmp_path / "lib").symlink_to("usr/lib")
+    (tmp_path / "etc" / "shadow").write_text("root:$6$hash:1::::::\n")
     layout = host_layout(tmp_path)
     assert layout.links == (("/bin", "usr/bin"), ("/lib", "usr/lib"))
     assert layout.folders == ("/usr", "/etc", "/lib64")
+    assert layout.hidden == ("/etc/shadow",)  # shown empty inside; absent ones are not named
+    argv = bwrap_argv(Sandbox(layout.with_folders(["/opt/py"]), (), "/"), ["true"])
+    assert "/dev/null /etc/shadow" in " ".join(argv)
 
 
 def test_python_folders_follow_the_chain_from_environment_to_base(tmp_path: Path) -> None:
@@ -160,6 +164,7 @@ tried("write-root", lambda: open("/escaped.txt", "w").write("x"))
 tried("socket", lambda: socket.create_connection(("127.0.0.1", port), timeout=2).close())
 tried("write-output", lambda: open("/kaos/output/ok.txt", "w").write("x"))
 tried("write-tmp", lambda: open("/tmp/ok.txt", "w").write("x"))
+tried("read-shadow", lambda: open("/etc/shadow").read() and None)
 print("pfs-data", sorted(os.listdir("/pfs/data")))
 print("hyper", open("/pfs/hyper/params.json").read())
 daemon = subprocess.Popen(["sleep", nap], start_new_session=True)
@@ -203,6 +208,7 @@ def test_a_script_in_the_sandbox_sees_only_its_view(tmp_path: Path) -> None:
         assert f"{denied} ok" not in lines, out
     assert {"write-output ok", "write-tmp ok", "pfs-data ['features']"} <= lines, out
     assert 'hyper {"alpha": 1}' in lines
+    assert "read-shadow ok" not in lines, out  # the host's password hashes are not readable
     assert "pid 2" in lines or "pid 1" in lines  # its own PID namespace
     assert not (home / "escaped.txt").exists() and [p.name for p in home.iterdir()] == ["envs"]
     assert (dirs.output / "ok.txt").read_text() == "x"

@@ -15,7 +15,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from kaos.executors.sandbox import SYSTEM_FOLDERS, TOP_LINKS, HostLayout, Sandbox, bwrap_argv
+from kaos.executors.sandbox import (
+    SECRET_FILES,
+    SYSTEM_FOLDERS,
+    TOP_LINKS,
+    HostLayout,
+    Sandbox,
+    bwrap_argv,
+)
 
 PROBE_TIMEOUT_S = 20
 
@@ -31,7 +38,8 @@ def host_layout(root: Path = Path("/")) -> HostLayout:
             links.append((name, os.readlink(path)))
         elif path.is_dir():
             folders.append(name)
-    return HostLayout(tuple(folders), tuple(links))
+    hidden = [f for f in SECRET_FILES if (root / f.lstrip("/")).is_file()]
+    return HostLayout(tuple(folders), tuple(links), tuple(hidden))
 
 
 def python_folders(python: Path) -> list[str]:

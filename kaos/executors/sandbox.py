@@ -3,8 +3,8 @@
 What the script sees is exactly: the host's system read-only (`HostLayout`: /usr, /etc, the
 Python prefixes its environment needs, /bin-style links as on the host), the job's view
 (`kaos.executors.view`: source and data read-only, the output folder writable), a private /tmp,
-/proc and /dev. Nothing else of the host exists inside: not KAOS_HOME, not other jobs, not the
-server's files. Around that:
+/proc and /dev; the host's password hashes (`SECRET_FILES`) cannot be read. Nothing else of
+the host exists inside: not KAOS_HOME, not other jobs, not the server's files. Around that:
 
 - a private PID namespace whose init is the script itself (`--as-pid-1`): when it ends, the
   kernel ends every process it started, `setsid` daemons included, and bwrap returns only
@@ -32,6 +32,10 @@ BWRAP = "bwrap"
 SYSTEM_FOLDERS = ("/usr", "/etc")
 TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 PRIVATE = ("/proc", "/dev", "/tmp")  # made fresh inside; nothing may be mounted over them
+# The host's password hashes: /etc is shown, and a server running as root could read them (uid 0
+# inside, even without capabilities), so where they exist /dev/null is bound over them (bwrap
+# binds without device access, so opening one fails).
+SECRET_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class HostLayout:
 
     folders: tuple[str, ...] = SYSTEM_FOLDERS  # bound read-only at their own path
     links: tuple[tuple[str, str], ...] = ()  # (path, target): /bin -> usr/bin, as on the host
+    hidden: tuple[str, ...] = ()  # host files in those folders made unreadable
 
     def with_folders(self, extra: Sequence[str]) -> HostLayout:
         """The layout plus more read-only folders (a Python prefix, an environment)."""
@@ -47,7 +52,7 @@ class HostLayout:
         for folder in extra:
             if not _covered(folder, folders):
                 folders.append(folder)
-        return HostLayout(tuple(folders), self.links)
+        return HostLayout(tuple(folders), self.links, self.hidden)
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ def bwrap_argv(sandbox: Sandbox, command: Sequence[str], bwrap: str = BWRAP) -> 
         argv += ["--ro-bind", folder, folder]
     for shelter in shelters:
         argv += ["--remount-ro", shelter]
+    for secret in sandbox.layout.hidden:
+        argv += ["--ro-bind", "/dev/null", secret]
     # Parents before children: a mount inside another (none today) must come after it.
     for mount in sorted(sandbox.mounts, key=lambda m: len(PurePosixPath(m.inside).parts)):
         argv += ["--bind" if mount.writable else "--ro-bind", str(mount.host), str(mount.inside)]
