@@ -214,5 +214,6 @@ def test_a_dot_name_is_refused_before_the_url_resolves_it_away(kaos_server, tmp_
     for args in (("serve", "kill", "-n", ".."), ("serve", "info", "-n", ".."),
                  ("serve", "logs", "-n", "../x")):  # fmt: skip
         result = cli.fails(*args)
-        assert "'.' and '..' are not names" in result.err and "Traceback" not in result.err
+        assert "is not a valid name or id" in result.err and "Traceback" not in result.err
+        assert len(result.err.strip().splitlines()) == 1, result.err
     assert name in [w["name"] for w in cli.ok("workspace", "list", "--json").json()]
