@@ -100,11 +100,7 @@ class DockerExecutor:
             return False
 
     def build(self, request: BuildRequest, log: JobLog, cancel: Cancel) -> BuiltImage:
-        if request.lock is not None:
-            lock: EnvLock | None = self.locker.read(request.lock)
-        else:
-            tree = self.store.get_tree(request.source)
-            lock = self.locker.lock(tree, request.bundle_name, log, cancel, request.refresh_env)
+        lock = self.locker.for_build(request, log, cancel)
         digest = lock.digest if lock else None
         labels = {SOURCE_LABEL: request.source, LOCK_LABEL: digest or "-"}
         tag = image_name(request.bundle_name, request.source)

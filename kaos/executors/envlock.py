@@ -29,7 +29,7 @@ from kaos.pipeline.envspec import (
     env_spec,
     resolver_reason,
 )
-from kaos.pipeline.executor import Cancel, JobLog
+from kaos.pipeline.executor import BuildRequest, Cancel, JobLog
 from kaos.pipeline.lockstore import EnvLock, read_lock, store_lock
 from kaos.store import ContentStore, Tree
 from kaos.store.hashing import hash_bytes
@@ -81,6 +81,14 @@ class Locker:
         lock = self._resolve(spec.requirements_path, requirements, log, cancel)
         self.store.refs.set(ref, lock.digest)
         return lock
+
+    def for_build(self, request: BuildRequest, log: JobLog, cancel: Cancel) -> EnvLock | None:
+        """The lock a build makes its environment from: the one the request names (a retrain or
+        a reproduction), else the source's, resolved or reused (one rule for every executor)."""
+        if request.lock is not None:
+            return self.read(request.lock)
+        tree = self.store.get_tree(request.source)
+        return self.lock(tree, request.bundle_name, log, cancel, request.refresh_env)
 
     def read(self, digest: str) -> EnvLock:
         return read_lock(self.store, digest)

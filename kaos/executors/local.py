@@ -95,11 +95,7 @@ class LocalExecutor:
         return hash_bytes(f"python {version}\nlock {lock or '-'}\n".encode())
 
     def build(self, request: BuildRequest, log: JobLog, cancel: Cancel) -> BuiltImage:
-        if request.lock is not None:
-            lock: EnvLock | None = self.locker.read(request.lock)
-        else:
-            tree = self.store.get_tree(request.source)
-            lock = self.locker.lock(tree, request.bundle_name, log, cancel, request.refresh_env)
+        lock = self.locker.for_build(request, log, cancel)
         digest = lock.digest if lock else None
         key = self.env_key(digest)
         env_dir = self.envs / key
