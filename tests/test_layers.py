@@ -52,3 +52,19 @@ def test_no_route_module_imports_another():
         for module, names in imports("server/routes").items()
     }
     assert {m: n for m, n in routes.items() if n} == {}
+
+
+PARTS = {"catalog", "pipeline", "store", "serving", "executor", "parts", "_parts"}
+
+
+def test_routes_reach_no_part_but_call_the_service_layer():
+    """A route parses, makes one service call and returns its schema: no route module reads the
+    catalog, engine, store or any other part itself (kaos/server/service does, with the user)."""
+    reached = [
+        f"{path.name}:{node.lineno} .{node.attr}"
+        for path in sorted((KAOS / "server" / "routes").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr in PARTS
+    ]
+    assert reached == []
+    assert offenders("server/routes", ("kaos.server.service.parts",)) == []

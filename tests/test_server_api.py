@@ -217,3 +217,21 @@ def test_a_dot_name_is_refused_before_the_url_resolves_it_away(kaos_server, tmp_
         assert "is not a valid name or id" in result.err and "Traceback" not in result.err
         assert len(result.err.strip().splitlines()) == 1, result.err
     assert name in [w["name"] for w in cli.ok("workspace", "list", "--json").json()]
+
+
+def test_a_catalog_without_recorded_bundle_names_shows_the_trees_top_folder(
+    api, workspace, kaos_server, tmp_path
+):
+    """Catalogs from before names were recorded at deploy: the name is the tree's top folder,
+    read once and then recorded."""
+    import sqlite3
+
+    data = write_data(tmp_path / "data", train_rows=50 + uuid.uuid4().int % 100)
+    tree = api.push(scan_folder(data)).tree.digest
+    api.deploy(workspace, data=tree)
+    with sqlite3.connect(kaos_server.home / "catalog.db") as db:
+        db.execute("DELETE FROM bundles WHERE digest = ?", (tree,))  # as an older server left it
+    assert api.workspace(workspace)["inputs"]["data_name"] == "features"
+    with sqlite3.connect(kaos_server.home / "catalog.db") as db:
+        recorded = db.execute("SELECT name FROM bundles WHERE digest = ?", (tree,)).fetchall()
+    assert recorded == [("features",)]

@@ -27,7 +27,7 @@ from kaos.server.routes import (
     ui,
     workspaces,
 )
-from kaos.server.services import Services
+from kaos.server.service import Services
 from kaos.server.settings import Settings
 
 
@@ -52,16 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = Services(settings)
-        sandbox = getattr(app.state.services.executor, "sandbox", None)
-        if sandbox is not None:  # local and ray: whether trains are contained, or refused
-            print(sandbox.message(), flush=True)
-        if app.state.services.recovered:
-            print(
-                f"kaos: {app.state.services.recovered} jobs left running by the last server "
-                "were marked failed",
-                flush=True,
-            )
+        app.state.services = Services.start(settings, app.state.tokens)
+        for note in app.state.services.notes:
+            print(note, flush=True)
         yield
         app.state.services.close()
 

@@ -21,7 +21,7 @@ def serve(overrides: dict[str, Any]) -> None:
 
     from kaos.server.app import create_app
     from kaos.server.auth import check_exposure
-    from kaos.server.services import check_executor
+    from kaos.server.service.parts import check_executor
     from kaos.server.settings import Settings
 
     settings = Settings(**overrides)

@@ -1,9 +1,18 @@
-"""API routes, one module per resource; each validates, calls one service, returns a model."""
+"""API routes, one module per resource: each parses, makes one service call with the user
+asking, and returns the schema it answers (kaos.server.service)."""
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from kaos.server.auth import TokenTable
-from kaos.server.services import Services
+from kaos.server.service import Services
+from kaos.server.service.browse import BrowseService
+from kaos.server.service.objects import ObjectService
+from kaos.server.service.serving import EndpointService
+from kaos.server.service.store import StoreService
+from kaos.server.service.train import TrainService
+from kaos.server.service.workspaces import WorkspaceService
 
 
 def services(request: Request) -> Services:
@@ -27,3 +36,36 @@ def author(request: Request) -> str:
     """Who is asking (set by `authenticate`): the token's user, or what the client says."""
     user: str | None = getattr(request.state, "user", None)
     return user or authenticate(request)
+
+
+def _workspaces(request: Request) -> WorkspaceService:
+    return services(request).workspaces
+
+
+def _training(request: Request) -> TrainService:
+    return services(request).training
+
+
+def _browsing(request: Request) -> BrowseService:
+    return services(request).browsing
+
+
+def _endpoints(request: Request) -> EndpointService:
+    return services(request).endpoints
+
+
+def _objects(request: Request) -> ObjectService:
+    return services(request).objects
+
+
+def _maintenance(request: Request) -> StoreService:
+    return services(request).maintenance
+
+
+User = Annotated[str, Depends(author)]
+Workspaces = Annotated[WorkspaceService, Depends(_workspaces)]
+Training = Annotated[TrainService, Depends(_training)]
+Browsing = Annotated[BrowseService, Depends(_browsing)]
+Endpoints = Annotated[EndpointService, Depends(_endpoints)]
+Objects = Annotated[ObjectService, Depends(_objects)]
+Maintenance = Annotated[StoreService, Depends(_maintenance)]

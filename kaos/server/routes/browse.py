@@ -5,24 +5,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
 from kaos.pipeline.browse import MAX_OFFSET, MAX_PAGE, ModelQuery
 from kaos.pipeline.states import JobState
-from kaos.server import browse
-from kaos.server.routes import services
+from kaos.server.routes import Browsing, User
 from kaos.server.schemas import ModelPageOut, ProgressOut, TimelineEntryOut, TimelineOut
-from kaos.server.services import Services
 
 router = APIRouter(tags=["browse"])
-Svc = Annotated[Services, Depends(services)]
 
 
 @router.get("/workspaces/{name}/models")
 def workspace_models(
     name: str,
-    svc: Svc,
+    browsing: Browsing,
+    user: User,
     sort: Annotated[
         str,
         Query(
@@ -41,35 +39,39 @@ def workspace_models(
     """One page of the workspace's models across its jobs, with their metrics and
     hyperparameters, and a summary of every column (does it differ between models)."""
     query = ModelQuery.parse(sort, limit, offset, [s.value for s in state or []], filter or [])
-    return browse.models_page(svc, name, query)
+    return browsing.models_page(user, name, query)
 
 
 @router.get("/workspaces/{name}/progress")
 def workspace_progress(
     name: str,
-    svc: Svc,
+    browsing: Browsing,
+    user: User,
     metric: str | None = None,
     goal: Annotated[str, Query(pattern="^(auto|max|min)$")] = "auto",
 ) -> ProgressOut:
     """A metric over the successful models in deploy order: each point says what changed from
     the one before and whether it was the best so far."""
-    return browse.progress_curve(svc, name, metric, goal)
+    return browsing.progress_curve(user, name, metric, goal)
 
 
 @router.get("/workspaces/{name}/deploys")
 def workspace_deploys(
     name: str,
-    svc: Svc,
+    browsing: Browsing,
+    user: User,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> TimelineOut:
     """The deploy timeline, newest first: what each deploy changed, who, and what it started."""
-    return browse.timeline(svc, name, limit, offset)
+    return browsing.timeline(user, name, limit, offset)
 
 
 @router.get("/deploys/{deploy_id}")
-def get_deploy(deploy_id: Annotated[int, Path(ge=1, le=2**62)], svc: Svc) -> TimelineEntryOut:
-    return browse.deploy_entry(svc, deploy_id)
+def get_deploy(
+    deploy_id: Annotated[int, Path(ge=1, le=2**62)], browsing: Browsing, user: User
+) -> TimelineEntryOut:
+    return browsing.deploy_entry(user, deploy_id)
 
 
 @router.get(
@@ -79,11 +81,12 @@ def get_deploy(deploy_id: Annotated[int, Path(ge=1, le=2**62)], svc: Svc) -> Tim
 )
 def model_archive(
     model_id: str,
-    svc: Svc,
+    browsing: Browsing,
+    user: User,
     part: Annotated[str, Path(pattern="^(source|data|model)$")],
 ) -> StreamingResponse:
     """The model's source, data or output tree as a tar, streamed from the store."""
-    filename, stream = browse.model_archive(svc, model_id, part)
+    filename, stream = browsing.model_archive(user, model_id, part)
     return StreamingResponse(
         stream,
         media_type="application/x-tar",

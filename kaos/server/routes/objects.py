@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from kaos.server.routes import services
+from kaos.server.routes import Objects, User
 from kaos.server.schemas import CompleteOut, DigestsIn, MissingOut, PackOut
-from kaos.server.services import Services
 from kaos.store.hashing import is_digest
-from kaos.store.stream import encode_stream
 
 router = APIRouter(tags=["objects"])
-Svc = Annotated[Services, Depends(services)]
 
 
 @router.post("/objects/missing")
-def missing(body: DigestsIn, svc: Svc) -> MissingOut:
-    return MissingOut(missing=sorted(svc.store.missing(body.digests)))
+def missing(body: DigestsIn, objects: Objects, user: User) -> MissingOut:
+    return objects.missing(user, body.digests)
 
 
 @router.post("/objects/packs", status_code=201)
-async def upload_pack(request: Request, svc: Svc) -> PackOut:
+async def upload_pack(request: Request, objects: Objects, user: User) -> PackOut:
     """A pack built by the client (see docs/store-format.md); stored only if fully verified."""
-    limit = svc.settings.max_upload_bytes
+    limit = objects.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and int(declared) > limit:
         raise HTTPException(413, f"pack larger than {limit} bytes")
@@ -37,32 +32,27 @@ async def upload_pack(request: Request, svc: Svc) -> PackOut:
             raise HTTPException(413, f"pack larger than {limit} bytes")
     if declared is not None and int(declared) != len(body):
         raise HTTPException(400, "truncated upload")
-    stored = await run_in_threadpool(svc.store.receive_pack, bytes(body))
-    return PackOut(stored=len(stored))
+    return await run_in_threadpool(objects.receive_pack, user, bytes(body))
 
 
 @router.get("/trees/{digest}/complete")
-def tree_complete(digest: str, svc: Svc) -> CompleteOut:
+def tree_complete(digest: str, objects: Objects, user: User) -> CompleteOut:
     """Whether the tree and every object it names are stored: an unchanged folder's push is
     this one request (the store remembers complete trees, so it reads nothing)."""
     _require_digest(digest)
-    return CompleteOut(complete=svc.store.complete(digest))
+    return objects.complete(user, digest)
 
 
 @router.get("/trees/{digest}")
-def get_tree(digest: str, svc: Svc) -> Response:
+def get_tree(digest: str, objects: Objects, user: User) -> Response:
     _require_digest(digest)
-    tree = svc.store.get_tree(digest)
-    return Response(tree.serialize(), media_type="application/octet-stream")
+    return Response(objects.tree(user, digest), media_type="application/octet-stream")
 
 
 @router.post("/objects/fetch")
-def fetch(body: DigestsIn, svc: Svc) -> StreamingResponse:
+def fetch(body: DigestsIn, objects: Objects, user: User) -> StreamingResponse:
     """Stream objects in the frames of `kaos.store.stream`; the client re-verifies them."""
-    reader = svc.store.reader
-    for digest in body.digests:
-        reader.locate(digest)  # unknown digests fail before the stream starts
-    frames = encode_stream(body.digests, reader.open_content)
+    frames = objects.fetch(user, body.digests)
     return StreamingResponse(frames, media_type="application/octet-stream")
 
 

@@ -1,46 +1,62 @@
-"""The server's long-lived parts, made once at start-up and handed to routes as a dependency."""
+"""The server's long-lived parts (store, catalog, logs, executor, engine, serving manager),
+made once at start-up. Only the service modules hold them; routes see services."""
 
 from __future__ import annotations
 
-from kaos.errors import ConfigError
+from dataclasses import dataclass
+
+from kaos.errors import ConfigError, KaosError
 from kaos.executors.local import BuildSettings, LocalExecutor
+from kaos.pipeline.bundles import data_bundle_name
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.executor import Executor
 from kaos.pipeline.logs import JobLogs
+from kaos.server.auth import TokenTable
 from kaos.server.settings import Settings
 from kaos.serving.manager import ServingManager
 from kaos.store import ContentStore
 
 
-class Services:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+@dataclass
+class Parts:
+    settings: Settings
+    tokens: TokenTable
+    store: ContentStore
+    catalog: SqliteCatalog
+    logs: JobLogs
+    executor: Executor
+    pipeline: Pipeline
+    serving: ServingManager
+
+    @classmethod
+    def start(cls, settings: Settings, tokens: TokenTable) -> Parts:
         home = settings.home
         home.mkdir(parents=True, exist_ok=True)
-        self.store = ContentStore.from_url(
+        store = ContentStore.from_url(
             settings.store_url, home, settings.s3_endpoint_url, settings.cache_max
         )
-        self.catalog = SqliteCatalog(home / "catalog.db")
-        self.logs = JobLogs(home / "logs")
-        self.executor = make_executor(settings, self.store)
-        self.pipeline = Pipeline(
-            self.catalog, self.store, self.executor, self.logs, settings.max_parallel, home / "tmp"
-        )
-        self.recovered = self.pipeline.recover()  # told at start-up (see app.lifespan)
-        self.serving = ServingManager(self.catalog, self.store, self.executor, home)
-        self.serving.start()  # endpoints that served before a restart come back
-
-    def close(self) -> None:
-        """Stop running jobs (recorded as killed), then let the executor let go of its engine.
-        Endpoint processes stop too, but stay RUNNING in the catalog, to come back at start."""
-        self.serving.close()
-        self.pipeline.shutdown()
-        self.executor.close()
+        catalog = SqliteCatalog(home / "catalog.db")
+        logs = JobLogs(home / "logs")
+        executor = make_executor(settings, store)
+        pipeline = Pipeline(catalog, store, executor, logs, settings.max_parallel, home / "tmp")
+        serving = ServingManager(catalog, store, executor, home)
+        return cls(settings, tokens, store, catalog, logs, executor, pipeline, serving)
 
     def bundle_name(self, digest: str | None) -> str | None:
-        """A deployed bundle's folder name, as recorded at deploy time (None if never named)."""
-        return self.catalog.bundle_name(digest) if digest else None
+        """A deployed bundle's folder name, as recorded at deploy time. A catalog made before
+        names were recorded has none: the tree's top folder is the name, recorded once read."""
+        if not digest:
+            return None
+        name = self.catalog.bundle_name(digest)
+        if name is not None:
+            return name
+        try:
+            name = data_bundle_name(self.store.get_tree(digest))  # its one top folder
+        except KaosError:  # the tree is gone, or not one folder: shown by its digest
+            return None
+        self.catalog.name_bundles({digest: name})
+        return name
 
 
 def check_executor(settings: Settings) -> None:

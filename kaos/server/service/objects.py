@@ -1,0 +1,41 @@
+"""Content transfer: which digests are missing, verified packs, trees and object downloads.
+Each call names the user asking (reading content by hash is what access checks guard)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kaos.server.schemas import CompleteOut, MissingOut, PackOut
+from kaos.server.service.parts import Parts
+from kaos.store.stream import encode_stream
+
+
+class ObjectService:
+    def __init__(self, parts: Parts) -> None:
+        self._parts = parts
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self._parts.settings.max_upload_bytes
+
+    def missing(self, user: str, digests: list[str]) -> MissingOut:
+        return MissingOut(missing=sorted(self._parts.store.missing(digests)))
+
+    def receive_pack(self, user: str, pack: bytes) -> PackOut:
+        """A pack built by the client (docs/store-format.md); stored only if fully verified."""
+        return PackOut(stored=len(self._parts.store.receive_pack(pack)))
+
+    def complete(self, user: str, digest: str) -> CompleteOut:
+        """Whether the tree and every object it names are stored (remembered, so cheap)."""
+        return CompleteOut(complete=self._parts.store.complete(digest))
+
+    def tree(self, user: str, digest: str) -> bytes:
+        return self._parts.store.get_tree(digest).serialize()
+
+    def fetch(self, user: str, digests: list[str]) -> Iterator[bytes]:
+        """Objects in the frames of `kaos.store.stream`; unknown digests fail here, before the
+        stream starts (the client re-verifies every object)."""
+        reader = self._parts.store.reader
+        for digest in digests:
+            reader.locate(digest)
+        return encode_stream(digests, reader.open_content)
