@@ -1,24 +1,31 @@
-"""The catalog: workspaces, deploys, images, jobs and models in SQLite (WAL, busy timeout).
+"""The catalog: workspaces, deploys, images, jobs, models, endpoints and revisions, in SQLite
+(the embedded default: one file, WAL) or PostgreSQL (a team's: several servers, one catalog).
 
-`Catalog` is the small interface the engine uses; `SqliteCatalog` is its only implementation
-today, so another database can replace it without touching the engine.
+`Catalog` is the small interface the engine uses; `SqlCatalog` implements it once for both
+databases (`db.py` hides their differences, `migrations/` holds the one schema).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from kaos.errors import NotFound, WorkspaceBusy
+from kaos.errors import ConfigError, NotFound, WorkspaceBusy
 from kaos.pipeline.browse import Column, ModelQuery, ModelRow
+from kaos.pipeline.db import (
+    Args,
+    PostgresDatabase,
+    Row,
+    SqliteDatabase,
+    Tx,
+)
 from kaos.pipeline.ids import resolve_prefix
 from kaos.pipeline.inputs import TrainingInputs
+from kaos.pipeline.migrations import migrate
 from kaos.pipeline.plan import CatalogView
 from kaos.pipeline.records import Deploy, Image, Job, Model, Workspace
 from kaos.pipeline.rows import (
@@ -34,42 +41,43 @@ from kaos.pipeline.rows import (
 from kaos.pipeline.states import ACTIVE_STATES, ImageState, JobState
 from kaos.serving.records import Endpoint, EndpointState, Revision
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS workspaces (
-    name TEXT PRIMARY KEY, created REAL NOT NULL, inputs TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS deploys (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, workspace TEXT NOT NULL REFERENCES workspaces(name),
-    author TEXT NOT NULL, time REAL NOT NULL, inputs TEXT NOT NULL, changed TEXT NOT NULL,
-    force INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    source TEXT NOT NULL, builder TEXT NOT NULL, state TEXT NOT NULL, job_id TEXT NOT NULL,
-    ref TEXT, lock TEXT, PRIMARY KEY (source, builder));
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, workspace TEXT NOT NULL, deploy_id INTEGER,
-    state TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL, source TEXT,
-    data TEXT, image TEXT, author TEXT NOT NULL, hyperopt INTEGER NOT NULL,
-    parallelism INTEGER NOT NULL, reason TEXT, lock TEXT);
-CREATE INDEX IF NOT EXISTS jobs_by_workspace ON jobs (workspace, kind, created);
-CREATE TABLE IF NOT EXISTS models (
-    job_id TEXT NOT NULL REFERENCES jobs(id), ind INTEGER NOT NULL, train_key TEXT NOT NULL,
-    params TEXT, state TEXT NOT NULL, model_id TEXT, output_tree TEXT, metrics TEXT NOT NULL,
-    started REAL, finished REAL, reason TEXT, node TEXT, PRIMARY KEY (job_id, ind));
-CREATE INDEX IF NOT EXISTS models_by_key ON models (train_key, state);
-CREATE INDEX IF NOT EXISTS models_by_id ON models (model_id);
-CREATE TABLE IF NOT EXISTS endpoints (
-    workspace TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL, revision INTEGER,
-    follow TEXT, options TEXT NOT NULL, created REAL NOT NULL, reason TEXT,
-    PRIMARY KEY (workspace, name));
-CREATE TABLE IF NOT EXISTS revisions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, workspace TEXT NOT NULL, name TEXT NOT NULL,
-    model_id TEXT NOT NULL, state TEXT NOT NULL, cause TEXT NOT NULL, created REAL NOT NULL,
-    parent INTEGER, started REAL, stopped REAL, port INTEGER, pid INTEGER,
-    previous_model TEXT, metric TEXT, value REAL, previous_value REAL, reason TEXT,
-    stats TEXT NOT NULL DEFAULT '{}');
-CREATE INDEX IF NOT EXISTS revisions_by_endpoint ON revisions (workspace, name, id);
-CREATE TABLE IF NOT EXISTS bundles (digest TEXT PRIMARY KEY, name TEXT NOT NULL);
-"""
-ADDED_COLUMNS = (("images", "lock"), ("jobs", "lock"))  # added after catalogs were in use
+# A metric's or parameter's JSON value by path (`$."name"`, the argument): NULL when absent
+# or null, numbers as numbers. PostgreSQL compares JSON with JSON, so the value given is made one.
+_JSON_VALUE = {
+    "sqlite": "json_extract({column}, ?)",
+    "postgresql": "NULLIF(jsonb_path_query_first(CAST({column} AS jsonb), CAST(? AS jsonpath)),"
+    " 'null')",
+}
+_JSON_COMPARED = {  # [is the value a number]
+    "sqlite": {True: "?", False: "?"},
+    "postgresql": {
+        True: "to_jsonb(CAST(? AS DOUBLE PRECISION))",
+        False: "to_jsonb(CAST(? AS TEXT))",
+    },
+}
+# Every key of a JSON column ({group}) over a workspace's models: how many distinct values,
+# how many models have it, how many of its values are not numbers, the numbers' range.
+_COLUMNS_SQL = {
+    "sqlite": """
+            SELECT '{group}' AS grp, e.key AS name, COUNT(DISTINCT e.value) AS distinct_values,
+                COUNT(*) AS present, SUM(e.type NOT IN ('integer', 'real')) AS non_numeric,
+                MIN(CASE WHEN e.type IN ('integer', 'real') THEN e.value END) AS low,
+                MAX(CASE WHEN e.type IN ('integer', 'real') THEN e.value END) AS high
+            FROM models m JOIN jobs j ON j.id = m.job_id, json_each(m.{group}) e
+            WHERE j.workspace = ? AND json_type(m.{group}) = 'object' GROUP BY e.key""",
+    "postgresql": """
+            SELECT '{group}' AS grp, e.key AS name, COUNT(DISTINCT e.value) AS distinct_values,
+                COUNT(*) AS present,
+                SUM(CASE WHEN jsonb_typeof(e.value) = 'number' THEN 0 ELSE 1 END) AS non_numeric,
+                MIN(CASE WHEN jsonb_typeof(e.value) = 'number'
+                    THEN CAST(e.value AS DOUBLE PRECISION) END) AS low,
+                MAX(CASE WHEN jsonb_typeof(e.value) = 'number'
+                    THEN CAST(e.value AS DOUBLE PRECISION) END) AS high
+            FROM models m JOIN jobs j ON j.id = m.job_id
+            CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(CAST(m.{group} AS jsonb))
+                = 'object' THEN CAST(m.{group} AS jsonb) ELSE '{{}}' END) e
+            WHERE j.workspace = ? GROUP BY e.key""",
+}
 
 # What may change after a row is written (everything else is fixed at insert).
 UPDATABLE = {
@@ -114,55 +122,35 @@ class Catalog(Protocol):
     def referenced_trees(self) -> set[str]: ...
 
 
-class SqliteCatalog:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._db().executescript(SCHEMA)  # executescript commits by itself: no _tx() here
-        self._add_missing_columns()
+class SqlCatalog:
+    """The catalog on either database (see db.py): the same queries, one schema (migrations/),
+    brought up to date when opened."""
 
-    def _add_missing_columns(self) -> None:
-        """Catalogs made before a column existed get it (NULL for their old rows)."""
-        for table, column in ADDED_COLUMNS:
-            names = {r["name"] for r in self._query(f"PRAGMA table_info({table})")}
-            if column not in names:
-                self._db().execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+    def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
+        self.db = db
+        migrate(db)
 
-    # -- connection handling: one connection per thread, WAL, a generous busy timeout ---------
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.row_factory = sqlite3.Row
-            self._local.db = db
-        return db
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """One write transaction (SQLite: every other writer waits; PostgreSQL: rows are
+        locked with SELECT ... FOR UPDATE [SKIP LOCKED], which SQLite ignores)."""
+        return cast(AbstractContextManager[Tx], self.db.transaction())
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front (BEGIN IMMEDIATE), so writers queue, not fail."""
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def workspace_lock(self, name: str) -> AbstractContextManager[None]:
+        """Held while a deploy plans and records: one at a time per workspace, across every
+        server process on this catalog (PostgreSQL advisory lock; SQLite: this process)."""
+        return cast(AbstractContextManager[None], self.db.lock(f"workspace:{name}"))
 
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return self._db().execute(sql, args).fetchall()
+    def close(self) -> None:
+        self.db.close()
+
+    def _query(self, sql: str, args: Args = ()) -> list[Row]:
+        with self.db.reading() as tx:
+            return tx.rows(sql, args)
 
     # -- workspaces and deploys ----------------------------------------------------------------
     def create_workspace(self, name: str) -> Workspace:
-        with self._tx() as db:
-            row = db.execute("SELECT * FROM workspaces WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                WORKSPACES.insert(db, [Workspace(name, time.time())])
+        with self.transaction() as db:
+            WORKSPACES.insert(db, [Workspace(name, time.time())], on_conflict="DO NOTHING")
         return self.workspace(name)
 
     def workspace(self, name: str) -> Workspace:
@@ -181,20 +169,21 @@ class SqliteCatalog:
         one of its jobs is active, so nothing runs unrecorded."""
         self.workspace(name)
         marks = ",".join("?" * len(ACTIVE_STATES))
-        with self._tx() as db:
-            active = db.execute(
+        with self.transaction() as db:
+            db.execute("SELECT name FROM workspaces WHERE name = ? FOR UPDATE", (name,))
+            active = db.value(
                 f"SELECT COUNT(*) FROM jobs WHERE workspace = ? AND state IN ({marks})",
                 (name, *ACTIVE_STATES),
-            ).fetchone()[0]
+            )
             if active:
                 raise WorkspaceBusy(
                     f"workspace {name!r} has {active} running jobs",
                     "kill them first with 'kaos train kill -j JOB'",
                 )
-            serving = db.execute(
+            serving = db.value(
                 "SELECT COUNT(*) FROM endpoints WHERE workspace = ? AND state IN (?, ?)",
                 (name, EndpointState.STARTING.value, EndpointState.RUNNING.value),
-            ).fetchone()[0]
+            )
             if serving:
                 raise WorkspaceBusy(
                     f"workspace {name!r} still serves {serving} endpoint(s)",
@@ -220,7 +209,7 @@ class SqliteCatalog:
     ) -> Deploy:
         """Record the deploy and make its inputs the workspace's current ones, atomically."""
         deploy = Deploy(0, workspace, author, time.time(), inputs, changed, force)
-        with self._tx() as db:
+        with self.transaction() as db:
             deploy_id = DEPLOYS.insert_one(db, deploy)
             db.execute(
                 "UPDATE workspaces SET inputs = :inputs WHERE name = :name",
@@ -244,8 +233,10 @@ class SqliteCatalog:
     # -- bundle names: recorded at deploy, so listings never read a tree for a name ----------
     def name_bundles(self, names: dict[str, str]) -> None:
         """Remember each deployed bundle's folder name (a digest always has the same one)."""
-        with self._tx() as db:
-            db.executemany("INSERT OR IGNORE INTO bundles VALUES (?, ?)", names.items())
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO bundles VALUES (?, ?) ON CONFLICT DO NOTHING", list(names.items())
+            )
 
     def bundle_name(self, digest: str) -> str | None:
         rows = self._query("SELECT name FROM bundles WHERE digest = ?", (digest,))
@@ -259,8 +250,8 @@ class SqliteCatalog:
         return IMAGES.of(rows[0]) if rows else None
 
     def set_image(self, image: Image) -> None:
-        with self._tx() as db:
-            IMAGES.insert(db, [image], verb="INSERT OR REPLACE")
+        with self.transaction() as db:
+            IMAGES.insert(db, [image], on_conflict="REPLACE")
 
     def view(self, builder: str, train_keys: list[str]) -> CatalogView:
         images = {
@@ -288,7 +279,7 @@ class SqliteCatalog:
 
     # -- jobs and models ----------------------------------------------------------------------
     def add_job(self, job: Job, models: Sequence[Model] = ()) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             JOBS.insert(db, [job])
             MODELS.insert(db, models)
 
@@ -331,8 +322,8 @@ class SqliteCatalog:
 
     # -- serving: endpoints point at revisions, revisions at models ----------------------------
     def put_endpoint(self, endpoint: Endpoint) -> None:
-        with self._tx() as db:
-            ENDPOINTS.insert(db, [endpoint], verb="INSERT OR REPLACE")
+        with self.transaction() as db:
+            ENDPOINTS.insert(db, [endpoint], on_conflict="REPLACE")
 
     def endpoint(self, workspace: str, name: str) -> Endpoint | None:
         rows = self._query(
@@ -350,7 +341,7 @@ class SqliteCatalog:
 
     def add_revision(self, revision: Revision) -> Revision:
         """Store a new revision; its id is the catalog's (the one given is ignored)."""
-        with self._tx() as db:
+        with self.transaction() as db:
             revision_id = REVISIONS.insert_one(db, revision)
         return self.revision(revision_id)
 
@@ -380,14 +371,16 @@ class SqliteCatalog:
             where.append(f"m.state IN ({','.join('?' * len(query.states))})")
             args += query.states
         for f in query.filters:
-            where.append(f"json_extract(m.{f.field.group}, ?) {f.op} ?")
+            value = _JSON_VALUE[self.db.dialect.name].format(column=f"m.{f.field.group}")
+            compared = _JSON_COMPARED[self.db.dialect.name][isinstance(f.value, float)]
+            where.append(f"{value} {f.op} {compared}")
             args += [f.field.json_path, f.value]
         sql_from = " FROM models m JOIN jobs j ON j.id = m.job_id WHERE " + " AND ".join(where)
-        total = self._db().execute("SELECT COUNT(*)" + sql_from, args).fetchone()[0]
+        total = self._query("SELECT COUNT(*)" + sql_from, args)[0][0]
         field, direction = query.sort, "DESC" if query.descending else "ASC"
         order_args: list[Any] = []
         if field.group:
-            key = f"json_extract(m.{field.group}, ?)"
+            key = _JSON_VALUE[self.db.dialect.name].format(column=f"m.{field.group}")
             order_args = [field.json_path, field.json_path]
         else:
             key = {"created": "j.created", "finished": "m.finished", "model_id": "m.model_id"}[
@@ -406,14 +399,8 @@ class SqliteCatalog:
     def model_columns(self, workspace: str) -> list[Column]:
         """Every metric and hyperparameter of the workspace's models: does it differ between
         them (a value missing on some models counts), is it numeric, its range. Summed up by
-        SQLite's json_each in one pass, so 1,000 models cost milliseconds."""
-        per_group = """
-            SELECT '{group}' AS grp, e.key AS name, COUNT(DISTINCT e.value) AS distinct_values,
-                COUNT(*) AS present, SUM(e.type NOT IN ('integer', 'real')) AS non_numeric,
-                MIN(CASE WHEN e.type IN ('integer', 'real') THEN e.value END) AS low,
-                MAX(CASE WHEN e.type IN ('integer', 'real') THEN e.value END) AS high
-            FROM models m JOIN jobs j ON j.id = m.job_id, json_each(m.{group}) e
-            WHERE j.workspace = ? AND json_type(m.{group}) = 'object' GROUP BY e.key"""
+        the database's JSON functions in one pass, so 1,000 models cost milliseconds."""
+        per_group = _COLUMNS_SQL[self.db.dialect.name]
         total = self._query(
             "SELECT COUNT(*) FROM models m JOIN jobs j ON j.id = m.job_id WHERE j.workspace = ?",
             (workspace,),
@@ -466,25 +453,25 @@ class SqliteCatalog:
         keys = {f"key_{column}": value for column, value in table.values(key).items()}
         sets = ", ".join(f"{column} = :{column}" for column in values)
         where = " AND ".join(f"{name[4:]} = :{name}" for name in keys)
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute(f"UPDATE {table.name} SET {sets} WHERE {where}", {**values, **keys})
 
     # -- recovery and checks ------------------------------------------------------------------
     def fail_interrupted(self, reason: str) -> int:
         """After a restart nothing is running: mark what was left active as failed."""
         now = time.time()
-        with self._tx() as db:
+        with self.transaction() as db:
             marks = ",".join("?" * len(ACTIVE_STATES))
             db.execute(
                 f"UPDATE models SET state = ?, reason = ?, finished = ? WHERE state IN ({marks})",
                 (JobState.FAILURE.value, reason, now, *ACTIVE_STATES),
             )
-            cur = db.execute(
+            failed = db.execute(
                 f"UPDATE jobs SET state = ?, reason = ?, finished = ? WHERE state IN ({marks})",
                 (JobState.FAILURE.value, reason, now, *ACTIVE_STATES),
             )
             db.execute("DELETE FROM images WHERE state = ?", (ImageState.BUILDING.value,))
-            return cur.rowcount
+            return failed
 
     def referenced_trees(self) -> set[str]:
         """Every tree the catalog points at: what gc keeps and verify checks."""
@@ -505,12 +492,16 @@ class SqliteCatalog:
         return trees
 
     def check_integrity(self) -> list[str]:
+        """SQLite's own checks of its file; PostgreSQL checks as it writes (and is backed up
+        and checked by its administrators' tools)."""
+        if self.db.dialect.name != "sqlite":
+            return []
         problems = [r[0] for r in self._query("PRAGMA integrity_check") if r[0] != "ok"]
         problems += [f"foreign key: {tuple(r)}" for r in self._query("PRAGMA foreign_key_check")]
         return problems
 
 
-def _model_row(r: sqlite3.Row) -> ModelRow:
+def _model_row(r: Row) -> ModelRow:
     return ModelRow(
         MODELS.of(r),
         r["workspace"],
@@ -520,3 +511,31 @@ def _model_row(r: sqlite3.Row) -> ModelRow:
         r["data"],
         r["author"],
     )
+
+
+class SqliteCatalog(SqlCatalog):
+    """The embedded default: one SQLite file beside one server."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        super().__init__(SqliteDatabase(self.path))
+
+
+class PostgresCatalog(SqlCatalog):
+    """A team's catalog: any number of servers on one PostgreSQL database."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(PostgresDatabase(url))
+
+
+def open_catalog(location: str | Path) -> SqlCatalog:
+    """`postgresql://USER:PASSWORD@HOST:PORT/DB` (or postgres://), else a SQLite file's path."""
+    text = str(location)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresCatalog(text)
+    if "://" in text:
+        raise ConfigError(
+            f"unknown catalog {text.split('://')[0]}://...",
+            "use a file path (SQLite) or postgresql://USER:PASSWORD@HOST:PORT/DB",
+        )
+    return SqliteCatalog(Path(text))

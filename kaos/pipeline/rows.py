@@ -8,12 +8,12 @@ field is stored as it is.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from kaos.pipeline.db import Row, Tx
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.records import Deploy, Image, Job, Model, Workspace
 from kaos.pipeline.states import ImageState, JobKind, JobState
@@ -51,6 +51,7 @@ class Table(Generic[R]):
     encode: Mapping[str, Convert]
     decode: Mapping[str, Convert]
     generated: frozenset[str] = frozenset()  # made by the database at insert (an id)
+    key: tuple[str, ...] = ()  # the primary key's fields, for inserts that replace a row
 
     def column(self, field: str) -> str:
         return _COLUMN.get(field, field)
@@ -65,24 +66,32 @@ class Table(Generic[R]):
     def row(self, record: R) -> dict[str, Any]:
         return self.values({name: getattr(record, name) for name in self.fields})
 
-    def of(self, row: sqlite3.Row) -> R:
+    def of(self, row: Row) -> R:
         return self.record(
             **{name: self.decode.get(name, _same)(row[self.column(name)]) for name in self.fields}
         )
 
-    def insert_sql(self, verb: str = "INSERT") -> str:
+    def insert_sql(self, on_conflict: str | None = None) -> str:
+        """INSERT of every field but the generated ones; `on_conflict` is "DO NOTHING" or
+        "REPLACE" (update the row with the same key), in SQL both databases speak."""
         columns = [self.column(name) for name in self.fields if name not in self.generated]
-        return (
-            f"{verb} INTO {self.name} ({', '.join(columns)})"
+        sql = (
+            f"INSERT INTO {self.name} ({', '.join(columns)})"
             f" VALUES ({', '.join(':' + c for c in columns)})"
         )
+        if on_conflict == "REPLACE":
+            keys = [self.column(name) for name in self.key]
+            sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+            return f"{sql} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+        return f"{sql} ON CONFLICT {on_conflict}" if on_conflict else sql
 
-    def insert(self, db: sqlite3.Connection, records: Iterable[R], verb: str = "INSERT") -> None:
-        db.executemany(self.insert_sql(verb), [self.row(r) for r in records])
+    def insert(self, db: Tx, records: Iterable[R], on_conflict: str | None = None) -> None:
+        db.executemany(self.insert_sql(on_conflict), [self.row(r) for r in records])
 
-    def insert_one(self, db: sqlite3.Connection, record: R) -> int:
+    def insert_one(self, db: Tx, record: R) -> int:
         """Insert one record; the id the database gave it (its generated field is ignored)."""
-        return db.execute(self.insert_sql(), self.row(record)).lastrowid or 0
+        (generated,) = self.generated
+        return int(db.value(f"{self.insert_sql()} RETURNING {generated}", self.row(record)))
 
     def _stored(self, name: str, value: Any) -> Any:
         if name in self.encode:
@@ -100,9 +109,10 @@ def _table(
     encode: Mapping[str, Convert] | None = None,
     decode: Mapping[str, Convert] | None = None,
     generated: frozenset[str] = frozenset(),
+    key: tuple[str, ...] = (),
 ) -> Table[R]:
     names = tuple(f.name for f in fields(record))
-    return Table(name, record, names, encode or {}, decode or {}, generated)
+    return Table(name, record, names, encode or {}, decode or {}, generated, key)
 
 
 WORKSPACES: Table[Workspace] = _table(
@@ -115,7 +125,9 @@ DEPLOYS: Table[Deploy] = _table(
     {"inputs": _inputs_out, "changed": json.loads, "force": bool},
     generated=frozenset({"id"}),
 )
-IMAGES: Table[Image] = _table("images", Image, decode={"state": ImageState})
+IMAGES: Table[Image] = _table(
+    "images", Image, decode={"state": ImageState}, key=("source", "builder")
+)
 JOBS: Table[Job] = _table(
     "jobs",
     Job,
@@ -133,6 +145,7 @@ ENDPOINTS: Table[Endpoint] = _table(
     Endpoint,
     {"options": lambda options: json.dumps(options.to_json())},
     {"state": EndpointState, "options": lambda text: ServeOptions.from_json(json.loads(text))},
+    key=("workspace", "name"),
 )
 REVISIONS: Table[Revision] = _table(
     "revisions",

@@ -1,0 +1,257 @@
+"""The catalog's two databases behind one small interface: SQLite, the embedded default, and
+PostgreSQL, for a team (several servers on one catalog).
+
+Queries are written once, in SQLite's spelling (`?` and `:name` placeholders); a `Dialect`
+turns them into the other database's. `SELECT ... FOR UPDATE [SKIP LOCKED]` is written as
+PostgreSQL needs it and dropped on SQLite, whose write transactions (BEGIN IMMEDIATE) already
+exclude every other writer.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from kaos.errors import ConfigError
+
+Args = Sequence[Any] | Mapping[str, Any]
+
+
+class Row(Protocol):
+    """A result row: values by position and by column name (sqlite3.Row's interface)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str  # "sqlite" or "postgresql"
+    ddl_types: tuple[tuple[str, str], ...] = ()  # (SQLite's spelling, this database's)
+
+    def ddl(self, text: str) -> str:
+        """A migration statement in this database's types (see migrations/README)."""
+        for pattern, replacement in self.ddl_types:
+            text = re.sub(pattern, replacement, text)
+        return text
+
+    def sql(self, text: str) -> str:
+        return _translate(self.name, text)
+
+
+SQLITE = Dialect("sqlite", ((r"\s*/\*rowid\*/", ""),))
+POSTGRESQL = Dialect(
+    "postgresql",
+    (
+        (r"INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"),
+        (r"\bREAL\b", "DOUBLE PRECISION"),
+        # SQLite numbers rows by itself (rowid, insertion order); PostgreSQL gets a column.
+        (r"/\*rowid\*/", "rowid BIGSERIAL NOT NULL,"),
+    ),
+)
+
+_TOKENS = re.compile(r"('(?:[^']|'')*')|(\?)|(?<![:\w]):([A-Za-z_]\w*)|(%)")
+_FOR_UPDATE = re.compile(r"\s+FOR\s+UPDATE(\s+SKIP\s+LOCKED|\s+NOWAIT)?", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=1024)
+def _translate(dialect: str, text: str) -> str:
+    if dialect == "sqlite":
+        return _FOR_UPDATE.sub("", text)
+
+    def token(m: re.Match[str]) -> str:
+        literal, _question, name, _percent = m.groups()
+        if literal is not None:
+            return literal.replace("%", "%%")
+        if name is not None:
+            return f"%({name})s"
+        return "%s" if m.group(2) else "%%"
+
+    return _TOKENS.sub(token, text)
+
+
+class Tx:
+    """One connection in use: inside a transaction (`Database.transaction`) or not
+    (`Database.reading`). Every statement goes through the dialect."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self._conn = conn
+        self.dialect = dialect
+
+    def execute(self, sql: str, args: Args = ()) -> int:
+        """Run one statement; how many rows it changed."""
+        return int(self._conn.execute(self.dialect.sql(sql), args).rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Args]) -> None:
+        if rows:
+            self._conn.cursor().executemany(self.dialect.sql(sql), rows)
+
+    def rows(self, sql: str, args: Args = ()) -> list[Row]:
+        return list(self._conn.execute(self.dialect.sql(sql), args).fetchall())
+
+    def one(self, sql: str, args: Args = ()) -> Row | None:
+        found = self.rows(sql, args)
+        return found[0] if found else None
+
+    def value(self, sql: str, args: Args = ()) -> Any:
+        """The first column of the first row (a COUNT, an id)."""
+        row = self.one(sql, args)
+        return None if row is None else row[0]
+
+
+class Database(Protocol):
+    dialect: Dialect
+
+    def transaction(self) -> Any:  # a context manager yielding a Tx
+        ...
+
+    def reading(self) -> Any:  # a context manager yielding a Tx, no transaction held
+        ...
+
+    def lock(self, key: str) -> Any:  # a context manager: one holder of `key` at a time
+        ...
+
+    def close(self) -> None: ...
+
+
+class SqliteDatabase:
+    """One connection per thread, WAL, a generous busy timeout; writers queue on
+    BEGIN IMMEDIATE. Named locks are this process's (one server per SQLite catalog)."""
+
+    dialect = SQLITE
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A write transaction taken up front (BEGIN IMMEDIATE), so writers queue, not fail."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield Tx(db, self.dialect)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[Tx]:
+        yield Tx(self._conn(), self.dialect)
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        with lock:
+            yield
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+class _PgRow(tuple[Any, ...]):
+    """A PostgreSQL row with sqlite3.Row's interface: by position and by column name."""
+
+    _names: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], names: dict[str, int]) -> _PgRow:
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return super().__getitem__(self._names[key])
+        return super().__getitem__(key)
+
+
+def _pg_rows(cursor: Any) -> Any:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return lambda values: _PgRow(values, names)
+
+
+class PostgresDatabase:
+    """A psycopg 3 connection pool; every statement outside a transaction autocommits.
+    Named locks are session advisory locks, so they hold across every server process."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, url: str, max_size: int = 10) -> None:
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool
+        except ImportError:
+            raise ConfigError(
+                "a PostgreSQL catalog needs psycopg", "pip install 'kaos[postgres]'"
+            ) from None
+        self.url = url
+        self._pool: Any = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True, "row_factory": _pg_rows},
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=15)
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise ConfigError(
+                f"cannot reach the PostgreSQL catalog: {str(exc).splitlines()[0]}",
+                "check KAOS_CATALOG (postgresql://USER:PASSWORD@HOST:PORT/DB)",
+            ) from None
+        except Exception:  # the pool's own timeout: the reason is in its log
+            self._pool.close()
+            raise ConfigError(
+                "cannot reach the PostgreSQL catalog",
+                "check KAOS_CATALOG (postgresql://USER:PASSWORD@HOST:PORT/DB)",
+            ) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield Tx(conn, self.dialect)
+
+    @contextmanager
+    def reading(self) -> Iterator[Tx]:
+        with self._pool.connection() as conn:
+            yield Tx(conn, self.dialect)
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        with self._pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+    def close(self) -> None:
+        self._pool.close()
