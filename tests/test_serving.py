@@ -5,13 +5,17 @@ swaps under load, rollback, follow, restarts, bad input. The model is tests/fixt
 from __future__ import annotations
 
 import json
+import os
+import resource
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -27,6 +31,7 @@ from tests.fixtures.serving import (
 
 pytestmark = pytest.mark.slow
 ROW = json.dumps({"instances": [[1, 2]]})
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -54,6 +59,61 @@ def route(cli: Cli, server: KaosServer, name: str) -> str:
 
 def invoke(url: str, body: str | bytes, content_type: str = "application/json") -> httpx.Response:
     return httpx.post(f"{url}/invocations", content=body, headers={"content-type": content_type})
+
+
+def strict_json(text: str) -> object:
+    """Parse as a strict client does: NaN and Infinity are no JSON."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in an answer is no JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def eventually(check: Callable[[], T], timeout: float = 30) -> T:
+    """Poll `check` until it returns something true; that value (or the last false one)."""
+    deadline = time.time() + timeout
+    while not (value := check()) and time.time() < deadline:
+        time.sleep(0.3)
+    return value
+
+
+class Load:
+    """Clients sending ROW to `url` until the block ends; `answers` holds every prediction,
+    or what failed instead (a status and body, or the transport error)."""
+
+    def __init__(self, url: str, clients: int = 4) -> None:
+        self.url = url
+        self.answers: list[object] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send) for _ in range(clients)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        time.sleep(0.3)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _send(self) -> None:
+        with httpx.Client(timeout=30) as http:
+            while not self._stop.is_set():
+                try:
+                    r = http.post(f"{self.url}/invocations", content=ROW,
+                                  headers={"content-type": "application/json"})  # fmt: skip
+                    ok = r.status_code == 200
+                    answer = r.json()["predictions"][0] if ok else f"{r.status_code} {r.text}"
+                    self.answers.append(answer)
+                except httpx.HTTPError as exc:
+                    self.answers.append(repr(exc))
+
+    def failures(self) -> list[object]:
+        return [a for a in self.answers if not isinstance(a, float)]
 
 
 def test_a_model_serves_every_mlflow_format_directly_and_through_the_kaos_route(
@@ -118,6 +178,9 @@ def test_bad_requests_and_a_failing_predict_get_one_line_and_the_endpoint_stays_
         assert [a.status_code for a in wrong_method] == [405, 405]
         assert "POST /invocations" in wrong_method[0].json()["message"]
         assert invoke(url, ROW).json() == {"predictions": [9.0]}
+        non_finite = invoke(url, json.dumps({"instances": [[555, 0], [555, 1], [555, -1], [1, 2]]}))
+        assert non_finite.status_code == 200
+        assert strict_json(non_finite.text) == {"predictions": [None, None, None, 9.0]}
         assert "ValueError: the number of the beast" in cli.ok("serve", "logs", "-n", "adder").out
         assert follower.stdout is not None
         deadline = time.time() + 30
@@ -159,8 +222,13 @@ def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, ka
     assert cli.ok("serve", "list", "--json").json() == []
     for command in (["info", "-n", "nope"], ["rollback", "-n", "nope"], ["kill", "-n", "nope"]):
         assert "no endpoint 'nope'" in cli.fails("serve", *command).err
-    cli.ok("serve", "deploy", "-m", model, "-n", "one")
-    assert "nothing to roll back to" in cli.fails("serve", "rollback", "-n", "one").err
+    cli.ok("serve", "deploy", "-m", model, "-n", "one", "--cpu", "1", "--memory", "300m")
+    refused = cli.fails("serve", "rollback", "-n", "one").err
+    assert f"nothing to roll back to: revision 1 serves {model}, the first model it" in refused
+    pid = httpx.get(cli.ok("serve", "info", "-n", "one", "--json").json()["url"] + "/version")
+    pid = pid.json()["pid"]  # --cpu and --memory hold for the local process: the kernel's view
+    assert len(os.sched_getaffinity(pid)) == min(1, len(os.sched_getaffinity(0)))
+    assert resource.prlimit(pid, resource.RLIMIT_DATA) == (300 << 20, 300 << 20)
     workspace = cli.ok("workspace", "current", "--json").json()["workspace"]
     refused = cli.fails("workspace", "kill", "-n", workspace, "--yes").err
     assert "still serves 1 endpoint(s)" in refused and "kaos serve kill" in refused
@@ -172,41 +240,29 @@ def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, ka
 
 def test_swaps_and_rollback_under_load_fail_no_request(cli, kaos_server):
     small, large = train(cli, rows=3), train(cli, rows=5, source=False)
-    cli.ok("serve", "deploy", "-m", small, "-n", "adder")
-    url = route(cli, kaos_server, "adder")
-    answers: list[object] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client() as http:
-            while not stop.is_set():
-                try:
-                    r = http.post(f"{url}/invocations", content=ROW,
-                                  headers={"content-type": "application/json"})  # fmt: skip
-                    answers.append(r.json()["predictions"][0] if r.status_code == 200 else r.text)
-                except httpx.HTTPError as exc:
-                    answers.append(repr(exc))
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(0.3)
-    cli.ok("serve", "deploy", "-m", large, "-n", "adder")
-    time.sleep(0.3)
-    assert invoke(url, ROW).json() == {"predictions": [15.0]}
-    out = cli.ok("serve", "rollback", "-n", "adder").out
-    assert small in out
-    time.sleep(0.3)
-    stop.set()
-    for t in threads:
-        t.join()
-    assert invoke(url, ROW).json() == {"predictions": [9.0]}
-    failures = [a for a in answers if a not in (9.0, 15.0)]
-    assert not failures and 9.0 in answers and 15.0 in answers, failures[:3]
+    url = swap_and_roll_back(cli, kaos_server, small, large)
     revisions = cli.ok("serve", "info", "-n", "adder", "--json").json()["revisions"]
     assert [(r["cause"], r["state"]) for r in revisions] == [
         ("deploy", "STOPPED"), ("deploy", "STOPPED"), ("rollback", "SERVING")
     ]  # fmt: skip
+    assert invoke(url, ROW).json() == {"predictions": [9.0]}
+
+
+def swap_and_roll_back(cli: Cli, server: KaosServer, small: str, large: str) -> str:
+    """Deploy `small` to 'adder', swap to `large` and roll back, under load: no request fails;
+    a second rollback has nothing to go back to. The route."""
+    cli.ok("serve", "deploy", "-m", small, "-n", "adder")
+    url = route(cli, server, "adder")
+    with Load(url) as load:
+        cli.ok("serve", "deploy", "-m", large, "-n", "adder")
+        assert invoke(url, ROW).json() == {"predictions": [15.0]}
+        out = cli.ok("serve", "rollback", "-n", "adder").out
+        assert small in out
+    assert load.failures() == [] and set(load.answers) == {9.0, 15.0}
+    assert invoke(url, ROW).json() == {"predictions": [9.0]}
+    again = cli.fails("serve", "rollback", "-n", "adder").err  # back at the first model
+    assert f"nothing to roll back to: revision 3 serves {small}, the first model it" in again
+    return url
 
 
 def test_a_followed_endpoint_swaps_to_a_better_model_trained_by_a_data_deploy(cli, kaos_server):
@@ -298,30 +354,68 @@ def test_the_kaos_1_0_path_serves_with_a_serve_source_whose_model_serve_listens_
     assert "environment" in cli.ok("serve", "build-logs", "-n", "old").out
 
 
+def follow_takes_over(cli: Cli, server: KaosServer, first: str) -> None:
+    """An endpoint following `score` swaps by itself to the better model a data deploy trains."""
+    cli.ok("serve", "deploy", "-n", "best", "--follow", "score")
+    assert cli.ok("serve", "info", "-n", "best", "--json").json()["model_id"] == first
+    better = train(cli, rows=6, source=False)
+    info = eventually(
+        lambda: (
+            (i := cli.ok("serve", "info", "-n", "best", "--json").json())["model_id"] == better
+            and i
+        )
+    )
+    assert info, "the better model never took over"
+    swap = info["revisions"][-1]
+    assert (swap["cause"], swap["previous_model"], swap["value"]) == ("follow", first, 0.06)
+    assert invoke(route(cli, server, "best"), ROW).json() == {"predictions": [18.0]}
+
+
+def restarted(server: KaosServer, cli: Cli, args: list[str], env: dict[str, str] | None = None
+              ) -> KaosServer:  # fmt: skip
+    """Stop the server and start it again on the same home: its endpoints answer again (the
+    client follows it to its new port)."""
+    server.stop()
+    server = KaosServer(server.home, args, env=env)
+    cli.ok("init", "-e", server.url)
+    url = route(cli, server, "adder")
+
+    def answers() -> bool:
+        try:
+            return invoke(url, ROW).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    assert eventually(answers, timeout=60), "the endpoint did not come back"
+    return server
+
+
 @requires_docker
-def test_a_docker_server_serves_in_the_models_image_and_swaps_without_failures(tmp_path):
+def test_a_docker_server_serves_swaps_rolls_back_follows_and_restarts(tmp_path):
+    """The docker executor: the model's image on the host network; a swap and a rollback under
+    load fail nothing; a followed endpoint takes a better model; endpoints survive a restart;
+    kill removes the containers."""
     home = tmp_path / "home"
     home.mkdir()
-    server = KaosServer(home, ["--executor", "docker", "--base-image", BASE_IMAGE])
+    args = ["--executor", "docker", "--base-image", BASE_IMAGE]
+    server = KaosServer(home, args)
     try:
         cli = Cli(tmp_path / "client-home", tmp_path, server.url)
         cli.ok("workspace", "create", "-n", "docker")
         small, large = train(cli, rows=3), train(cli, rows=5, source=False)
-        cli.ok("serve", "deploy", "-m", small, "-n", "adder")
-        url = route(cli, server, "adder")
+        swap_and_roll_back(cli, server, small, large)
         direct = cli.ok("serve", "info", "-n", "adder", "--json").json()["url"]
         assert invoke(direct, ROW).json() == {"predictions": [9.0]}
         (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
         assert cli.ok("serve", "predict", "-n", "adder", "rows.csv").out.split() == ["9.0"]
-        containers = _serving_containers(home)
-        assert len(containers) == 1
-        cli.ok("serve", "deploy", "-m", large, "-n", "adder")
-        assert invoke(url, ROW).json() == {"predictions": [15.0]}
+        follow_takes_over(cli, server, large)
+        assert eventually(lambda: len(_serving_containers(home)) == 2)  # adder and best
+        server = restarted(server, cli, args)
+        assert invoke(route(cli, server, "adder"), ROW).json() == {"predictions": [9.0]}
+        assert len(_serving_containers(home)) == 2  # the old ones removed, new ones started
         cli.ok("serve", "kill", "-n", "adder")
-        deadline = time.time() + 30
-        while _serving_containers(home) and time.time() < deadline:
-            time.sleep(0.2)
-        assert _serving_containers(home) == []  # drained, stopped and removed
+        cli.ok("serve", "kill", "-n", "best")
+        assert eventually(lambda: _serving_containers(home) == [])  # drained, stopped, removed
     finally:
         server.stop()
 

@@ -10,7 +10,8 @@ import pytest
 
 from kaos.serving.follow import Metric, best
 from kaos.serving.formats import RequestError, parse_request
-from kaos.serving.runtime import Batcher, Stats, as_predictions
+from kaos.serving.process import cpu_set
+from kaos.serving.runtime import Batcher, Stats, as_predictions, to_json
 
 J = "application/json"
 
@@ -85,6 +86,19 @@ def test_predictions_must_be_one_per_row():
         as_predictions([1, 2], 3)
     with pytest.raises(TypeError, match="not a list"):
         as_predictions(7, 1)
+
+
+def test_non_finite_predictions_are_answered_as_null_in_strict_json():
+    nan, inf = float("nan"), float("inf")
+    data = to_json({"predictions": [1.5, nan, inf, -inf, [nan, 2], {"p": (inf,)}]})
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is no JSON")
+
+    assert json.loads(data, parse_constant=refuse) == {
+        "predictions": [1.5, None, None, None, [None, 2], {"p": [None]}]
+    }
+    assert to_json({"predictions": [1.0, "x"]}) == b'{"predictions": [1.0, "x"]}'
 
 
 def test_batching_gathers_concurrent_requests_into_bounded_calls_and_isolates_a_bad_one():
@@ -171,3 +185,11 @@ def test_a_hanging_predict_times_out_once_and_is_never_sent_again(monkeypatch):
 
     asyncio.run(scenario())
     assert len(received) == 2
+
+
+def test_cpu_sets_round_up_to_whole_cpus_and_spread_endpoints_over_the_machine():
+    assert cpu_set(None, 0, range(4)) == ()
+    assert cpu_set(4, 0, range(4)) == ()  # all of them: no limit
+    assert cpu_set(0.5, 0, range(4)) == (0,)
+    assert cpu_set(1, 5, range(4)) == (1,)
+    assert cpu_set(2.5, 3, [0, 2, 4, 6]) == (0, 2, 6)

@@ -11,12 +11,13 @@ RUNNING endpoint is started again from the catalog.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,8 +27,8 @@ from kaos.errors import KaosError, NotFound, NotServing, ObjectNotFound, ServeEr
 from kaos.executors.process import kill_leftover
 from kaos.pipeline.bundles import serve_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import SqliteCatalog
-from kaos.pipeline.executor import BuildRequest, Cancel
-from kaos.pipeline.inputs import Resources
+from kaos.pipeline.executor import BuildRequest, BuiltImage, Cancel
+from kaos.pipeline.inputs import Resources, memory_bytes
 from kaos.pipeline.logs import LogWriter
 from kaos.pipeline.records import Model
 from kaos.pipeline.states import JobState
@@ -41,6 +42,7 @@ from kaos.serving.records import (
     Revision,
     RevisionState,
     ServeOptions,
+    numbers,
 )
 from kaos.store import ContentStore, Tree
 
@@ -85,7 +87,7 @@ class ServingManager:
         self._routes: dict[tuple[str, str], int] = {}  # (workspace, name) -> serving revision
         self._restarts: dict[tuple[str, str], int] = {}
         self._endpoint_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._serve_images: dict[str, str] = {}  # serve source digest -> built environment
+        self._serve_images: dict[str, BuiltImage] = {}  # serve source digest -> its build
         self._closed = threading.Event()
         self._threads = [
             threading.Thread(target=self._watch_processes, name="serve-monitor", daemon=True),
@@ -143,9 +145,16 @@ class ServingManager:
         model_prefix: str | None,
         follow: str | None = None,
         options: ServeOptions | None = None,
+        unset: Collection[str] = (),
     ) -> Endpoint:
+        """Serve a model on the endpoint (a new one, or a swap). The options named in `unset`
+        were left out of the request: a redeploy keeps the endpoint's (its replicas, batching,
+        resources), a new endpoint takes the defaults."""
         options = options or ServeOptions()
         self.catalog.workspace(workspace)
+        current = self.catalog.endpoint(workspace, name)
+        if current is not None:
+            options = replace(options, **{k: getattr(current.options, k) for k in unset})
         if not NAME_PATTERN.match(name):
             raise ServeError(
                 f"invalid endpoint name {name!r}", "use letters, digits, '.', '_' or '-'"
@@ -196,9 +205,11 @@ class ServingManager:
             if endpoint.revision is None:
                 raise ServeError(f"endpoint {name!r} has no revision to roll back from")
             current = self.catalog.revision(endpoint.revision)
-            if current.parent is None:
+            if current.parent is None:  # the start of the chain rollbacks walk back along
                 raise ServeError(
-                    f"endpoint {name!r} has nothing to roll back to (one revision so far)"
+                    f"endpoint {name!r} has nothing to roll back to: revision "
+                    f"{self.number(current)} serves {current.model_id}, the first model it served",
+                    f"serve another with 'kaos serve deploy -m MODEL_ID -n {name}'",
                 )
             target = self.catalog.revision(current.parent)
             model = self._find_model(target.model_id)
@@ -301,11 +312,13 @@ class ServingManager:
             (folder / "output" / "model").mkdir(parents=True, exist_ok=True)
             (folder / "ready").touch()
         resources = options.resources
-        limits: list[str] = []
+        limits: list[str] = []  # docker: container limits; ray: its scheduler's (the spec)
         if resources.get("cpu"):
             limits += ["--cpus", str(resources["cpu"])]
         if resources.get("memory"):
             limits += ["--memory", str(resources["memory"])]
+        local = environment.python is not None
+        memory = resources.get("memory")
         return Launch(
             folder=folder,
             code_dir=folder / "source" / bundle / "model",
@@ -322,6 +335,10 @@ class ServingManager:
             max_latency_ms=options.max_latency_ms,
             gpu=int(resources.get("gpu") or 0),
             limits=tuple(limits),
+            cpus=process.cpu_set(resources.get("cpu"), revision.id, os.sched_getaffinity(0))
+            if local
+            else (),
+            memory=memory_bytes(memory) if local and memory else None,
             serve_script=options.serve_source is not None,
             replicas=options.replicas,
             ray=_replica_spec(environment, model, resources) if environment.ray else None,
@@ -357,22 +374,24 @@ class ServingManager:
             raise ServeError(f"the serve source {digest[:5]} is incomplete", "deploy it again")
         bundle = serve_bundle_name(tree)
         with self._lock:
-            ref = self._serve_images.get(digest)
-        if ref is None:
+            built = self._serve_images.get(digest)
+        if built is None:
             log_path = self.root / "logs" / f"build-{digest}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = LogWriter(log_path, threading.Lock())
             request = BuildRequest(f"serve-{digest[:12]}", digest, bundle)
             try:
-                ref = self.executor.build(request, log, Cancel()).ref
+                built = self.executor.build(request, log, Cancel())
             except KaosError as exc:
                 raise ServeError(
                     f"the serve source's environment did not build: {exc.message}",
                     f"see {log_path}",
                 ) from None
             with self._lock:
-                self._serve_images[digest] = ref
-        return tree, bundle, self._environment(ref)
+                self._serve_images[digest] = built
+        ray = {"source": digest, "bundle": bundle, "lock": built.lock,
+               "job_id": f"serve-{digest[:12]}"}  # fmt: skip
+        return tree, bundle, self._environment(built.ref, ray)
 
     def _environment(self, image: str, ray: dict[str, Any] | None = None) -> Environment:
         """Where the model trained: a local environment's Python, a docker image, or (ray)
@@ -561,6 +580,10 @@ class ServingManager:
             live = self._live.get(revision.id)
         return (self._stats(live.proc.addresses) if live else None) or revision.stats
 
+    def number(self, revision: Revision) -> int:
+        """The revision's number on its endpoint (what users see; its id is the catalog's)."""
+        return numbers(self.catalog.revisions(revision.workspace, revision.name))[revision.id]
+
     def log_path(self, revision_id: int) -> Path:
         return self.root / "logs" / f"revision-{revision_id}.log"
 
@@ -628,9 +651,6 @@ class ServingManager:
         if self.executor.kind == "ray" and options.port is not None:
             raise ServeError("ray replicas listen on ports their nodes pick",
                              "leave out --port and use the kaos route")  # fmt: skip
-        if self.executor.kind == "ray" and options.serve_source:
-            raise ServeError("the ray executor serves a model's own model/predict.py only",
-                             "leave out -s, or serve it from a local or docker server")  # fmt: skip
         if options.max_batch_size < 0 or options.max_latency_ms < 0:
             raise ServeError("--max-batch-size and --max-latency-ms must not be negative")
         Resources.from_json(options.resources)  # e.g. --memory lots: refused as for a train
@@ -647,8 +667,10 @@ class ServingManager:
 def _replica_spec(environment: Environment, model: Model, resources: dict[str, Any]
                   ) -> dict[str, Any]:  # fmt: skip
     """What each Ray replica needs to lay the revision out on its node (replicas.py)."""
+    memory = resources.get("memory")
     return {**(environment.ray or {}), "output": model.output_tree, "token": uuid.uuid4().hex[:8],
-            "cpu": float(resources.get("cpu") or 0), "ready_timeout": READY_TIMEOUT_S}  # fmt: skip
+            "cpu": float(resources.get("cpu") or 0), "ready_timeout": READY_TIMEOUT_S,
+            "memory": memory_bytes(memory) if memory else None}  # fmt: skip
 
 
 def _parse_metric(spec: str) -> Metric:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import os
+import resource
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +49,8 @@ class Launch:
     max_latency_ms: float = 5.0
     gpu: int = 0
     limits: tuple[str, ...] = ()  # docker run flags (--cpus, --memory)
+    cpus: tuple[int, ...] = ()  # local: the CPUs the process may run on (--cpu; none: all)
+    memory: int | None = None  # local: its data size cap in bytes (--memory)
     serve_script: bool = False  # kaos 1.0: run code_dir/serve with PORT and KAOS_MODEL_DIR
     host: str = "127.0.0.1"  # what the runtime binds (a Ray replica: its node's address)
     replicas: int = 1
@@ -74,8 +79,10 @@ class Launch:
                 *self._args(code, model, port)]  # fmt: skip
 
     def script_env(self, port: int, model_dir: Path | None = None) -> dict[str, str]:
-        """What a kaos 1.0 `model/serve` is given: its port and the model's files."""
-        return {"PORT": str(port), "KAOS_MODEL_DIR": str(model_dir or self.model_dir),
+        """What a kaos 1.0 `model/serve` is given: its port (and the address to bind, a Ray
+        node's on a cluster) and the model's files."""
+        return {"PORT": str(port), "KAOS_HOST": self.host,
+                "KAOS_MODEL_DIR": str(model_dir or self.model_dir),
                 "KAOS_MODEL_ID": self.model_id}  # fmt: skip
 
     def _args(self, code: Path, model: Path, port: int) -> list[str]:
@@ -138,7 +145,10 @@ def start(launch: Launch, port: int) -> Handle:
 
 def spawn(launch: Launch, port: int, stdout: Any = None, **popen: Any) -> subprocess.Popen[bytes]:
     """The runtime (or a kaos 1.0 serve script) as a process of its own, logging to
-    `launch.log` (or to `stdout` when given)."""
+    `launch.log` (or to `stdout` when given), confined to the launch's CPUs and memory."""
+    confined = confine(launch.cpus, launch.memory, popen.pop("preexec_fn", None))
+    if confined is not None:
+        popen["preexec_fn"] = confined
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     if launch.python is not None:
         env["VIRTUAL_ENV"] = str(launch.python.parent.parent)
@@ -159,6 +169,36 @@ def spawn(launch: Launch, port: int, stdout: Any = None, **popen: Any) -> subpro
             launch.command(port), cwd=launch.code_dir, env=env, stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen,
         )  # fmt: skip
+
+
+def cpu_set(cpu: float | None, seed: int, allowed: Iterable[int]) -> tuple[int, ...]:
+    """The CPUs a local process may use for `--cpu N`: N rounded up to whole CPUs (a process
+    has no fractions of one without cgroups) of the `allowed` ones, starting at `seed` so
+    endpoints spread over the machine; none (no limit) when N covers them all."""
+    cores = sorted(allowed)
+    count = math.ceil(cpu or 0)
+    if not count or count >= len(cores):
+        return ()
+    return tuple(sorted(cores[(seed + i) % len(cores)] for i in range(count)))
+
+
+def confine(
+    cpus: tuple[int, ...], memory: int | None, then: Callable[[], None] | None = None
+) -> Callable[[], None] | None:
+    """What the child runs between fork and exec: its CPU affinity and RLIMIT_DATA (heap and
+    private memory: beyond it an allocation fails, a MemoryError in Python), then `then`."""
+    if not cpus and memory is None:
+        return then
+
+    def apply() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if memory is not None:
+            resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+        if then is not None:
+            then()
+
+    return apply
 
 
 def get_json(address: Address, path: str, timeout: float = 2.0) -> tuple[int, Any]:

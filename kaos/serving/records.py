@@ -7,6 +7,7 @@ and `parent` says which revision a rollback returns to.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -98,3 +99,10 @@ class Revision:
     previous_value: float | None = None
     reason: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)  # final /stats once stopped
+
+
+def numbers(revisions: Iterable[Revision]) -> dict[int, int]:
+    """Catalog id -> the revision's number on its endpoint (1, 2, 3, ... oldest first): what
+    users see. The catalog's ids run across every endpoint; the history is append-only, so a
+    number never changes."""
+    return {r.id: n for n, r in enumerate(sorted(revisions, key=lambda r: r.id), 1)}

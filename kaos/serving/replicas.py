@@ -45,6 +45,8 @@ class RayReplicas:
         }
         if launch.gpu:
             options["num_gpus"] = launch.gpu
+        if spec.get("memory"):
+            options["memory"] = spec["memory"]  # as a Ray train task: what Ray places by
         actor = replica_actor(ray)
         self._actors = [actor.options(**options).remote() for _ in range(launch.replicas)]
         self._starts = [a.start.remote(launch, i) for i, a in enumerate(self._actors)]

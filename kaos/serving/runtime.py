@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import queue
 import signal
@@ -90,11 +91,32 @@ def as_predictions(output: Any, rows: int) -> list[Any]:
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # numpy arrays and scalars (an array's item() raises)
         return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_json(payload: Any) -> bytes:
+    """Strict JSON: NaN and +-Infinity (which JSON has no numbers for) become null, as pandas'
+    to_json and JavaScript write them, so every client's parser reads the answer."""
+    try:
+        return json.dumps(payload, default=_jsonable, allow_nan=False).encode()
+    except ValueError:  # a non-finite float somewhere: the slow path, only then
+        return json.dumps(_finite(payload), default=_jsonable, allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if hasattr(value, "tolist") or hasattr(value, "item"):  # numpy arrays and scalars
+        return _finite(_jsonable(value))
+    return value
 
 
 class _Pending:
@@ -250,7 +272,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: Any) -> None:
         try:
-            data = json.dumps(payload, default=_jsonable).encode()
+            data = to_json(payload)
         except (TypeError, ValueError) as exc:
             status, data = 500, json.dumps(_error("INTERNAL_ERROR", f"predictions: {exc}")).encode()
         self.send_response(status)
