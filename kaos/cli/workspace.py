@@ -1,6 +1,8 @@
-"""`kaos workspace`: create, list, set, current, info."""
+"""`kaos workspace`: create, list, set, current, info, kill, share, unshare."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import typer
 
@@ -35,10 +37,10 @@ def list_(as_json: JsonOpt = False) -> None:
         return
     current = ClientConfig.load().workspace
     rows = [
-        [i, ("* " if w["name"] == current else "") + w["name"], w["jobs"]]
+        [i, ("* " if w["name"] == current else "") + w["name"], w["jobs"], w.get("owner") or "-"]
         for i, w in enumerate(spaces)
     ]
-    echo(ascii_table(["ind", "name", "jobs"], rows, title="WORKSPACES"))
+    echo(ascii_table(["ind", "name", "jobs", "owner"], rows, title="WORKSPACES"))
 
 
 @app.command("set")
@@ -78,7 +80,8 @@ def info(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(space)
         return
-    echo(f"Workspace: {space['name']} ({space['jobs']} jobs)\n")
+    echo(f"Workspace: {space['name']} ({space['jobs']} jobs)")
+    echo(sharing_line(space) + "\n")
     echo("CURRENT TRAINING INPUTS\n")
     echo(inputs_table(space["inputs"]))
 
@@ -96,3 +99,47 @@ def kill(
         typer.confirm(f"Delete workspace {name} and its job history?", abort=True)
     context.api().delete_workspace(name)
     echo(f"Successfully killed {name} workspace")
+
+
+@app.command()
+def share(
+    user: str = typer.Option(..., "-u", "--user", help="the user to share with"),
+    role: str = typer.Option("reader", "--role", help="reader (sees it) or writer (deploys too)"),
+    name: str | None = typer.Option(None, "-n", "--name", help="default: the current one"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Let another user read (reader) or also change (writer) a workspace you own."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+
+    space = context.api().share(user, role, name)
+    if as_json:
+        print_json(space)
+    else:
+        echo(f"Shared {space['name']} with {user} as {role}")
+        echo(sharing_line(space))
+
+
+@app.command()
+def unshare(
+    user: str = typer.Option(..., "-u", "--user", help="the user to take the role from"),
+    name: str | None = typer.Option(None, "-n", "--name", help="default: the current one"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Take a user's role on a workspace you own away."""
+    from kaos.cli import context
+    from kaos.cli.render import echo, print_json
+
+    space = context.api().unshare(user, name)
+    if as_json:
+        print_json(space)
+    else:
+        echo(f"{user} no longer has a role on {space['name']}")
+        echo(sharing_line(space))
+
+
+def sharing_line(space: dict[str, Any]) -> str:
+    """'Owner: alice; shared with bob (writer), carol (reader)'."""
+    shares = ", ".join(f"{member} ({role})" for member, role in space.get("shares", {}).items())
+    owner = space.get("owner") or "none (admins only)"
+    return f"Owner: {owner}" + (f"; shared with {shares}" if shares else "")

@@ -160,6 +160,17 @@ class Client:
             config.workspace = None
             config.save()
 
+    def share(
+        self, member: str, role: str = "reader", workspace: str | None = None
+    ) -> dict[str, Any]:
+        """Let another user read (`reader`) or also change (`writer`) a workspace you own;
+        returns the workspace with its owner and shares."""
+        return self.http.share(self.workspace_name(workspace), member, role)
+
+    def unshare(self, member: str, workspace: str | None = None) -> dict[str, Any]:
+        """Take a user's role on a workspace you own away."""
+        return self.http.unshare(self.workspace_name(workspace), member)
+
     # -- bundles ----------------------------------------------------------------------------
     def scan(self, kind: str, folder: str | Path) -> Bundle:
         """Hash a bundle folder with the stat cache and check its shape (nothing is sent)."""

@@ -128,6 +128,14 @@ class KaosClient:
     def delete_workspace(self, name: str) -> None:
         self._request("DELETE", f"/workspaces/{_seg(name)}")
 
+    def share(self, workspace: str, member: str, role: str) -> dict[str, Any]:
+        """Give a user a role (reader or writer) on a workspace; returns the workspace."""
+        body = {"member": member, "role": role}
+        return self._json("POST", f"/workspaces/{_seg(workspace)}/shares", json=body)
+
+    def unshare(self, workspace: str, member: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/workspaces/{_seg(workspace)}/shares/{_seg(member)}")
+
     def deploy(self, workspace: str, **body: Any) -> dict[str, Any]:
         return self._json("POST", f"/workspaces/{_seg(workspace)}/deploy", json=body)
 
@@ -264,15 +272,20 @@ class KaosClient:
     def checkout(self, digest: str, dest: str | Path, progress: Progress | None = None) -> Path:
         """Write a stored tree into `dest` as plain files (all verified; nothing outside dest)."""
         return checkout(
-            self.get_tree(digest), Path(dest), RemoteObjects(self), None, False, progress
+            self.get_tree(digest), Path(dest), RemoteObjects(self, digest), None, False, progress
         )
 
-    def fetch(self, digests: list[str]) -> Iterator[tuple[str, int, Iterator[bytes]]]:
-        """Stream objects: (digest, size, pieces); the caller must consume pieces in order."""
+    def fetch(
+        self, digests: list[str], tree: str | None = None
+    ) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+        """Stream objects: (digest, size, pieces); the caller must consume pieces in order.
+        `tree` names the tree they belong to: with tokens on, the server sends only objects
+        of a tree the user may read."""
+        body: dict[str, Any] = {"digests": digests}
+        if tree is not None:
+            body["tree"] = tree
         try:
-            with self._http.stream(
-                "POST", "/objects/fetch", json={"digests": digests}, timeout=300
-            ) as response:
+            with self._http.stream("POST", "/objects/fetch", json=body, timeout=300) as response:
                 if response.status_code >= 400:
                     response.read()
                     _raise_for_error(response)
@@ -286,15 +299,18 @@ class KaosClient:
 
 
 class RemoteObjects:
-    """An `ObjectSource` for checkout, reading from the server and verifying every object."""
+    """An `ObjectSource` for checkout, reading one tree's objects from the server and verifying
+    every object."""
 
-    def __init__(self, client: KaosClient) -> None:
+    def __init__(self, client: KaosClient, tree: str | None = None) -> None:
         self._client = client
+        self._tree = tree
 
     def iter_blobs(self, digests: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         wanted = list(dict.fromkeys(digests))
         for start in range(0, len(wanted), _FETCH_BATCH):
-            for digest, _size, pieces in self._client.fetch(wanted[start : start + _FETCH_BATCH]):
+            batch = wanted[start : start + _FETCH_BATCH]
+            for digest, _size, pieces in self._client.fetch(batch, self._tree):
                 data = b"".join(pieces)
                 if hash_bytes(data) != digest:
                     raise IntegrityError(f"downloaded object {digest} is corrupt", digest)
@@ -303,7 +319,7 @@ class RemoteObjects:
     def write_to(self, digest: str, out: BinaryIO) -> int:
         hasher = xxhash.xxh3_128()
         written = 0
-        for got, _size, pieces in self._client.fetch([digest]):
+        for got, _size, pieces in self._client.fetch([digest], self._tree):
             for piece in pieces:
                 hasher.update(piece)
                 out.write(piece)

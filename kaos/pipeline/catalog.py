@@ -89,7 +89,7 @@ UPDATABLE = {
 
 
 class Catalog(Protocol):
-    def create_workspace(self, name: str) -> Workspace: ...
+    def create_workspace(self, name: str, owner: str | None = None) -> Workspace: ...
     def workspace(self, name: str) -> Workspace: ...
     def workspaces(self) -> list[Workspace]: ...
     def delete_workspace(self, name: str) -> None: ...
@@ -148,9 +148,11 @@ class SqlCatalog:
             return tx.rows(sql, args)
 
     # -- workspaces and deploys ----------------------------------------------------------------
-    def create_workspace(self, name: str) -> Workspace:
+    def create_workspace(self, name: str, owner: str | None = None) -> Workspace:
+        """The workspace of that name, made (owned by `owner`) unless it exists already."""
         with self.transaction() as db:
-            WORKSPACES.insert(db, [Workspace(name, time.time())], on_conflict="DO NOTHING")
+            made = Workspace(name, time.time(), owner=owner)
+            WORKSPACES.insert(db, [made], on_conflict="DO NOTHING")
         return self.workspace(name)
 
     def workspace(self, name: str) -> Workspace:
@@ -197,7 +199,57 @@ class SqlCatalog:
             )
             db.execute("DELETE FROM jobs WHERE workspace = ?", (name,))
             db.execute("DELETE FROM deploys WHERE workspace = ?", (name,))
+            db.execute("DELETE FROM shares WHERE workspace = ?", (name,))
             db.execute("DELETE FROM workspaces WHERE name = ?", (name,))
+
+    # -- sharing: who besides the owner may read or write a workspace -------------------------
+    def shares(self, workspace: str | None = None) -> dict[str, dict[str, str]]:
+        """workspace -> {member: role}, for one workspace or all (one query for a listing)."""
+        sql, args = "SELECT * FROM shares", tuple[str, ...]()
+        if workspace is not None:
+            sql, args = sql + " WHERE workspace = ?", (workspace,)
+        found: dict[str, dict[str, str]] = {}
+        for r in self._query(sql + " ORDER BY workspace, member", args):
+            found.setdefault(r["workspace"], {})[r["member"]] = r["role"]
+        return found
+
+    def share(self, workspace: str, member: str, role: str) -> None:
+        """Give `member` a role on the workspace (replacing the one they had)."""
+        self.workspace(workspace)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO shares (workspace, member, role) VALUES (?, ?, ?)"
+                " ON CONFLICT (workspace, member) DO UPDATE SET role = excluded.role",
+                (workspace, member, role),
+            )
+
+    def unshare(self, workspace: str, member: str) -> bool:
+        """Take the member's role away; False if they had none."""
+        self.workspace(workspace)
+        with self.transaction() as db:
+            changed = db.execute(
+                "DELETE FROM shares WHERE workspace = ? AND member = ?", (workspace, member)
+            )
+        return changed > 0
+
+    def workspaces_referencing(self, digest: str) -> set[str]:
+        """The workspaces whose jobs, models, inputs or endpoints name this tree (a source,
+        data, lock, output or serve source): who may read it by hash. Jobs and models are
+        looked up by index; workspaces and endpoints are few."""
+        found = {
+            r[0]
+            for r in self._query(
+                "SELECT workspace FROM jobs WHERE source = ? OR data = ? OR lock = ?"
+                " UNION SELECT j.workspace FROM models m JOIN jobs j ON j.id = m.job_id"
+                " WHERE m.output_tree = ?",
+                (digest, digest, digest, digest),
+            )
+        }
+        found.update(
+            w.name for w in self.workspaces() if digest in (w.inputs.source, w.inputs.data)
+        )
+        found.update(e.workspace for e in self.endpoints() if e.options.serve_source == digest)
+        return found
 
     def record_deploy(
         self,

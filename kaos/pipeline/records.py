@@ -14,6 +14,7 @@ class Workspace:
     name: str
     created: float
     inputs: TrainingInputs = field(default_factory=TrainingInputs)
+    owner: str | None = None  # who created it (None: made before ownership, admins only)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,10 @@ class TokenTable:
     def enabled(self) -> bool:
         return bool(self._tokens)
 
+    @property
+    def users(self) -> set[str]:
+        return {user for _, user in self._tokens}
+
     @classmethod
     def from_settings(cls, token: str | None, tokens_file: Path | None) -> TokenTable:
         tokens: dict[str, str] = {}

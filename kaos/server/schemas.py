@@ -56,12 +56,26 @@ class WorkspaceOut(BaseModel):
     created: float
     inputs: InputsOut
     jobs: int = 0
+    owner: str | None = None  # None: made before ownership (admins, and those shared with)
+    shares: dict[str, str] = Field(default_factory=dict)  # user -> reader | writer
+
+
+class ShareIn(BaseModel):
+    member: str = Field(min_length=1, max_length=64, pattern=r"^[^\s/]+$")
+    role: str = Field(default="reader", max_length=16)
 
 
 class DigestsIn(BaseModel):
     """A list of digests: which are missing (`/objects/missing`), or to fetch."""
 
     digests: list[Digest] = Field(max_length=100_000)
+
+
+class FetchIn(DigestsIn):
+    """Objects to download, and the tree they belong to (with tokens on, a tree the user can
+    read: content is shared between workspaces, so a hash alone opens nothing)."""
+
+    tree: Digest | None = None
 
 
 class MissingOut(BaseModel):

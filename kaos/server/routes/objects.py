@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from kaos.server.routes import Objects, User
-from kaos.server.schemas import CompleteOut, DigestsIn, MissingOut, PackOut
+from kaos.server.schemas import CompleteOut, DigestsIn, FetchIn, MissingOut, PackOut
 from kaos.store.hashing import is_digest
 
 router = APIRouter(tags=["objects"])
@@ -50,9 +50,10 @@ def get_tree(digest: str, objects: Objects, user: User) -> Response:
 
 
 @router.post("/objects/fetch")
-def fetch(body: DigestsIn, objects: Objects, user: User) -> StreamingResponse:
-    """Stream objects in the frames of `kaos.store.stream`; the client re-verifies them."""
-    frames = objects.fetch(user, body.digests)
+def fetch(body: FetchIn, objects: Objects, user: User) -> StreamingResponse:
+    """Stream objects of a tree in the frames of `kaos.store.stream`; the client re-verifies
+    them."""
+    frames = objects.fetch(user, body.digests, body.tree)
     return StreamingResponse(frames, media_type="application/octet-stream")
 
 

@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 
 from kaos.server.routes import User, Workspaces
-from kaos.server.schemas import WorkspaceIn, WorkspaceOut
+from kaos.server.schemas import ShareIn, WorkspaceIn, WorkspaceOut
 
 router = APIRouter(tags=["workspaces"])
 
@@ -25,3 +25,14 @@ def get_workspace(name: str, workspaces: Workspaces, user: User) -> WorkspaceOut
 def delete_workspace(name: str, workspaces: Workspaces, user: User) -> None:
     """Forget a workspace and its history; refused (409) while one of its jobs runs."""
     workspaces.delete(user, name)
+
+
+@router.post("/workspaces/{name}/shares")
+def share(name: str, body: ShareIn, workspaces: Workspaces, user: User) -> WorkspaceOut:
+    """Give a user a role (reader or writer) on a workspace: its owner and admins only."""
+    return workspaces.share(user, name, body.member, body.role)
+
+
+@router.delete("/workspaces/{name}/shares/{member}")
+def unshare(name: str, member: str, workspaces: Workspaces, user: User) -> WorkspaceOut:
+    return workspaces.unshare(user, name, member)

@@ -11,6 +11,7 @@ from kaos.errors import KaosError
 from kaos.pipeline.browse import Change, ModelQuery, ModelRow, goal_of, progress
 from kaos.pipeline.records import Deploy
 from kaos.pipeline.states import JobState
+from kaos.server.access import Action
 from kaos.server.schemas import (
     ChangeOut,
     ColumnOut,
@@ -35,7 +36,7 @@ class BrowseService:
 
     def models_page(self, user: str, workspace: str, query: ModelQuery) -> ModelPageOut:
         parts = self._parts
-        parts.catalog.workspace(workspace)  # an unknown workspace is a 404
+        parts.guard.workspace(user, workspace, Action.READ)  # an unknown one is a 404
         total, rows = parts.catalog.model_rows(workspace, query)
         summary = parts.catalog.model_columns(workspace)
         return ModelPageOut(
@@ -51,7 +52,7 @@ class BrowseService:
     ) -> ProgressOut:
         """Successful models in deploy order, as points of `metric` (default: the first one)."""
         parts = self._parts
-        parts.catalog.workspace(workspace)  # an unknown workspace is a 404
+        parts.guard.workspace(user, workspace, Action.READ)  # an unknown one is a 404
         query = ModelQuery(limit=_ALL, states=(JobState.SUCCESS.value,))
         _total, rows = parts.catalog.model_rows(workspace, query)
         metrics = sorted({name for row in rows for name in row.model.metrics})
@@ -83,7 +84,7 @@ class BrowseService:
 
     def timeline(self, user: str, workspace: str, limit: int, offset: int) -> TimelineOut:
         parts = self._parts
-        parts.catalog.workspace(workspace)  # an unknown workspace is a 404
+        parts.guard.workspace(user, workspace, Action.READ)  # an unknown one is a 404
         total, deploys = parts.catalog.deploys_page(workspace, limit, offset)
         jobs = parts.catalog.jobs_of_deploys([d.id for d in deploys])
         return TimelineOut(
@@ -95,7 +96,7 @@ class BrowseService:
 
     def deploy_entry(self, user: str, deploy_id: int) -> TimelineEntryOut:
         parts = self._parts
-        deploy = parts.catalog.deploy(deploy_id)
+        deploy = parts.guard.deploy(user, deploy_id)
         return _entry_out(parts, deploy, parts.catalog.jobs_of_deploys([deploy.id])[deploy.id])
 
     def model_archive(self, user: str, model_id: str, part: str) -> tuple[str, Iterator[bytes]]:
@@ -104,7 +105,7 @@ class BrowseService:
         parts = self._parts
         if part not in ARCHIVE_PARTS:
             raise KaosError(f"no archive {part!r}", f"ask for one of {', '.join(ARCHIVE_PARTS)}")
-        model = parts.catalog.find_model(model_id)
+        model = parts.guard.model(user, model_id)
         job = parts.catalog.job(model.job_id)
         digest = {"source": job.source, "data": job.data, "model": model.output_tree}[part]
         if digest is None:

@@ -30,11 +30,15 @@ class ObjectService:
         return CompleteOut(complete=self._parts.store.complete(digest))
 
     def tree(self, user: str, digest: str) -> bytes:
+        """A tree, for whoever can read a workspace naming it (a hash alone opens nothing)."""
+        self._parts.guard.tree(user, digest)
         return self._parts.store.get_tree(digest).serialize()
 
-    def fetch(self, user: str, digests: list[str]) -> Iterator[bytes]:
-        """Objects in the frames of `kaos.store.stream`; unknown digests fail here, before the
-        stream starts (the client re-verifies every object)."""
+    def fetch(self, user: str, digests: list[str], tree: str | None = None) -> Iterator[bytes]:
+        """Objects in the frames of `kaos.store.stream`, if they belong to `tree` and `user`
+        can read it; unknown digests fail here, before the stream starts (the client
+        re-verifies every object)."""
+        self._parts.guard.objects(user, tree, digests)
         reader = self._parts.store.reader
         for digest in digests:
             reader.locate(digest)

@@ -13,6 +13,7 @@ from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.executor import Executor
 from kaos.pipeline.logs import JobLogs
 from kaos.server.auth import TokenTable
+from kaos.server.guard import Guard
 from kaos.server.settings import Settings
 from kaos.serving.manager import ServingManager
 from kaos.store import ContentStore
@@ -28,6 +29,7 @@ class Parts:
     executor: Executor
     pipeline: Pipeline
     serving: ServingManager
+    guard: Guard  # who may read or change what (kaos.server.access)
 
     @classmethod
     def start(cls, settings: Settings, tokens: TokenTable) -> Parts:
@@ -41,7 +43,8 @@ class Parts:
         executor = make_executor(settings, store)
         pipeline = Pipeline(catalog, store, executor, logs, settings.max_parallel, home / "tmp")
         serving = ServingManager(catalog, store, executor, home)
-        return cls(settings, tokens, store, catalog, logs, executor, pipeline, serving)
+        guard = Guard(catalog, store, tokens)
+        return cls(settings, tokens, store, catalog, logs, executor, pipeline, serving, guard)
 
     def bundle_name(self, digest: str | None) -> str | None:
         """A deployed bundle's folder name, as recorded at deploy time. A catalog made before

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from kaos.errors import KaosError, NotFound, NotServing, ServeError
+from kaos.server.access import Action
 from kaos.server.schemas import (
     EndpointDetailOut,
     EndpointOut,
@@ -37,28 +38,38 @@ class EndpointService:
             resources=body.resources.model_dump() if body.resources else {},
             serve_source=body.serve_source,
         )
+        guard = self._parts.guard
+        guard.workspace(user, workspace, Action.WRITE)
+        if body.model_id is not None:  # a model of another workspace: read through it
+            body.model_id = str(guard.model(user, body.model_id).model_id)
+        if body.serve_source is not None:
+            guard.tree(user, body.serve_source)
         name = body.name or self._default_name(body.model_id)
         self._parts.serving.deploy(workspace, name, body.model_id, body.follow, options)
         return self._detail(self._parts.serving.endpoint(workspace, name))
 
     def all(self, user: str, workspace: str) -> list[EndpointOut]:
         catalog = self._parts.catalog
-        catalog.workspace(workspace)  # an unknown workspace is a 404, not []
+        self._parts.guard.workspace(user, workspace, Action.READ)  # unknown: 404, not []
         return [
             self._out(e, catalog.revisions(workspace, e.name)) for e in catalog.endpoints(workspace)
         ]
 
     def get(self, user: str, workspace: str, name: str) -> EndpointDetailOut:
+        self._parts.guard.workspace(user, workspace, Action.READ)
         return self._detail(self._parts.serving.endpoint(workspace, name))
 
     def rollback(self, user: str, workspace: str, name: str) -> EndpointDetailOut:
+        self._parts.guard.workspace(user, workspace, Action.WRITE)
         return self._detail(self._parts.serving.rollback(workspace, name))
 
     def kill(self, user: str, workspace: str, name: str) -> EndpointDetailOut:
+        self._parts.guard.workspace(user, workspace, Action.WRITE)
         return self._detail(self._parts.serving.kill(workspace, name))
 
     def logs(self, user: str, workspace: str, name: str, offset: int) -> ServeLogsOut:
         """The serving revision's log (the last revision's, once stopped), from a byte offset."""
+        self._parts.guard.workspace(user, workspace, Action.READ)
         serving = self._parts.serving
         endpoint = serving.endpoint(workspace, name)
         revisions = self._parts.catalog.revisions(workspace, name)
@@ -77,6 +88,7 @@ class EndpointService:
 
     def build_logs(self, user: str, workspace: str, name: str) -> ServeLogsOut:
         """How the endpoint's environment was built: its serve source's build, or the model's."""
+        self._parts.guard.workspace(user, workspace, Action.READ)
         serving = self._parts.serving
         endpoint = serving.endpoint(workspace, name)
         path = serving.serve_build_log(endpoint)
@@ -103,6 +115,7 @@ class EndpointService:
         """Send a request to the endpoint's serving revision; a swap never fails a request in
         flight (the old revision drains first), and a connection lost to a restart is retried
         once."""
+        self._parts.guard.workspace(user, workspace, Action.READ)
         if path not in ROUTED_PATHS:
             raise NotFound(
                 f"no route /{path} on an endpoint", f"use one of {', '.join(ROUTED_PATHS)}"

@@ -9,6 +9,7 @@ from kaos.pipeline.compare import compare_models
 from kaos.pipeline.inputs import Grid, InputsChange, Resources
 from kaos.pipeline.lockstore import summarize
 from kaos.pipeline.reproduce import reproduction
+from kaos.server.access import Action
 from kaos.server.schemas import (
     DeployIn,
     DeployOut,
@@ -33,6 +34,7 @@ class TrainService:
         """Record the deploy (downloading a manifest's data first, in the engine) and start
         what it invalidates; `user` is the deploy's author."""
         parts = self._parts
+        parts.guard.workspace(user, workspace, Action.WRITE)
         change = InputsChange(
             source=body.source,
             data=body.data,
@@ -62,12 +64,12 @@ class TrainService:
         )
 
     def jobs(self, user: str, workspace: str, kind: str | None) -> list[JobOut]:
-        self._parts.catalog.workspace(workspace)  # an unknown workspace is a 404, not []
+        self._parts.guard.workspace(user, workspace, Action.READ)  # unknown: 404, not []
         return [JobOut.of(job) for job in self._parts.catalog.jobs(workspace, kind)]
 
     def job(self, user: str, job_id: str) -> JobDetailOut:
         parts = self._parts
-        job = parts.catalog.find_job(job_id)
+        job = parts.guard.job(user, job_id, Action.READ)
         models = parts.catalog.models(job.id)
         return JobDetailOut(
             job=JobOut.of(job),
@@ -78,17 +80,18 @@ class TrainService:
         )
 
     def logs(self, user: str, job_id: str, offset: int) -> LogsOut:
-        job = self._parts.catalog.find_job(job_id)
+        job = self._parts.guard.job(user, job_id, Action.READ)
         text, next_offset = self._parts.logs.read(job.id, offset)
         finished = self._parts.catalog.job(job.id).state.finished  # read after the text
         return LogsOut(text=text, offset=next_offset, finished=finished)
 
     def kill(self, user: str, job_id: str) -> JobOut:
-        return JobOut.of(self._parts.pipeline.kill(job_id))
+        job = self._parts.guard.job(user, job_id, Action.WRITE)
+        return JobOut.of(self._parts.pipeline.kill(job.id))
 
     def provenance(self, user: str, model_id: str) -> ProvenanceOut:
         parts = self._parts
-        model = parts.catalog.find_model(model_id)
+        model = parts.guard.model(user, model_id)
         job = parts.catalog.job(model.job_id)
         deploy = parts.catalog.deploy(job.deploy_id) if job.deploy_id else None
         return ProvenanceOut(
@@ -105,13 +108,17 @@ class TrainService:
         )
 
     def diff(self, user: str, model_id: str, against: str) -> ModelDiff:
+        parts = self._parts
+        old, new = parts.guard.model(user, against), parts.guard.model(user, model_id)
         return ModelDiff.of(
-            compare_models(self._parts.catalog, self._parts.store, against, model_id)
+            compare_models(parts.catalog, parts.store, str(old.model_id), str(new.model_id))
         )
 
     def reproduce(self, user: str, model_id: str) -> JobOut:
         """A job of kind `reproduce`, authored by `user`; the workspace's inputs stay."""
-        return JobOut.of(self._parts.pipeline.reproduce(model_id, user))
+        model = self._parts.guard.model(user, model_id, Action.WRITE)
+        return JobOut.of(self._parts.pipeline.reproduce(str(model.model_id), user))
 
     def reproduction(self, user: str, job_id: str) -> ReproductionOut:
-        return ReproductionOut.of(reproduction(self._parts.catalog, self._parts.store, job_id))
+        job = self._parts.guard.job(user, job_id, Action.READ)
+        return ReproductionOut.of(reproduction(self._parts.catalog, self._parts.store, job.id))

@@ -24,10 +24,17 @@ def inputs_out(parts: Parts, ws: Workspace) -> InputsOut:
     )
 
 
-def workspace_out(parts: Parts, ws: Workspace) -> WorkspaceOut:
+def workspace_out(
+    parts: Parts, ws: Workspace, shares: dict[str, dict[str, str]] | None = None
+) -> WorkspaceOut:
+    """`shares`: every workspace's, read once for a listing (else this one's are read)."""
+    if shares is None:
+        shares = parts.catalog.shares(ws.name)
     return WorkspaceOut(
         name=ws.name,
         created=ws.created,
         inputs=inputs_out(parts, ws),
         jobs=len(parts.catalog.jobs(ws.name)),
+        owner=ws.owner,
+        shares=shares.get(ws.name, {}),
     )

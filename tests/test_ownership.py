@@ -1,0 +1,278 @@
+"""Ownership and sharing against one real server with a tokens file of five users: alice owns
+a workspace that bob may write and carol may read; dave is a stranger; root is an admin.
+
+Every route is asked by each of them (a matrix over the HTTP API, which the CLI, the Python API
+and the dashboard all use), then the commands a user meets are run through the real CLI.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from kaos.client import Client, KaosClient
+from kaos.store import scan_folder
+from kaos.store.chunking import TREE_CHUNKS
+from kaos.store.tree import Tree, TreeEntry
+from kaos.store.writer import StoreWriter
+from tests.cli import Cli
+from tests.conftest import KaosServer
+from tests.fixtures.bundles import write_data, write_script_source
+
+TOKENS = {user: secrets.token_hex(20) for user in ("alice", "bob", "carol", "dave", "root")}
+ROLE = {"alice": "owner", "bob": "writer", "carol": "reader", "dave": None, "root": "admin"}
+RANK = {None: 0, "reader": 1, "writer": 2, "owner": 3, "admin": 4}
+TRAIN = """#!/bin/sh
+mkdir -p "$1/model" "$1/metrics"
+echo secret-weights > "$1/model/weights.txt"
+echo '{"accuracy": 0.5}' > "$1/metrics/metrics.json"
+echo trained
+"""
+
+
+@dataclass
+class Team:
+    server: KaosServer
+    ws: str  # alice's workspace, shared with bob (writer) and carol (reader)
+    job: str  # its train job
+    build: str
+    model: str
+    deploy: int
+    source: str  # tree digests
+    data: str
+    output: str
+    blob: str  # one file of the data
+    blob_size: int
+
+
+def call(team: Team, user: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {TOKENS[user]}"}
+    return httpx.request(method, team.server.url + path, headers=headers, timeout=60, **kwargs)
+
+
+def client(team: Team, user: str) -> KaosClient:
+    return KaosClient(team.server.url, token=TOKENS[user])
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory) -> Any:
+    root = tmp_path_factory.mktemp("team")
+    lines = [f"{u} {t}" + (" admin" if u == "root" else "") for u, t in TOKENS.items()]
+    (root / "tokens").write_text("\n".join(lines) + "\n")
+    (root / "home").mkdir()
+    server = KaosServer(root / "home", ["--tokens-file", str(root / "tokens"), "--no-sandbox"])
+    try:
+        alice = KaosClient(server.url, token=TOKENS["alice"])
+        ws = f"team-{uuid.uuid4().hex[:6]}"
+        alice.create_workspace(ws)
+        src = write_script_source(root / "src", TRAIN)
+        data = write_data(root / "data", train_rows=20, test_rows=10)
+        api = Client(server.url, TOKENS["alice"], ws, stat_cache=root / "stat-cache")
+        deployed = api.deploy(source=src, data=data, wait=True)
+        assert deployed.ok, deployed.jobs
+        kinds = {job["kind"]: job for job in deployed.jobs}
+        build, train = kinds["build"], kinds["train"]
+        (model,) = deployed.models
+        alice.share(ws, "bob", "writer")
+        alice.share(ws, "carol", "reader")
+        yield Team(
+            server,
+            ws,
+            train["id"],
+            build["id"],
+            model["model_id"],
+            deployed.deploy_id,
+            scan_folder(src).digest,
+            scan_folder(data).digest,
+            model["output_tree"],
+            scan_folder(data).tree.entries[0].digest,
+            scan_folder(data).tree.entries[0].size,
+        )
+    finally:
+        server.stop()
+
+
+# (what, least role allowed, method, path, body); allowed requests must not be refused, and
+# read ones answer 200. Writes are asked in a way that passes the check and then stops at a
+# harmless error (a finished job, a model that cannot serve), so the matrix changes nothing.
+ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None]] = [
+    ("workspace info", "reader", "GET", "/workspaces/{ws}", None),
+    ("jobs", "reader", "GET", "/workspaces/{ws}/jobs", None),
+    ("job", "reader", "GET", "/jobs/{job}", None),
+    ("logs", "reader", "GET", "/jobs/{job}/logs", None),
+    ("provenance", "reader", "GET", "/models/{model}", None),
+    ("diff", "reader", "GET", "/models/{model}/diff?against={model}", None),
+    ("model archive", "reader", "GET", "/models/{model}/archive/model", None),
+    ("models page", "reader", "GET", "/workspaces/{ws}/models", None),
+    ("progress", "reader", "GET", "/workspaces/{ws}/progress", None),
+    ("timeline", "reader", "GET", "/workspaces/{ws}/deploys", None),
+    ("deploy entry", "reader", "GET", "/deploys/{deploy}", None),
+    ("endpoints", "reader", "GET", "/workspaces/{ws}/endpoints", None),
+    ("endpoint", "reader", "GET", "/workspaces/{ws}/endpoints/nothing", None),
+    ("endpoint logs", "reader", "GET", "/workspaces/{ws}/endpoints/nothing/logs", None),
+    ("predict", "reader", "POST", "/serve/{ws}/nothing/invocations", {}),
+    ("source tree", "reader", "GET", "/trees/{source}", None),
+    ("output tree", "reader", "GET", "/trees/{output}", None),
+    ("fetch", "reader", "POST", "/objects/fetch", {"digests": ["{blob}"], "tree": "{data}"}),
+    ("deploy", "writer", "POST", "/workspaces/{ws}/deploy", {"grid": {"a": [1]}, "force": False}),
+    ("kill", "writer", "POST", "/jobs/{job}/kill", None),
+    ("serve deploy", "writer", "POST", "/workspaces/{ws}/endpoints", {"model_id": "f" * 6}),
+    ("serve rollback", "writer", "POST", "/workspaces/{ws}/endpoints/nothing/rollback", None),
+    ("serve kill", "writer", "DELETE", "/workspaces/{ws}/endpoints/nothing", None),
+    ("share", "owner", "POST", "/workspaces/{ws}/shares", {"member": "carol", "role": "reader"}),
+    ("unshare", "owner", "DELETE", "/workspaces/{ws}/shares/nobody", None),
+    ("store gc", "admin", "POST", "/store/gc", {"dry_run": True}),
+    ("store verify", "admin", "POST", "/store/verify", None),
+]
+
+
+def _fill(team: Team, text: str) -> str:
+    return text.format(**{k: v for k, v in vars(team).items() if k != "server"})
+
+
+def _body(team: Team, body: Any) -> Any:
+    if isinstance(body, dict):
+        return {k: _body(team, v) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_body(team, v) for v in body]
+    return _fill(team, body) if isinstance(body, str) else body
+
+
+@pytest.mark.parametrize("user", list(ROLE))
+@pytest.mark.parametrize(
+    ("what", "least", "method", "path", "body"), ROUTES, ids=[r[0] for r in ROUTES]
+)
+def test_each_route_lets_each_role_do_what_it_may_and_refuses_the_rest(
+    team, user, what, least, method, path, body
+):
+    kwargs = {"json": _body(team, body)} if body is not None else {}
+    answer = call(team, user, method, _fill(team, path), **kwargs)
+    if RANK[ROLE[user]] >= RANK[least]:
+        assert answer.status_code != 403, (what, user, answer.text)
+        if method == "GET" and "nothing" not in path:
+            assert answer.status_code == 200, (what, user, answer.text)
+        return
+    assert answer.status_code == 403, (what, user, answer.text)
+    detail = answer.json()["detail"]
+    if least == "admin":
+        assert detail == f"{user} is not an admin of this server"
+    elif path.startswith(("/trees", "/objects")):
+        assert detail.endswith("is not in a workspace you can read")
+    else:
+        assert detail.startswith(f"workspace '{team.ws}' belongs to alice"), detail
+        assert "kaos workspace share" in answer.json()["fix"] or least == "owner"
+
+
+def test_a_listing_shows_only_the_workspaces_a_user_can_read(team):
+    def names(user: str) -> set[str]:
+        return {w["name"] for w in client(team, user).workspaces()}
+
+    for user in ("alice", "bob", "carol", "root"):
+        assert team.ws in names(user)
+    assert team.ws not in names("dave")
+    mine = client(team, "dave").create_workspace(f"dave-{uuid.uuid4().hex[:4]}")
+    assert mine["owner"] == "dave" and mine["name"] in names("dave")
+    assert mine["name"] not in names("alice") and mine["name"] in names("root")
+    shown = client(team, "carol").workspace(team.ws)
+    assert shown["owner"] == "alice"
+    assert shown["shares"] == {"bob": "writer", "carol": "reader"}
+
+
+def test_creating_a_taken_name_is_refused_naming_its_owner(team):
+    refused = call(team, "dave", "POST", "/workspaces", json={"name": team.ws})
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith(f"workspace '{team.ws}' belongs to alice")
+    again = call(team, "carol", "POST", "/workspaces", json={"name": team.ws})  # selects it
+    assert again.status_code == 201 and again.json()["owner"] == "alice"
+
+
+def test_a_strangers_hash_opens_nothing_even_through_a_tree_of_their_own(team, tmp_path):
+    dave = client(team, "dave")
+    for digest in (team.source, team.data, team.output, "0" * 32):  # stored or not: one answer
+        refused = call(team, "dave", "GET", f"/trees/{digest}")
+        assert refused.status_code == 403
+        assert refused.json()["detail"] == f"{digest} is not in a workspace you can read"
+    without_tree = call(team, "dave", "POST", "/objects/fetch", json={"digests": [team.blob]})
+    assert without_tree.status_code == 403
+    # a tree of dave's naming alice's file: stored, but no workspace of dave's names it
+    forged = Tree.of([TreeEntry("features/x.csv", team.blob, team.blob_size)])
+    with StoreWriter(dave) as writer:
+        writer.put_bytes(forged.serialize(), TREE_CHUNKS)
+        writer.flush()
+    through = call(
+        team, "dave", "POST", "/objects/fetch", json={"digests": [team.blob], "tree": forged.digest}
+    )
+    assert through.status_code == 403
+    carol = call(
+        team, "carol", "POST", "/objects/fetch", json={"digests": [team.blob], "tree": team.data}
+    )
+    assert carol.status_code == 200 and carol.content
+
+
+def test_the_cli_refuses_a_stranger_naming_the_owner_and_serves_a_reader(team, tmp_path):
+    dave = Cli(tmp_path / "dave", tmp_path)
+    dave.ok("init", "-e", team.server.url, "-t", TOKENS["dave"])
+    refused = dave.fails("workspace", "set", "-n", team.ws)
+    assert f"workspace '{team.ws}' belongs to alice: it is not shared with dave" in refused.err
+    assert f"kaos workspace share -n {team.ws} -u dave --role reader" in refused.err
+    for args in (
+        ("train", "list", "-w", team.ws),
+        ("train", "logs", "-j", team.job),
+        ("train", "provenance", "-m", team.model),
+        ("train", "get", "-j", team.job, "-o", "got"),
+    ):
+        assert "belongs to alice" in dave.fails(*args).err, args
+    assert not (tmp_path / "got").exists()
+
+    carol = Cli(tmp_path / "carol", tmp_path)
+    carol.ok("init", "-e", team.server.url, "-t", TOKENS["carol"])
+    carol.ok("workspace", "set", "-n", team.ws)
+    info = carol.ok("workspace", "info").out
+    assert "Owner: alice; shared with bob (writer), carol (reader)" in info
+    assert "trained" in carol.ok("train", "logs", "-j", team.job).out
+    carol.ok("train", "get", "-j", team.job, "-o", "out")
+    weights = tmp_path / "out" / team.ws / f"train-{team.job}" / "models" / team.model
+    assert (weights / "model" / "weights.txt").read_text() == "secret-weights\n"
+    write_data(tmp_path / "d2", train_rows=21, test_rows=10)
+    denied = carol.fails("train", "deploy", "-d", "d2")
+    assert f"carol may only read it (ask alice to share it: kaos workspace share -n {team.ws}" in (
+        denied.err
+    )
+    assert "--role writer" in denied.err
+    assert "only its owner or an admin" in carol.fails("workspace", "kill", "-n", team.ws, "-y").err
+
+
+def test_the_owner_shares_and_unshares_through_the_cli(team, tmp_path):
+    alice = Cli(tmp_path / "alice", tmp_path)
+    alice.ok("init", "-e", team.server.url, "-t", TOKENS["alice"])
+    own = f"own-{uuid.uuid4().hex[:6]}"
+    alice.ok("workspace", "create", "-n", own)
+    dave = KaosClient(team.server.url, token=TOKENS["dave"])
+    assert call(team, "dave", "GET", f"/workspaces/{own}").status_code == 403
+    shared = alice.ok("workspace", "share", "-n", own, "-u", "dave", "--json").json()
+    assert shared["shares"] == {"dave": "reader"}
+    assert dave.workspace(own)["owner"] == "alice"
+    out = alice.ok("workspace", "share", "-u", "dave", "--role", "writer").out  # current one
+    assert f"Shared {own} with dave as writer" in out
+    assert "Owner: alice; shared with dave (writer)" in out
+    bad = alice.fails("workspace", "share", "-u", "dave", "--role", "owner")
+    assert "unknown role 'owner' (use --role reader or --role writer)" in bad.err
+    unknown = alice.fails("workspace", "share", "-u", "mallory")
+    assert "no user 'mallory' on this server" in unknown.err
+    assert alice.ok("workspace", "unshare", "-u", "dave", "--json").json()["shares"] == {}
+    assert call(team, "dave", "GET", f"/workspaces/{own}").status_code == 403
+    assert "dave has no role on workspace" in alice.fails("workspace", "unshare", "-u", "dave").err
+    alice.ok("workspace", "kill", "-n", own, "-y")
+
+
+def test_store_maintenance_and_everything_else_stay_open_to_admins(team, tmp_path):
+    root = Cli(tmp_path / "root", tmp_path)
+    root.ok("init", "-e", team.server.url, "-t", TOKENS["root"])
+    assert team.ws in {w["name"] for w in root.ok("workspace", "list", "--json").json()}
+    assert root.ok("store", "gc", "--dry-run", "--json").json()["dry_run"] is True
+    root.ok("train", "provenance", "-m", team.model)
