@@ -50,14 +50,25 @@ class ObjectNotFound(KaosError):
         self.digest = digest
 
 
-class StoreBusy(KaosError):
-    """Another process holds a lock that conflicts with this operation (e.g. gc vs. writers)."""
+class Conflict(KaosError):
+    """The request clashes with the state things are in (409); the subclasses say which."""
 
     http_status = 409
 
 
+class StoreBusy(Conflict):
+    """Another process holds a lock that conflicts with this operation (e.g. gc vs. writers)."""
+
+
 class ConfigError(KaosError):
     """A setting is missing or invalid."""
+
+
+class NoWorkspace(ConfigError):
+    """The client has no workspace to act on: none named, none set by `kaos workspace`."""
+
+    def __init__(self) -> None:
+        super().__init__("no workspace is set", "create one with 'kaos workspace create -n NAME'")
 
 
 class InputError(KaosError):
@@ -74,22 +85,16 @@ class NotFound(KaosError):
     http_status = 404
 
 
-class Ambiguous(KaosError):
+class Ambiguous(Conflict):
     """An id prefix that matches more than one job or model."""
 
-    http_status = 409
 
-
-class WorkspaceBusy(KaosError):
+class WorkspaceBusy(Conflict):
     """The workspace has running jobs, so it cannot be removed."""
 
-    http_status = 409
 
-
-class JobFinished(KaosError):
+class JobFinished(Conflict):
     """The job has already ended; there is nothing to kill."""
-
-    http_status = 409
 
 
 class Unauthorized(KaosError):
@@ -113,7 +118,10 @@ class TrainFailed(KaosError):
 
 
 class Killed(KaosError):
-    """The job was killed on request."""
+    """The job was killed on request (one message, wherever a build or train noticed)."""
+
+    def __init__(self) -> None:
+        super().__init__("killed on request")
 
 
 class ServeError(KaosError):
@@ -140,3 +148,16 @@ class QueryError(KaosError):
 
 class LockError(KaosError):
     """A lock that cannot be used: unparsable, unpinned, or corrupt in the store."""
+
+
+# -- the client's: what a server answered, or that none did ------------------------------------
+class ServerUnreachable(KaosError):
+    """No kaos server answers at the configured endpoint (or a download broke off)."""
+
+
+class ServerError(KaosError):
+    """The server refused a request: its one-line reason and fix, and the HTTP status."""
+
+    def __init__(self, message: str, fix: str | None, status: int) -> None:
+        super().__init__(message, fix)
+        self.status = status

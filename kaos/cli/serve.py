@@ -4,8 +4,6 @@ build-logs, rollback, kill, predict). Each command calls the client and renders 
 from __future__ import annotations
 
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -152,7 +150,7 @@ def info(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> No
 
 def _cause(revision: dict[str, Any]) -> str:
     if revision["cause"] != "follow":
-        return revision["cause"]
+        return str(revision["cause"])
     return (
         f"follow {revision['metric']}\n{revision['previous_value']} -> {revision['value']}\n"
         f"(was {revision['previous_model']})"
@@ -189,26 +187,13 @@ def logs(
 ) -> None:
     """The serving revision's log: start-up, predict errors with their tracebacks."""
     from kaos.cli import context
-    from kaos.cli.render import print_json
+    from kaos.cli.render import print_json, write_log
 
-    api = context.client()
-    workspace = context.workspace(ws)
-    page = api.serve_logs(workspace, name)
     if as_json:
-        print_json(page)
+        print_json(context.client().serve_logs(context.workspace(ws), name))
         return
-    sys.stdout.write(page["text"])
-    sys.stdout.flush()
-    offset, revision = page["offset"], page["revision"]
-    while follow:
-        time.sleep(0.5)
-        if api.endpoint_detail(workspace, name)["revision"] != revision:
-            page = api.serve_logs(workspace, name)  # a swap: the new revision's log
-        else:
-            page = api.serve_logs(workspace, name, offset)
-        sys.stdout.write(page["text"])
-        sys.stdout.flush()
-        offset, revision = page["offset"], page["revision"]
+    for text in context.api().serve_logs(name, follow, workspace=ws):
+        write_log(text)
 
 
 @app.command("build-logs")
@@ -216,39 +201,28 @@ def build_logs(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False)
     """The build log of the environment the endpoint runs in (the model's, or its serve
     source's)."""
     from kaos.cli import context
-    from kaos.cli.render import print_json
 
     page = context.client().serve_build_logs(context.workspace(ws), name)
-    if as_json:
-        print_json(page)
-        return
-    sys.stdout.write(page["text"])
+    _answer(page, as_json, page["text"], raw=True)
 
 
 @app.command()
 def rollback(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """Move the endpoint back to the model it served before (once that answers)."""
     from kaos.cli import context
-    from kaos.cli.render import echo, print_json
 
     result = context.client().serve_rollback(context.workspace(ws), name)
-    if as_json:
-        print_json(result)
-        return
-    echo(f" ✔ {name} rolled back to {result['model_id']} (revision {result['revision']})")
+    done = f" ✔ {name} rolled back to {result['model_id']} (revision {result['revision']})"
+    _answer(result, as_json, done)
 
 
 @app.command()
 def kill(name: NameOpt, ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """Stop an endpoint (requests in flight finish first)."""
     from kaos.cli import context
-    from kaos.cli.render import echo, print_json
 
     result = context.client().serve_kill(context.workspace(ws), name)
-    if as_json:
-        print_json(result)
-        return
-    echo(f" ✔ {name} stopped")
+    _answer(result, as_json, f" ✔ {name} stopped")
 
 
 @app.command()
@@ -278,3 +252,15 @@ def predict(
         return
     for prediction in answer.get("predictions", []):
         echo(json.dumps(prediction))
+
+
+def _answer(result: Any, as_json: bool, shown: str, raw: bool = False) -> None:
+    """--json prints the server's answer as it is; otherwise one line, or `raw` text (a log)."""
+    from kaos.cli.render import echo, print_json, write_log
+
+    if as_json:
+        print_json(result)
+    elif raw:
+        write_log(shown)
+    else:
+        echo(shown)

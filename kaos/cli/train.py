@@ -423,7 +423,7 @@ def _model_of(client: Client, ws: str | None, arg: str) -> str:
             f"training job {arg} has {len(ids)} trained models, not one",
             "name the models by id (see 'kaos train info -i " + arg + "')",
         )
-    return ids[0]
+    return str(ids[0])
 
 
 @app.command()

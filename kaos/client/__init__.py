@@ -16,8 +16,8 @@ _EXPORTS = {
     "Deployment": "kaos.client.api",
     "KaosClient": "kaos.client.http",
     "Reporter": "kaos.client.events",
-    "ServerError": "kaos.client.http",
-    "ServerUnreachable": "kaos.client.http",
+    "ServerError": "kaos.errors",
+    "ServerUnreachable": "kaos.errors",
     "Silent": "kaos.client.events",
 }
 
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from kaos.client.api import Client, Deployment
     from kaos.client.bundles import Bundle
     from kaos.client.events import Reporter, Silent
-    from kaos.client.http import KaosClient, ServerError, ServerUnreachable
+    from kaos.client.http import KaosClient
+    from kaos.errors import ServerError, ServerUnreachable
 
 
 def __getattr__(name: str) -> Any:

@@ -26,6 +26,7 @@ from kaos.client.events import Reporter, Silent
 from kaos.client.follow import follow_jobs
 from kaos.client.http import KaosClient
 from kaos.client.inputs import (
+    DeployChange,
     GridArg,
     check_grid_size,
     read_grid,
@@ -34,7 +35,7 @@ from kaos.client.inputs import (
 )
 from kaos.client.local import connect
 from kaos.config import ClientConfig, kaos_home, stat_cache_path
-from kaos.errors import KaosError
+from kaos.errors import KaosError, NoWorkspace
 from kaos.pipeline.bundles import data_bundle_name
 from kaos.pipeline.states import JobState
 from kaos.store.scan import scan_folder
@@ -44,10 +45,6 @@ if TYPE_CHECKING:
     from kaos.client.watch import Watcher
 
 LOG_POLL_S = 0.5
-
-
-class NoWorkspace(KaosError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -261,8 +258,7 @@ class Client:
         }
         if manifest is not None:
             self.reporter.sending_manifest(Path(manifest))
-        deployment = self.submit(
-            workspace=name,
+        change = DeployChange(
             grid=grid_json,
             manifest=manifest_text,
             resources=resources,
@@ -271,34 +267,13 @@ class Client:
             refresh_env=refresh_env,
             **digests,
         )
+        deployment = self.submit(change, name)
         return self.wait(deployment) if wait else deployment
 
-    def submit(
-        self,
-        workspace: str | None = None,
-        source: str | None = None,
-        data: str | None = None,
-        grid: dict[str, Any] | None = None,
-        manifest: str | None = None,
-        resources: dict[str, Any] | None = None,
-        parallelism: int = 1,
-        force: bool = False,
-        refresh_env: bool = False,
-    ) -> Deployment:
+    def submit(self, change: DeployChange, workspace: str | None = None) -> Deployment:
         """Deploy inputs already on the server (bundles by digest)."""
         name = self.workspace_name(workspace)
-        body: dict[str, Any] = {"parallelism": parallelism, "force": force, "grid": grid}
-        if refresh_env:
-            body["refresh_env"] = True
-        for key, value in (
-            ("source", source),
-            ("data", data),
-            ("manifest", manifest),
-            ("resources", resources),
-        ):
-            if value is not None:
-                body[key] = value
-        result = self.http.deploy(name, **body)
+        result = self.http.deploy(name, **change.body())
         jobs = [j for j in (result["build_job"], result["train_job"]) if j]
         return Deployment(name, result, jobs)
 
@@ -405,6 +380,24 @@ class Client:
                 return
             time.sleep(LOG_POLL_S)
 
+    def serve_logs(
+        self, name: str, follow: bool = False, workspace: str | None = None
+    ) -> Iterator[str]:
+        """An endpoint's serving log (its last revision's, once stopped); with `follow`, new
+        lines as they come, and after a swap the new revision's log from its start."""
+        ws = self.workspace_name(workspace)
+        page = self.http.serve_logs(ws, name)
+        while True:
+            if page["text"]:
+                yield page["text"]
+            if not follow:
+                return
+            time.sleep(LOG_POLL_S)
+            if self.http.endpoint_detail(ws, name)["revision"] != page["revision"]:
+                page = self.http.serve_logs(ws, name)  # a swap: the new revision's log
+            else:
+                page = self.http.serve_logs(ws, name, page["offset"])
+
     def get(
         self,
         job_id: str,
@@ -475,7 +468,7 @@ def current_workspace(explicit: str | None = None) -> str:
     """The workspace a call acts on: the one named, else KAOS_WORKSPACE, else the saved one."""
     name = explicit or os.environ.get("KAOS_WORKSPACE") or ClientConfig.load().workspace
     if not name:
-        raise NoWorkspace("no workspace is set", "create one with 'kaos workspace create -n NAME'")
+        raise NoWorkspace()
     return name
 
 

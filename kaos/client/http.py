@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import xxhash
 
-from kaos.errors import InputError, IntegrityError, KaosError
+from kaos.errors import InputError, IntegrityError, ServerError, ServerUnreachable
 from kaos.store.checkout import checkout
 from kaos.store.hashing import hash_bytes
 from kaos.store.progress import Progress
@@ -32,34 +32,16 @@ _FETCH_BATCH = 5_000
 
 
 def _seg(value: str) -> str:
-    """A user's name or id as one URL path segment: quoted, so a '?', '#' or '..' in it never
-    reaches another route or query; a '/' can never name anything, so it is refused here."""
+    """A user's name or id as one URL path segment: quoted, so a '?' or '#' in it never
+    reaches another route or query. Every path is made of these, so '.' and '..' (which the URL
+    would resolve away: `serve kill -n ..` would become DELETE /workspaces/WS) and a '/' are
+    refused here, before anything is sent."""
     if not value.strip() or value in (".", "..") or "/" in value:
         raise InputError(
             f"{value!r} is not a valid name or id",
             "copy it from 'kaos train list' or 'kaos workspace list'",
         )
     return quote(value, safe="")
-
-
-class ServerUnreachable(KaosError):
-    pass
-
-
-class ServerError(KaosError):
-    def __init__(self, message: str, fix: str | None, status: int) -> None:
-        super().__init__(message, fix)
-        self.status = status
-
-
-def _refuse_dot_segments(path: str) -> None:
-    """A name of '.' or '..' would be resolved away by the URL: `serve kill -n ..` would become
-    DELETE /workspaces/WS (killing the workspace), so such paths are never sent."""
-    if any(part in (".", "..") for part in path.split("?", 1)[0].split("/")):
-        raise InputError(
-            f"'.' and '..' are not names (in {path})",
-            "pass a real name, e.g. from 'kaos workspace list' or 'kaos serve list'",
-        )
 
 
 class KaosClient:
@@ -93,7 +75,6 @@ class KaosClient:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        _refuse_dot_segments(path)
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -247,7 +228,7 @@ class KaosClient:
 
     def complete(self, tree_digest: str) -> bool:
         """Whether the server holds this tree and every object it names (one request)."""
-        return bool(self._json("GET", f"/trees/{tree_digest}/complete")["complete"])
+        return bool(self._json("GET", f"/trees/{_seg(tree_digest)}/complete")["complete"])
 
     def push(self, scanned: ScannedFolder, progress: Progress | None = None) -> PushReport:
         """Upload what the server lacks of a scanned folder (two uploads at once)."""
@@ -267,7 +248,7 @@ class KaosClient:
 
     # -- downloads --------------------------------------------------------------------------
     def get_tree(self, digest: str) -> Tree:
-        return Tree.parse(self._request("GET", f"/trees/{digest}").content, digest)
+        return Tree.parse(self._request("GET", f"/trees/{_seg(digest)}").content, digest)
 
     def checkout(self, digest: str, dest: str | Path, progress: Progress | None = None) -> Path:
         """Write a stored tree into `dest` as plain files (all verified; nothing outside dest)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,34 @@ from kaos.pipeline.inputs import Grid, Resources
 from kaos.pipeline.manifest import parse_manifest
 
 GridArg = str | Path | Mapping[str, Any]  # a JSON file, or the grid itself
+
+
+@dataclass(frozen=True)
+class DeployChange:
+    """What one deploy asks of the server, bundles already there (by digest): the body of
+    POST /workspaces/NAME/deploy. An input left None keeps the workspace's."""
+
+    source: str | None = None
+    data: str | None = None
+    grid: dict[str, Any] | None = None
+    manifest: str | None = None
+    resources: dict[str, Any] | None = None
+    parallelism: int = 1
+    force: bool = False
+    refresh_env: bool = False
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "parallelism": self.parallelism,
+            "force": self.force,
+            "grid": self.grid,  # None: keep the workspace's
+        }
+        if self.refresh_env:
+            body["refresh_env"] = True
+        for key in ("source", "data", "manifest", "resources"):
+            if getattr(self, key) is not None:
+                body[key] = getattr(self, key)
+        return body
 
 
 def read_grid(grid: GridArg) -> dict[str, Any]:

@@ -6,9 +6,9 @@ import subprocess
 import sys
 import time
 
-from kaos.client.http import KaosClient, ServerUnreachable
+from kaos.client.http import KaosClient
 from kaos.config import ClientConfig, default_endpoint, kaos_home
-from kaos.errors import KaosError
+from kaos.errors import KaosError, ServerUnreachable
 
 
 def connect(endpoint: str | None = None, token: str | None = None) -> tuple[KaosClient, bool]:

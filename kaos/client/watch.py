@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kaos.client.bundles import check_folder
-from kaos.client.inputs import grid_digest, read_grid
+from kaos.client.inputs import DeployChange, grid_digest, read_grid
 from kaos.errors import KaosError
 from kaos.store.ignore import IgnoreRules
 
@@ -90,13 +90,13 @@ class Watcher:
                     labels.append("hyperparameters")
             if not labels:
                 return None
-            deployment = self.client.submit(
-                workspace=self.workspace,
+            change = DeployChange(
                 source=digests.get("source"),
                 data=digests.get("data"),
                 grid=grid,
                 parallelism=self.parallelism,
             )
+            deployment = self.client.submit(change, self.workspace)
         except KaosError as exc:  # a half-saved file or a bad grid: say so, keep watching
             return WatchRound(error=exc)
         self.deployed.update(digests)

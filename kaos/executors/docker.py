@@ -178,7 +178,7 @@ class DockerExecutor:
         try:
             for chunk in stream:
                 if cancel.killed:
-                    raise Killed("killed on request")
+                    raise Killed()
                 if "stream" in chunk:
                     log.write(chunk["stream"])
                 elif "error" in chunk:
@@ -186,12 +186,12 @@ class DockerExecutor:
                     raise BuildFailed(f"docker build failed: {_last_line(chunk['error'])}")
         except Exception as exc:
             if cancel.killed:
-                raise Killed("killed on request") from None
+                raise Killed() from None
             if isinstance(exc, BuildFailed | Killed):
                 raise
             raise BuildFailed(f"docker build failed: {exc}") from None
         if cancel.killed:
-            raise Killed("killed on request")
+            raise Killed()
 
     def recover(self) -> None:
         """After a crash: remove containers kaos left running, and their job folders."""
@@ -239,7 +239,7 @@ class DockerExecutor:
             code = container.wait().get("StatusCode", -1)
             container.reload()
             if cancel.killed:
-                raise Killed("killed on request")
+                raise Killed()
             if container.attrs.get("State", {}).get("OOMKilled"):
                 limit = request.resources.memory
                 raise TrainFailed(

@@ -104,7 +104,7 @@ class Locker:
             ]  # fmt: skip
             code = run_logged(cmd, tail, cancel, Path(tmp), {**self.uv_env, "NO_COLOR": "1"})
             if cancel.killed:
-                raise Killed("killed on request")
+                raise Killed()
             if code != 0:
                 raise BuildFailed(f"{path} does not resolve: {resolver_reason(tail.lines)}")
             text = (Path(tmp) / KAOS_LOCK).read_text()

@@ -185,7 +185,7 @@ class LocalExecutor:
                 command = sandboxed(dirs, env_dir, command, request.resources.network)
             code = run_logged(command, tail, cancel, dirs.model_dir, env, self._pid_file())
             if cancel.killed:
-                raise Killed("killed on request")
+                raise Killed()
             if code != 0:
                 raise train_exit_failure(
                     code, tail.lines, self.store, request, sandboxed=self.sandbox.usable
@@ -246,7 +246,7 @@ def recover_job_dirs(jobs: Path) -> int:
 
 def _check_step(code: int, cancel: Cancel, message: str) -> None:
     if cancel.killed:
-        raise Killed("killed on request")
+        raise Killed()
     if code != 0:
         raise BuildFailed(message)
 

@@ -130,10 +130,10 @@ class RayExecutor:
         try:
             result = ray.get(ref)
         except exceptions.TaskCancelledError:
-            raise Killed("killed on request") from None
+            raise Killed() from None
         except exceptions.RayTaskError as exc:
             if cancel.killed:
-                raise Killed("killed on request") from None
+                raise Killed() from None
             cause = exc.cause if hasattr(exc, "cause") else None
             message = getattr(cause, "message", None) or str(cause or exc).strip().splitlines()[-1]
             raise TrainFailed(message) from None
@@ -147,7 +147,7 @@ class RayExecutor:
             ) from None
         except exceptions.RayError as exc:
             if cancel.killed:
-                raise Killed("killed on request") from None
+                raise Killed() from None
             raise TrainFailed(
                 f"ray could not run this model ({type(exc).__name__}: {exc})"
             ) from None
