@@ -120,8 +120,8 @@ class TrainFailed(KaosError):
 class Killed(KaosError):
     """The job was killed on request (one message, wherever a build or train noticed)."""
 
-    def __init__(self) -> None:
-        super().__init__("killed on request")
+    def __init__(self, message: str = "killed on request") -> None:
+        super().__init__(message)
 
 
 class ServeError(KaosError):

@@ -20,23 +20,24 @@ PAGE_SIZE = 20
 
 IndexOpt = Annotated[int | None, typer.Option("-i", "--ind", help="index in 'kaos train list'")]
 JobOpt = Annotated[str | None, typer.Option("-j", "--job", help="job id (any unique prefix)")]
+# The inputs both `deploy` and `watch` take.
+SourceOpt = Annotated[Path | None, typer.Option("-s", "--source", help="source bundle folder")]
+DataOpt = Annotated[Path | None, typer.Option("-d", "--data", help="data bundle folder")]
+GridOpt = Annotated[
+    Path | None, typer.Option("-h", "--hyperparams", help="hyperparameter grid JSON")
+]
+ParallelismOpt = Annotated[int, typer.Option("-p", "--parallelism", min=1, help="models at once")]
 
 
 @app.command()
 def deploy(
-    source: Annotated[
-        Path | None, typer.Option("-s", "--source", help="source bundle folder")
-    ] = None,
-    data: Annotated[Path | None, typer.Option("-d", "--data", help="data bundle folder")] = None,
+    source: SourceOpt = None,
+    data: DataOpt = None,
     manifest: Annotated[
         Path | None, typer.Option("-m", "--manifest", help="remote data manifest")
     ] = None,
-    grid: Annotated[
-        Path | None, typer.Option("-h", "--hyperparams", help="hyperparameter grid JSON")
-    ] = None,
-    parallelism: Annotated[
-        int, typer.Option("-p", "--parallelism", min=1, help="models at once")
-    ] = 1,
+    grid: GridOpt = None,
+    parallelism: ParallelismOpt = 1,
     cpu: Annotated[float | None, typer.Option("--cpu", help="CPUs per model")] = None,
     memory: Annotated[
         str | None, typer.Option("--memory", help="memory per model, e.g. 4g")
@@ -428,12 +429,10 @@ def _model_of(client: Client, ws: str | None, arg: str) -> str:
 
 @app.command()
 def watch(
-    source: Annotated[
-        Path | None, typer.Option("-s", "--source", help="source bundle folder")
-    ] = None,
-    data: Annotated[Path | None, typer.Option("-d", "--data", help="data bundle folder")] = None,
-    grid: Annotated[Path | None, typer.Option("-h", "--hyperparams", help="grid JSON")] = None,
-    parallelism: Annotated[int, typer.Option("-p", "--parallelism", min=1)] = 1,
+    source: SourceOpt = None,
+    data: DataOpt = None,
+    grid: GridOpt = None,
+    parallelism: ParallelismOpt = 1,
     settle_ms: Annotated[
         int, typer.Option("--settle-ms", help="quiet time before deploying")
     ] = 500,
