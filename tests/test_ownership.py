@@ -100,7 +100,7 @@ def team(tmp_path_factory) -> Any:
 # (what, least role allowed, method, path, body); allowed requests must not be refused, and
 # read ones answer 200. Writes are asked in a way that passes the check and then stops at a
 # harmless error (a finished job, a model that cannot serve), so the matrix changes nothing.
-ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None]] = [
+ROUTES: list[tuple[str, str | None, str, str, dict[str, Any] | None]] = [
     ("workspace info", "reader", "GET", "/workspaces/{ws}", None),
     ("jobs", "reader", "GET", "/workspaces/{ws}/jobs", None),
     ("job", "reader", "GET", "/jobs/{job}", None),
@@ -115,12 +115,15 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None]] = [
     ("endpoints", "reader", "GET", "/workspaces/{ws}/endpoints", None),
     ("endpoint", "reader", "GET", "/workspaces/{ws}/endpoints/nothing", None),
     ("endpoint logs", "reader", "GET", "/workspaces/{ws}/endpoints/nothing/logs", None),
+    ("endpoint build logs", "reader", "GET", "/workspaces/{ws}/endpoints/nothing/build-logs", None),
+    ("reproduction", "reader", "GET", "/reproductions/{job}", None),
     ("predict", "reader", "POST", "/serve/{ws}/nothing/invocations", {}),
     ("source tree", "reader", "GET", "/trees/{source}", None),
     ("output tree", "reader", "GET", "/trees/{output}", None),
     ("fetch", "reader", "POST", "/objects/fetch", {"digests": ["{blob}"], "tree": "{data}"}),
     ("deploy", "writer", "POST", "/workspaces/{ws}/deploy", {"grid": {"a": [1]}, "force": False}),
     ("kill", "writer", "POST", "/jobs/{job}/kill", None),
+    ("reproduce", "writer", "POST", "/models/{model}/reproduce", None),
     ("serve deploy", "writer", "POST", "/workspaces/{ws}/endpoints", {"model_id": "f" * 6}),
     ("serve rollback", "writer", "POST", "/workspaces/{ws}/endpoints/nothing/rollback", None),
     ("serve kill", "writer", "DELETE", "/workspaces/{ws}/endpoints/nothing", None),
@@ -128,7 +131,10 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None]] = [
     ("unshare", "owner", "DELETE", "/workspaces/{ws}/shares/nobody", None),
     ("store gc", "admin", "POST", "/store/gc", {"dry_run": True}),
     ("store verify", "admin", "POST", "/store/verify", None),
+    ("tree complete", None, "GET", "/trees/{data}/complete", None),  # uploads: anyone
+    ("missing", None, "POST", "/objects/missing", {"digests": ["{blob}"]}),
 ]
+ANSWERS_OTHERWISE = {"endpoint", "endpoint logs", "endpoint build logs", "reproduction"}
 
 
 def _fill(team: Team, text: str) -> str:
@@ -154,7 +160,7 @@ def test_each_route_lets_each_role_do_what_it_may_and_refuses_the_rest(
     answer = call(team, user, method, _fill(team, path), **kwargs)
     if RANK[ROLE[user]] >= RANK[least]:
         assert answer.status_code != 403, (what, user, answer.text)
-        if method == "GET" and "nothing" not in path:
+        if method == "GET" and what not in ANSWERS_OTHERWISE:
             assert answer.status_code == 200, (what, user, answer.text)
         return
     assert answer.status_code == 403, (what, user, answer.text)
@@ -276,3 +282,38 @@ def test_store_maintenance_and_everything_else_stay_open_to_admins(team, tmp_pat
     assert team.ws in {w["name"] for w in root.ok("workspace", "list", "--json").json()}
     assert root.ok("store", "gc", "--dry-run", "--json").json()["dry_run"] is True
     root.ok("train", "provenance", "-m", team.model)
+    theirs = f"dave-{uuid.uuid4().hex[:6]}"
+    client(team, "dave").create_workspace(theirs)
+    assert call(team, "carol", "DELETE", f"/workspaces/{theirs}").status_code == 403
+    root.ok("workspace", "kill", "-n", theirs, "-y")
+
+
+def test_a_writer_deploys_and_kills_through_the_cli_but_cannot_share_or_delete(team, tmp_path):
+    bob = Cli(tmp_path / "bob", tmp_path)
+    bob.ok("init", "-e", team.server.url, "-t", TOKENS["bob"])
+    bob.ok("workspace", "set", "-n", team.ws)
+    write_data(tmp_path / "d3", train_rows=22, test_rows=10)
+    deployed = bob.ok("train", "deploy", "-d", "d3", "--json").json()
+    job = deployed["train_job"]["id"]
+    bob.run("train", "kill", "-j", job)  # allowed (it may have finished already)
+    assert call(team, "bob", "GET", f"/jobs/{job}").json()["job"]["author"] == "bob"
+    assert "only its owner or an admin" in bob.fails("workspace", "share", "-u", "dave").err
+    assert "only its owner or an admin" in bob.fails("workspace", "kill", "-n", team.ws, "-y").err
+    assert bob.ok("serve", "list", "--json").json() == []
+    refused = Cli(tmp_path / "dave", tmp_path)
+    refused.ok("init", "-e", team.server.url, "-t", TOKENS["dave"])
+    assert "belongs to alice" in refused.fails("serve", "list", "-w", team.ws).err
+
+
+def test_a_stranger_deploying_the_same_inputs_reuses_the_model_and_may_read_it(team, tmp_path):
+    """dave holds the same source and data as alice (say, a shared template): his deploy reuses
+    her model instead of retraining, and he may read what he could have trained himself."""
+    dave = Cli(tmp_path / "dave", tmp_path)
+    dave.ok("init", "-e", team.server.url, "-t", TOKENS["dave"])
+    dave.ok("workspace", "create", "-n", f"dave-{uuid.uuid4().hex[:6]}")
+    write_script_source(tmp_path / "src", TRAIN)
+    write_data(tmp_path / "data", train_rows=20, test_rows=10)
+    deployed = dave.ok("train", "deploy", "-s", "src", "-d", "data", "--wait", "--json").json()
+    assert team.model in deployed["reused"]
+    assert dave.ok("train", "provenance", "-m", team.model, "--json").json()["model"]["model_id"]
+    assert "belongs to alice" in dave.fails("train", "logs", "-j", team.job).err  # not her logs

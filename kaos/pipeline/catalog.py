@@ -245,9 +245,12 @@ class SqlCatalog:
                 (digest, digest, digest, digest),
             )
         }
-        found.update(
-            w.name for w in self.workspaces() if digest in (w.inputs.source, w.inputs.data)
-        )
+        for r in self._query(  # current inputs not yet used by a job (a data-only deploy)
+            "SELECT * FROM workspaces WHERE inputs LIKE ?", (f"%{digest}%",)
+        ):
+            inputs = WORKSPACES.of(r).inputs
+            if digest in (inputs.source, inputs.data):
+                found.add(r["name"])
         found.update(e.workspace for e in self.endpoints() if e.options.serve_source == digest)
         return found
 

@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from kaos.errors import Forbidden
+from kaos.errors import Forbidden, NotFound
 from kaos.pipeline.catalog import SqlCatalog
 from kaos.pipeline.records import Deploy, Job, Model, Workspace
 from kaos.server.access import Action, Caller, Ownership, Role, allows, check, refusal
@@ -126,15 +126,14 @@ class Guard:
     def _reads(self, caller: Caller, digest: str) -> bool:
         if caller.admin:
             return True
-        names = self._catalog.workspaces_referencing(digest)
-        if not names:
-            return False
-        shares = self._catalog.shares()
-        return any(
-            allows(caller, self.ownership(ws, shares.get(ws.name, {})), Action.READ)
-            for ws in self._catalog.workspaces()
-            if ws.name in names
-        )
+        for name in sorted(self._catalog.workspaces_referencing(digest)):
+            try:
+                ws = self._catalog.workspace(name)
+            except NotFound:  # deleted meanwhile
+                continue
+            if allows(caller, self.ownership(ws), Action.READ):
+                return True
+        return False
 
     def _members(self, tree: str) -> frozenset[str]:
         with self._lock:
