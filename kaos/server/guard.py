@@ -21,7 +21,9 @@ from kaos.server.access import Action, Caller, Ownership, Role, allows, check, r
 from kaos.server.auth import TokenTable
 from kaos.store import ContentStore
 
-_TREES_KEPT = 8  # digest sets of recently downloaded trees (a checkout asks per batch)
+# Digest sets of recently downloaded trees (a checkout asks once per batch of objects), kept up
+# to this many digests in all (about 100 MB): one million-file tree, or many small ones.
+_DIGESTS_KEPT = 1_000_000
 
 
 class Guard:
@@ -143,7 +145,7 @@ class Guard:
         members = frozenset(self._store.get_tree(tree).digests())
         with self._lock:
             self._trees[tree] = members
-            while len(self._trees) > _TREES_KEPT:
+            while len(self._trees) > 1 and sum(map(len, self._trees.values())) > _DIGESTS_KEPT:
                 self._trees.popitem(last=False)
         return members
 
