@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import typing
 from pathlib import Path
 
 KAOS = Path(__file__).resolve().parent.parent / "kaos"
@@ -68,3 +69,38 @@ def test_routes_reach_no_part_but_call_the_service_layer():
     ]
     assert reached == []
     assert offenders("server/routes", ("kaos.server.service.parts",)) == []
+
+
+def test_each_route_makes_one_service_call():
+    """Every route with a service parameter uses exactly one of its methods (a property, such
+    as the upload limit, is not a call), so no route assembles an answer from several."""
+    from kaos.server import routes
+
+    services = {
+        name: typing.get_args(alias)[0]
+        for name, alias in vars(routes).items()
+        if typing.get_origin(alias) is typing.Annotated
+        and typing.get_args(alias)[0].__module__.startswith("kaos.server.service.")
+    }
+    counted: dict[str, int] = {}
+    for path in sorted((KAOS / "server" / "routes").glob("*.py")):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            params = {
+                a.arg: services[a.annotation.id]
+                for a in fn.args.args
+                if isinstance(a.annotation, ast.Name) and a.annotation.id in services
+            }
+            if not params:
+                continue
+            counted[f"{path.name}:{fn.name}"] = sum(
+                1
+                for node in ast.walk(fn)
+                if isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in params
+                and callable(getattr(params[node.value.id], node.attr, None))
+            )
+    assert len(counted) > 30  # every resource's routes were found
+    assert {route: n for route, n in counted.items() if n != 1} == {}
