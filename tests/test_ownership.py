@@ -20,6 +20,7 @@ from kaos.store import scan_folder
 from kaos.store.chunking import TREE_CHUNKS
 from kaos.store.tree import Tree, TreeEntry
 from kaos.store.writer import StoreWriter
+from tests.browser import browser_unavailable, chromium, wait_for
 from tests.cli import Cli
 from tests.conftest import KaosServer
 from tests.fixtures.bundles import write_data, write_script_source
@@ -317,3 +318,24 @@ def test_a_stranger_deploying_the_same_inputs_reuses_the_model_and_may_read_it(t
     assert team.model in deployed["reused"]
     assert dave.ok("train", "provenance", "-m", team.model, "--json").json()["model"]["model_id"]
     assert "belongs to alice" in dave.fails("train", "logs", "-j", team.job).err  # not her logs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser_unavailable() is not None, reason=str(browser_unavailable()))
+def test_the_dashboard_shows_the_owner_and_tells_a_stranger_whom_to_ask(team):
+    with chromium() as driver:
+        driver.get(team.server.url + f"/#/w/{team.ws}")
+        form = wait_for(driver, "#token-form")
+        driver.find_element("css selector", "#token").send_keys(TOKENS["dave"])
+        form.submit()
+        error = wait_for(driver, "#main .error")
+        assert f"workspace '{team.ws}' belongs to alice: it is not shared with dave" in error.text
+        assert f"kaos workspace share -n {team.ws} -u dave --role reader" in error.text
+        driver.execute_script("sessionStorage.setItem('kaos.token', arguments[0])", TOKENS["carol"])
+        driver.refresh()
+        wait_for(driver, "#progress-chart svg[data-drawn]")
+        chips = driver.find_element("css selector", ".chips").text
+        assert "alice" in chips and "bob (writer), carol (reader)" in chips
+        driver.get(team.server.url + "/#/")
+        table = wait_for(driver, "#workspaces")
+        assert team.ws in table.text and "alice" in table.text

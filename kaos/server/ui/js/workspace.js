@@ -21,13 +21,14 @@ export async function workspacesPage(root) {
     return;
   }
   root.append(card(null, {}, h("table", { class: "table", id: "workspaces" },
-    h("thead", {}, h("tr", {}, ["workspace", "source", "data", "image", "jobs", "created"].map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, ["workspace", "source", "data", "image", "jobs", "owner", "created"].map((c) => h("th", {}, c)))),
     h("tbody", {}, workspaces.map((w) => h("tr", {},
       h("td", {}, h("a", { href: `#/w/${enc(w.name)}` }, w.name)),
       h("td", { class: "mono" }, bundle(w.inputs.source_name, w.inputs.source)),
       h("td", { class: "mono" }, bundle(w.inputs.data_name, w.inputs.data)),
       h("td", { class: "mono" }, w.inputs.image ? `${w.inputs.image.name || "?"} (${w.inputs.image.state})` : "—"),
       h("td", {}, w.jobs),
+      h("td", {}, w.owner || "—"),
       h("td", {}, fmtTime(w.created))))))));
 }
 
@@ -40,7 +41,9 @@ export async function workspacePage(root, name) {
       chip("source", bundle(inputs.source_name, inputs.source)),
       chip("data", bundle(inputs.data_name, inputs.data)),
       chip("image", inputs.image ? `${inputs.image.name || "?"} · ${inputs.image.state}` : "—"),
-      chip("grid", inputs.grid ? Object.entries(inputs.grid).map(([k, v]) => `${k}: ${v.length}`).join(", ") : "none"))));
+      chip("grid", inputs.grid ? Object.entries(inputs.grid).map(([k, v]) => `${k}: ${v.length}`).join(", ") : "none"),
+      chip("owner", ws.owner || "none"),
+      chip("shared with", Object.entries(ws.shares || {}).map(([user, role]) => `${user} (${role})`).join(", ") || "no one"))));
 
   const chartBox = h("div", { class: "chart-box", id: "progress-chart" });
   const metricSelect = h("select", { id: "metric", "aria-label": "metric" });
