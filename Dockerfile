@@ -6,7 +6,7 @@ FROM ${BASE_IMAGE}
 WORKDIR /opt/kaos
 COPY pyproject.toml README.md ./
 COPY kaos ./kaos
-RUN pip install --no-cache-dir '.[docker]'
+RUN pip install --no-cache-dir '.[docker,postgres]'
 
 ENV KAOS_HOME=/var/lib/kaos \
     KAOS_HOST=0.0.0.0 \

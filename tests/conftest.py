@@ -121,3 +121,45 @@ def kaos_server(tmp_path_factory) -> Iterator[KaosServer]:
     server = KaosServer(home)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A real PostgreSQL server (Debian's initdb/pg_ctl) on a temp folder and 127.0.0.1."""
+    from tests.postgres import PostgresServer, postgres_bin
+
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql: initdb, pg_ctl)")
+    server = PostgresServer(bin_dir, free_port())
+    yield server
+    server.stop()
+
+
+class CatalogPlace:
+    """Where a test's catalog lives (a SQLite file or a fresh PostgreSQL database); `open`
+    opens it (again), and every catalog opened is closed after the test."""
+
+    def __init__(self, backend: str, location: str) -> None:
+        self.backend = backend
+        self.location = location
+        self.opened: list = []
+
+    def open(self):
+        from kaos.pipeline.catalog import open_catalog
+
+        catalog = open_catalog(self.location)
+        self.opened.append(catalog)
+        return catalog
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_place(request, tmp_path) -> Iterator[CatalogPlace]:
+    """The catalog's contract tests run on both databases."""
+    if request.param == "sqlite":
+        place = CatalogPlace("sqlite", str(tmp_path / "catalog.db"))
+    else:
+        place = CatalogPlace("postgresql", request.getfixturevalue("postgres").new_database())
+    yield place
+    for catalog in place.opened:
+        catalog.close()

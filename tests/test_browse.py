@@ -1,5 +1,6 @@
 """Browsing a workspace's history: model queries run by the catalog, the progress curve, and
-the column summaries behind "only columns that differ" (pure logic and a real SQLite file)."""
+the column summaries behind "only columns that differ" (pure logic, and real SQLite and
+PostgreSQL catalogs)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from kaos.pipeline.browse import (
     goal_of,
     progress,
 )
-from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.catalog import SqlCatalog
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.records import Job, Model
 from kaos.pipeline.states import JobState
@@ -56,8 +57,8 @@ def test_progress_for_a_loss_counts_lower_as_better_and_skips_missing_values():
     assert goal_of("accuracy_test", "min") == "min"
 
 
-def test_columns_say_which_values_differ(tmp_path):
-    catalog = SqliteCatalog(tmp_path / "catalog.db")
+def test_columns_say_which_values_differ(catalog_place):
+    catalog = catalog_place.open()
     catalog.create_workspace("ws")
     job = Job("job", "train", "ws", None, JobState.SUCCESS, 1.0)
     values = [
@@ -119,9 +120,9 @@ def test_query_parsing():
 
 
 @pytest.fixture
-def catalog(tmp_path) -> SqliteCatalog:
+def catalog(catalog_place) -> SqlCatalog:
     """Two deploys: a grid of three C values, then a data change with one model still running."""
-    catalog = SqliteCatalog(tmp_path / "catalog.db")
+    catalog = catalog_place.open()
     catalog.create_workspace("ws")
     catalog.create_workspace("other")
     for n, (data, results) in enumerate(

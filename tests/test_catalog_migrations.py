@@ -1,11 +1,13 @@
-"""The catalog's schema is numbered migrations applied at start-up: a catalog made before
-migrations began is adopted with its rows intact, reopening applies nothing, a failed migration
-changes nothing, and a catalog newer than this kaos is refused."""
+"""The catalog's schema is numbered migrations applied at start-up: a SQLite catalog made before
+migrations began is adopted with its rows intact; on both databases reopening applies nothing,
+servers starting together apply each migration once, a failed migration changes nothing, and a
+catalog newer than this kaos is refused."""
 
 from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,6 @@ import pytest
 from kaos.errors import ConfigError
 from kaos.pipeline import migrations
 from kaos.pipeline.catalog import SqliteCatalog
-from kaos.pipeline.db import SqliteDatabase
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.migrations import Migration, migrate, schema_version
 from kaos.pipeline.states import JobState
@@ -54,41 +55,72 @@ def test_an_older_catalog_gains_the_columns_added_in_place(tmp_path):
     assert catalog.job(job.id).lock == "e" * 32
 
 
-def test_reopening_applies_nothing_and_a_new_migration_applies_once(tmp_path, monkeypatch):
-    path = tmp_path / "catalog.db"
-    SqliteCatalog(path)
-    assert migrate(SqliteDatabase(path)) == []
+def has_table(catalog, name: str) -> bool:
+    try:
+        with catalog.transaction() as tx:
+            tx.value(f"SELECT COUNT(*) FROM {name}")
+    except Exception:
+        return False
+    return True
+
+
+def test_reopening_applies_nothing_and_a_new_migration_applies_once(catalog_place, monkeypatch):
+    catalog = catalog_place.open()
+    assert migrate(catalog.db) == []
     shipped = migrations.migrations()
-    added = Migration(len(shipped) + 1, "leases", "ALTER TABLE jobs ADD COLUMN lease REAL;")
+    added = Migration(
+        len(shipped) + 1,
+        "leases",
+        "ALTER TABLE jobs ADD COLUMN lease REAL;\nCREATE TABLE leases (id TEXT PRIMARY KEY);",
+    )
     monkeypatch.setattr(migrations, "migrations", lambda: [*shipped, added])
-    assert migrate(SqliteDatabase(path)) == [added.version]
-    assert migrate(SqliteDatabase(path)) == []
-    with sqlite3.connect(path) as db:
-        assert "lease" in {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+    assert migrate(catalog.db) == [added.version]
+    assert migrate(catalog_place.open().db) == []
+    with catalog.transaction() as tx:
+        tx.execute("UPDATE jobs SET lease = ?", (1.5,))
+    assert has_table(catalog, "leases") and schema_version(catalog.db) == added.version
 
 
-def test_a_failing_migration_changes_nothing(tmp_path, monkeypatch):
-    path = tmp_path / "catalog.db"
-    SqliteCatalog(path).create_workspace("ws")
+def test_servers_starting_together_apply_each_migration_once(catalog_place):
+    errors: list[Exception] = []
+
+    def start() -> None:
+        try:
+            catalog_place.open()  # migrates the fresh catalog
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with catalog_place.open().transaction() as tx:
+        counts = tx.rows("SELECT version, COUNT(*) FROM schema_migrations GROUP BY version")
+    assert [tuple(r) for r in counts] == [(m.version, 1) for m in migrations.migrations()]
+
+
+def test_a_failing_migration_changes_nothing(catalog_place, monkeypatch):
+    catalog = catalog_place.open()
+    catalog.create_workspace("ws")
     shipped = migrations.migrations()
     broken = Migration(
         len(shipped) + 1, "broken", "CREATE TABLE leases (id TEXT); ALTER TABLE nowhere ADD x;"
     )
     monkeypatch.setattr(migrations, "migrations", lambda: [*shipped, broken])
-    with pytest.raises(sqlite3.OperationalError):
-        migrate(SqliteDatabase(path))
-    with sqlite3.connect(path) as db:
-        assert not db.execute("SELECT name FROM sqlite_master WHERE name = 'leases'").fetchall()
-    assert schema_version(SqliteDatabase(path)) == len(shipped)
+    with pytest.raises(Exception, match="nowhere"):
+        migrate(catalog.db)
+    assert not has_table(catalog, "leases")
+    assert schema_version(catalog.db) == len(shipped)
+    assert [w.name for w in catalog.workspaces()] == ["ws"]
 
 
-def test_a_catalog_newer_than_this_kaos_is_refused(tmp_path):
-    path = tmp_path / "catalog.db"
-    SqliteCatalog(path)
-    with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
+def test_a_catalog_newer_than_this_kaos_is_refused(catalog_place):
+    with catalog_place.open().transaction() as tx:
+        tx.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
     with pytest.raises(ConfigError, match="version 99, newer than this kaos"):
-        SqliteCatalog(path)
+        catalog_place.open()
 
 
 def test_shipped_migrations_are_numbered_without_gaps():

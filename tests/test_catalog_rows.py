@@ -1,5 +1,6 @@
 """Catalog rows are mapped to records by field name: every field survives a round trip, with its
-enum and JSON types, and only the fields that may change after insert can be updated."""
+enum and JSON types, and only the fields that may change after insert can be updated (on SQLite
+and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.catalog import SqlCatalog
 from kaos.pipeline.inputs import Grid, Resources, TrainingInputs
 from kaos.pipeline.records import Image, Job, Model
 from kaos.pipeline.states import ImageState, JobKind, JobState
@@ -24,8 +25,8 @@ S, D, OUT, L = "a" * 32, "b" * 32, "c" * 32, "d" * 32
 
 
 @pytest.fixture
-def catalog(tmp_path) -> SqliteCatalog:
-    catalog = SqliteCatalog(tmp_path / "catalog.db")
+def catalog(catalog_place) -> SqlCatalog:
+    catalog = catalog_place.open()
     catalog.create_workspace("ws")
     return catalog
 

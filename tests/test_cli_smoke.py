@@ -2,7 +2,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from kaos import __version__
+from tests.conftest import free_port
 
 
 def test_kaos_console_script_runs():
@@ -26,3 +29,35 @@ def test_docker_executor_without_an_engine_is_one_clear_error(tmp_path):
         "Error: cannot reach the Docker engine (DockerException) "
         "(start dockerd (or set DOCKER_HOST), or use --executor local)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("catalog", "error"),
+    [
+        (
+            "mysql://kaos@127.0.0.1/kaos",
+            "Error: unknown catalog mysql://... "
+            "(use a file path (SQLite) or postgresql://USER:PASSWORD@HOST:PORT/DB)",
+        ),
+        (
+            "postgresql://kaos:secret@127.0.0.1:{port}/kaos",
+            "Error: cannot reach the PostgreSQL catalog: connection failed: connection to server"
+            ' at "127.0.0.1", port {port} failed: Connection refused '
+            "(check KAOS_CATALOG (postgresql://USER:PASSWORD@HOST:PORT/DB))",
+        ),
+    ],
+)
+def test_a_catalog_that_cannot_be_opened_is_one_clear_error(tmp_path, catalog, error):
+    port = free_port()  # nothing listens there
+    env = {**os.environ, "KAOS_HOME": str(tmp_path), "KAOS_CATALOG": catalog.format(port=port)}
+    result = subprocess.run(
+        [sys.executable, "-m", "kaos", "server", "start", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [error.format(port=port)]
+    assert "secret" not in result.stdout + result.stderr
+    assert not (tmp_path / "catalog.db").exists()

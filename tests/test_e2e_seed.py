@@ -15,18 +15,22 @@ from tests.docker_env import BASE_IMAGE, docker_unavailable
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["local-store", "s3-store", "docker-executor"])
+@pytest.fixture(params=["local-store", "s3-store-postgresql", "docker-executor"])
 def seed_server(request, tmp_path_factory):
-    """The same walkthrough on each way to run a server: nothing may assume a local store."""
+    """The same walkthrough on each way to run a server: nothing may assume a local store or
+    a SQLite catalog (the team setup: S3 and PostgreSQL)."""
     if request.param == "local-store":
         yield request.getfixturevalue("kaos_server")
         return
     home = tmp_path_factory.mktemp(request.param) / "home"
     home.mkdir()
-    if request.param == "s3-store":
+    if request.param == "s3-store-postgresql":
         endpoint = request.getfixturevalue("s3_endpoint")
         bucket = request.getfixturevalue("s3_bucket")
+        catalog = request.getfixturevalue("postgres").new_database()
         args = ["--store", f"s3://{bucket}/kaos", "--s3-endpoint-url", endpoint]
+        args += ["--catalog", catalog]
+        home.joinpath("catalog-url").write_text(catalog)
     else:
         reason = docker_unavailable()
         if reason:
@@ -138,3 +142,14 @@ def test_seed_walkthrough(seed_server, request, tmp_path):
     for model, run in zip(models, runs, strict=True):
         result = run.finish()
         assert result.code == 0 and f"identical: {model}" in result.out, result.out + result.err
+    url_file = seed_server.home / "catalog-url"
+    if url_file.exists():  # the history went to PostgreSQL, none to a SQLite file
+        from kaos.pipeline.catalog import open_catalog
+
+        assert not (seed_server.home / "catalog.db").exists()
+        catalog = open_catalog(url_file.read_text())
+        try:
+            assert len(catalog.deploys("mnist")) >= 3
+            assert {j.kind for j in catalog.jobs("mnist")} == {"build", "train", "reproduce"}
+        finally:
+            catalog.close()

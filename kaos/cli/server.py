@@ -16,6 +16,12 @@ def start(
     ),
     port: int | None = typer.Option(None, "--port"),
     store: str | None = typer.Option(None, "--store", help="a folder or s3://BUCKET/PREFIX"),
+    catalog: str | None = typer.Option(
+        None,
+        "--catalog",
+        help="a SQLite file (default KAOS_HOME/catalog.db) or postgresql://USER:PASSWORD@HOST/DB",
+        envvar="KAOS_CATALOG",
+    ),
     s3_endpoint_url: str | None = typer.Option(
         None, "--s3-endpoint-url", help="for MinIO and other S3"
     ),
@@ -50,6 +56,7 @@ def start(
             "host": host,
             "port": port,
             "store": store,
+            "catalog": catalog,
             "s3_endpoint_url": s3_endpoint_url,
             "executor": executor,
             "base_image": base_image,
@@ -64,6 +71,8 @@ def start(
     if background:
         if token:  # to the child through its environment: argv is visible to every user
             os.environ["KAOS_TOKEN"] = token
+        if catalog:  # a PostgreSQL URL may hold a password: the environment too
+            os.environ["KAOS_CATALOG"] = catalog
         args = []
         for key in (
             "store",

@@ -121,6 +121,10 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
+_LOCKS: dict[tuple[str, str], threading.RLock] = {}  # (catalog file, key): SQLite's named locks
+_LOCKS_GUARD = threading.Lock()
+
+
 class SqliteDatabase:
     """One connection per thread, WAL, a generous busy timeout; writers queue on
     BEGIN IMMEDIATE. Named locks are this process's (one server per SQLite catalog)."""
@@ -131,8 +135,6 @@ class SqliteDatabase:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._locks: dict[str, threading.RLock] = {}
-        self._locks_guard = threading.Lock()
 
     def _conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -164,8 +166,8 @@ class SqliteDatabase:
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.RLock())
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault((str(self.path.resolve()), key), threading.RLock())
         with lock:
             yield
 
@@ -211,28 +213,21 @@ class PostgresDatabase:
             raise ConfigError(
                 "a PostgreSQL catalog needs psycopg", "pip install 'kaos[postgres]'"
             ) from None
-        self.url = url
+        try:  # one connection first: its error says why (the pool would retry until a timeout)
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(
+                f"cannot reach the PostgreSQL catalog: {reason}",
+                "check KAOS_CATALOG (postgresql://USER:PASSWORD@HOST:PORT/DB)",
+            ) from None
         self._pool: Any = ConnectionPool(
             url,
             min_size=1,
             max_size=max_size,
             kwargs={"autocommit": True, "row_factory": _pg_rows},
-            open=False,
+            open=True,
         )
-        try:
-            self._pool.open(wait=True, timeout=15)
-        except psycopg.Error as exc:
-            self._pool.close()
-            raise ConfigError(
-                f"cannot reach the PostgreSQL catalog: {str(exc).splitlines()[0]}",
-                "check KAOS_CATALOG (postgresql://USER:PASSWORD@HOST:PORT/DB)",
-            ) from None
-        except Exception:  # the pool's own timeout: the reason is in its log
-            self._pool.close()
-            raise ConfigError(
-                "cannot reach the PostgreSQL catalog",
-                "check KAOS_CATALOG (postgresql://USER:PASSWORD@HOST:PORT/DB)",
-            ) from None
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

@@ -96,7 +96,7 @@ class Pipeline:
             change = replace(change, data=tree.digest)
         names = self._bundle_names(change)
         self.catalog.name_bundles({getattr(change, kind): name for kind, name in names.items()})
-        with self._deploy_lock:
+        with self._deploy_lock, self.catalog.workspace_lock(workspace):  # every server's
             current = self.catalog.workspace(workspace).inputs
             if change.empty and manifest is None and not (current.source or current.data):
                 raise KaosError(  # --force or --refresh-env alone: there is nothing to redo

@@ -21,19 +21,21 @@ def serve(overrides: dict[str, Any]) -> None:
 
     from kaos.server.app import create_app
     from kaos.server.auth import check_exposure
-    from kaos.server.service.parts import check_executor
+    from kaos.server.service.parts import check_catalog, check_executor
     from kaos.server.settings import Settings
 
     settings = Settings(**overrides)
     check_exposure(settings)
     check_executor(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
+    check_catalog(settings)
     pid_file = server_pid_file()
     pid_file.write_text(
         json.dumps({"pid": os.getpid(), "url": f"http://{settings.host}:{settings.port}"})
     )
     print(
-        f"kaos server on http://{settings.host}:{settings.port} (store: {settings.store_url})",
+        f"kaos server on http://{settings.host}:{settings.port} (store: {settings.store_url},"
+        f" catalog: {settings.catalog_shown})",
         flush=True,
     )
     try:

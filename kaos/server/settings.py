@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     store: str | None = None  # a folder or s3://bucket/prefix; default: <home>/store
+    catalog: str | None = None  # a SQLite file or postgresql://...; default: <home>/catalog.db
     s3_endpoint_url: str | None = None
     executor: Literal["local", "docker", "ray"] = "local"
     ray_address: str | None = None  # the ray executor: a cluster's address, or a local instance
@@ -42,3 +44,12 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store or str(self.home / "store")
+
+    @property
+    def catalog_location(self) -> str:
+        return self.catalog or str(self.home / "catalog.db")
+
+    @property
+    def catalog_shown(self) -> str:
+        """The catalog's location without its password, for logs."""
+        return re.sub(r"^(\w+://[^:/@]*):[^@]*@", r"\1@", self.catalog_location)

@@ -26,7 +26,7 @@ from typing import Any
 from kaos.errors import KaosError, NotFound, NotServing, ObjectNotFound, ServeError
 from kaos.executors.process import kill_leftover
 from kaos.pipeline.bundles import serve_bundle_name, source_bundle_name
-from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.catalog import SqlCatalog
 from kaos.pipeline.executor import BuildRequest, BuiltImage, Cancel
 from kaos.pipeline.inputs import Resources, memory_bytes
 from kaos.pipeline.logs import LogWriter
@@ -77,7 +77,7 @@ class _Live:
 
 
 class ServingManager:
-    def __init__(self, catalog: SqliteCatalog, store: ContentStore, executor: Any, home: Path):
+    def __init__(self, catalog: SqlCatalog, store: ContentStore, executor: Any, home: Path):
         self.catalog = catalog
         self.store = store
         self.executor = executor

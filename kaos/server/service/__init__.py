@@ -53,3 +53,4 @@ class Services:
         self._parts.serving.close()
         self._parts.pipeline.shutdown()
         self._parts.executor.close()
+        self._parts.catalog.close()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from kaos.errors import ConfigError, KaosError
 from kaos.executors.local import BuildSettings, LocalExecutor
 from kaos.pipeline.bundles import data_bundle_name
-from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.catalog import SqlCatalog, open_catalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.executor import Executor
 from kaos.pipeline.logs import JobLogs
@@ -24,7 +24,7 @@ class Parts:
     settings: Settings
     tokens: TokenTable
     store: ContentStore
-    catalog: SqliteCatalog
+    catalog: SqlCatalog
     logs: JobLogs
     executor: Executor
     pipeline: Pipeline
@@ -38,7 +38,7 @@ class Parts:
         store = ContentStore.from_url(
             settings.store_url, home, settings.s3_endpoint_url, settings.cache_max
         )
-        catalog = SqliteCatalog(home / "catalog.db")
+        catalog = open_catalog(settings.catalog_location)
         logs = JobLogs(home / "logs")
         executor = make_executor(settings, store)
         pipeline = Pipeline(catalog, store, executor, logs, settings.max_parallel, home / "tmp")
@@ -60,6 +60,12 @@ class Parts:
             return None
         self.catalog.name_bundles({digest: name})
         return name
+
+
+def check_catalog(settings: Settings) -> None:
+    """Fail before serving when the catalog cannot be opened (an unknown scheme, an
+    unreachable PostgreSQL, a schema newer than this kaos): one clear error."""
+    open_catalog(settings.catalog_location).close()
 
 
 def check_executor(settings: Settings) -> None:
