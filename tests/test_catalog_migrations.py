@@ -97,7 +97,9 @@ def test_servers_starting_together_apply_each_migration_once(catalog_place):
         thread.join()
     assert errors == []
     with catalog_place.open().transaction() as tx:
-        counts = tx.rows("SELECT version, COUNT(*) FROM schema_migrations GROUP BY version")
+        counts = tx.rows(
+            "SELECT version, COUNT(*) FROM schema_migrations GROUP BY version ORDER BY version"
+        )
     assert [tuple(r) for r in counts] == [(m.version, 1) for m in migrations.migrations()]
 
 

@@ -130,7 +130,11 @@ class SqlCatalog:
 
     def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
         self.db = db
-        migrate(db)
+        try:
+            migrate(db)
+        except BaseException:  # refused or failed: let go of the connections
+            db.close()
+            raise
 
     def transaction(self) -> AbstractContextManager[Tx]:
         """One write transaction (SQLite: every other writer waits; PostgreSQL: rows are
