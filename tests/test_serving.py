@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -240,24 +241,33 @@ def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, ka
 
 def test_swaps_and_rollback_under_load_fail_no_request(cli, kaos_server):
     small, large = train(cli, rows=3), train(cli, rows=5, source=False)
-    url = swap_and_roll_back(cli, kaos_server, small, large)
-    revisions = cli.ok("serve", "info", "-n", "adder", "--json").json()["revisions"]
-    assert [(r["cause"], r["state"]) for r in revisions] == [
-        ("deploy", "STOPPED"), ("deploy", "STOPPED"), ("rollback", "SERVING")
+    cli.ok("serve", "deploy", "-m", small, "-n", "other")  # revisions are numbered per endpoint
+    url = swap_and_roll_back(cli, kaos_server, small, large, "--max-batch-size", "4")
+    info = cli.ok("serve", "info", "-n", "adder", "--json").json()
+    assert info["options"]["max_batch_size"] == 4  # kept by the redeploy that left it out
+    rows = [line.split("|") for line in cli.ok("serve", "info", "-n", "adder").out.splitlines()]
+    assert info["revision"] == 3
+    assert [r[1].strip() for r in rows if len(r) > 2 and r[2].strip() in (small, large)] == [
+        "3", "2", "1"
+    ]  # fmt: skip
+    revisions = info["revisions"]
+    assert [(r["id"], r["parent"], r["cause"], r["state"]) for r in revisions] == [
+        (1, None, "deploy", "STOPPED"), (2, 1, "deploy", "STOPPED"),
+        (3, None, "rollback", "SERVING"),
     ]  # fmt: skip
     assert invoke(url, ROW).json() == {"predictions": [9.0]}
 
 
-def swap_and_roll_back(cli: Cli, server: KaosServer, small: str, large: str) -> str:
-    """Deploy `small` to 'adder', swap to `large` and roll back, under load: no request fails;
-    a second rollback has nothing to go back to. The route."""
-    cli.ok("serve", "deploy", "-m", small, "-n", "adder")
+def swap_and_roll_back(cli: Cli, server: KaosServer, small: str, large: str, *options: str) -> str:
+    """Deploy `small` to 'adder' (with `options`), swap to `large` and roll back, under load:
+    no request fails; a second rollback has nothing to go back to. The route."""
+    cli.ok("serve", "deploy", "-m", small, "-n", "adder", *options)
     url = route(cli, server, "adder")
     with Load(url) as load:
-        cli.ok("serve", "deploy", "-m", large, "-n", "adder")
+        assert "(revision 2)" in cli.ok("serve", "deploy", "-m", large, "-n", "adder").out
         assert invoke(url, ROW).json() == {"predictions": [15.0]}
         out = cli.ok("serve", "rollback", "-n", "adder").out
-        assert small in out
+        assert small in out and "(revision 3)" in out
     assert load.failures() == [] and set(load.answers) == {9.0, 15.0}
     assert invoke(url, ROW).json() == {"predictions": [9.0]}
     again = cli.fails("serve", "rollback", "-n", "adder").err  # back at the first model
@@ -371,23 +381,24 @@ def follow_takes_over(cli: Cli, server: KaosServer, first: str) -> None:
     assert invoke(route(cli, server, "best"), ROW).json() == {"predictions": [18.0]}
 
 
-def restarted(server: KaosServer, cli: Cli, args: list[str], env: dict[str, str] | None = None
-              ) -> KaosServer:  # fmt: skip
-    """Stop the server and start it again on the same home: its endpoints answer again (the
-    client follows it to its new port)."""
+def restarted(server: KaosServer, cli: Cli, args: list[str], names: tuple[str, ...],
+              env: dict[str, str] | None = None) -> KaosServer:  # fmt: skip
+    """Stop the server and start it again on the same home: the endpoints `names` answer again
+    (the client follows it to its new port)."""
     server.stop()
     server = KaosServer(server.home, args, env=env)
     cli.ok("init", "-e", server.url)
-    url = route(cli, server, "adder")
-
-    def answers() -> bool:
-        try:
-            return invoke(url, ROW).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    assert eventually(answers, timeout=60), "the endpoint did not come back"
+    for name in names:
+        url = route(cli, server, name)
+        assert eventually(partial(answers, url), timeout=60), f"{name} did not come back"
     return server
+
+
+def answers(url: str) -> bool:
+    try:
+        return invoke(url, ROW).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 @requires_docker
@@ -410,7 +421,7 @@ def test_a_docker_server_serves_swaps_rolls_back_follows_and_restarts(tmp_path):
         assert cli.ok("serve", "predict", "-n", "adder", "rows.csv").out.split() == ["9.0"]
         follow_takes_over(cli, server, large)
         assert eventually(lambda: len(_serving_containers(home)) == 2)  # adder and best
-        server = restarted(server, cli, args)
+        server = restarted(server, cli, args, ("adder", "best"))
         assert invoke(route(cli, server, "adder"), ROW).json() == {"predictions": [9.0]}
         assert len(_serving_containers(home)) == 2  # the old ones removed, new ones started
         cli.ok("serve", "kill", "-n", "adder")

@@ -5,7 +5,6 @@ them. The model is tests/fixtures/serving.py (`y = scale * (a + b)`, scale = the
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
@@ -15,7 +14,17 @@ import pytest
 from kaos.executors.process import process_alive
 from tests.cli import Cli
 from tests.conftest import KaosServer
-from tests.test_serving import ROW, invoke, route, train
+from tests.fixtures.serving import write_serve_script_source
+from tests.test_serving import (
+    ROW,
+    Load,
+    follow_takes_over,
+    invoke,
+    restarted,
+    route,
+    swap_and_roll_back,
+    train,
+)
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'kaos[ray]')")
 pytestmark = pytest.mark.slow
@@ -62,31 +71,10 @@ def test_ray_replicas_share_the_route_swap_without_failures_and_end_with_kill(ra
     assert invoke(base, ROW).json() == {"predictions": [9.0]}
 
     second = train(cli, rows=5, source=False)
-    failures: list[str] = []
-    answers: set[float] = set()
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set():
-                r = client.post(f"{base}/invocations", content=ROW)
-                if r.status_code == 200:
-                    answers.add(r.json()["predictions"][0])
-                else:
-                    failures.append(f"{r.status_code} {r.text}")
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        cli.ok("serve", "deploy", "-m", second, "-n", "adder", "--replicas", "2")
-        time.sleep(0.5)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert failures == []
-    assert answers == {9.0, 15.0}  # the old model until the swap, the new one after
+    with Load(base) as load:  # a redeploy without --replicas keeps the endpoint's 2
+        cli.ok("serve", "deploy", "-m", second, "-n", "adder")
+    assert load.failures() == []
+    assert set(load.answers) == {9.0, 15.0}  # the old model until the swap, the new one after
     new_pids = replica_pids(base)
     assert len(new_pids) == 2 and not new_pids & pids
     assert gone(pids)  # the old revision's replicas drained and stopped
@@ -99,3 +87,26 @@ def test_ray_replicas_share_the_route_swap_without_failures_and_end_with_kill(ra
     cli.ok("serve", "kill", "-n", "adder")
     assert gone(new_pids)
     assert httpx.post(f"{base}/invocations", content=ROW).status_code == 503
+
+
+def test_ray_rolls_back_follows_serves_a_kaos_1_0_source_and_survives_a_restart(
+    ray_server, tmp_path
+):
+    """Last in this module: it restarts the module's server."""
+    cli = Cli(tmp_path / "client-home", tmp_path, ray_server.url)
+    cli.ok("workspace", "create", "-n", f"ray-{uuid.uuid4().hex[:8]}")
+    small, large = train(cli, rows=3), train(cli, rows=5, source=False)
+    swap_and_roll_back(cli, ray_server, small, large)
+    follow_takes_over(cli, ray_server, large)
+    write_serve_script_source(cli.cwd / "serve-src")  # its model/serve, on the replica's node
+    cli.ok("serve", "deploy", "-m", small, "-n", "old", "-s", "serve-src")
+    assert invoke(route(cli, ray_server, "old"), ROW).json() == {"predictions": [90]}
+    assert "kaos 1.0 serve script on port" in cli.ok("serve", "logs", "-n", "old").out
+    node = {"KAOS_RAY_NODE_HOME": str(ray_server.home.parent / "node")}
+    server = restarted(ray_server, cli, ["--executor", "ray"], ("adder", "best", "old"), node)
+    try:
+        assert invoke(route(cli, server, "adder"), ROW).json() == {"predictions": [9.0]}
+        assert invoke(route(cli, server, "best"), ROW).json() == {"predictions": [18.0]}
+        assert invoke(route(cli, server, "old"), ROW).json() == {"predictions": [90]}
+    finally:
+        server.stop()

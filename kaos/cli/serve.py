@@ -29,16 +29,20 @@ def deploy(
         typer.Option("--follow", help="swap to better models by this metric (-loss: lower)"),
     ] = None,
     port: Annotated[int | None, typer.Option("--port", help="127.0.0.1 port to serve on")] = None,
-    replicas: Annotated[int, typer.Option("--replicas", min=1, help="processes (ray)")] = 1,
+    replicas: Annotated[
+        int | None, typer.Option("--replicas", min=1, help="processes (ray; default 1)")
+    ] = None,
     cpu: Annotated[float | None, typer.Option("--cpu", help="CPUs per replica")] = None,
     memory: Annotated[str | None, typer.Option("--memory", help="memory, e.g. 2g")] = None,
     gpu: Annotated[int | None, typer.Option("--gpu", help="GPUs per replica")] = None,
     max_batch_size: Annotated[
-        int, typer.Option("--max-batch-size", min=0, help="micro-batch up to N rows (0: off)")
-    ] = 0,
+        int | None,
+        typer.Option("--max-batch-size", min=0, help="micro-batch up to N rows (0, default: off)"),
+    ] = None,
     max_latency_ms: Annotated[
-        float, typer.Option("--max-latency-ms", min=0, help="wait at most this for a batch")
-    ] = 5.0,
+        float | None,
+        typer.Option("--max-latency-ms", min=0, help="wait at most this for a batch (default 5)"),
+    ] = None,
     serve_source: Annotated[
         Path | None,
         typer.Option("-s", "--serve-source", help="kaos 1.0: a bundle whose model/serve serves"),
@@ -46,7 +50,8 @@ def deploy(
     ws: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Serve a model; deploying to an existing name swaps it in once it answers."""
+    """Serve a model; deploying to an existing name swaps it in once it answers (and keeps
+    the replicas, batching and resources this deploy leaves out)."""
     from kaos.cli import context
     from kaos.cli.render import echo, print_json
 

@@ -287,9 +287,10 @@ class ServeDeployIn(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=64)
     follow: str | None = Field(default=None, min_length=1, max_length=128)
     port: int | None = None
-    replicas: int = Field(default=1, ge=1, le=64)
-    max_batch_size: int = Field(default=0, ge=0, le=100_000)
-    max_latency_ms: float = Field(default=5.0, ge=0, le=60_000)
+    # left out (None): a redeploy keeps the endpoint's, a new endpoint takes the default
+    replicas: int | None = Field(default=None, ge=1, le=64)
+    max_batch_size: int | None = Field(default=None, ge=0, le=100_000)
+    max_latency_ms: float | None = Field(default=None, ge=0, le=60_000)
     resources: ResourcesIn | None = None
     serve_source: Digest | None = None  # kaos 1.0: a bundle whose model/serve listens on $PORT
 
@@ -302,12 +303,12 @@ class ServeStatsOut(BaseModel):
 
 
 class RevisionOut(BaseModel):
-    id: int
+    id: int  # numbered per endpoint: 1, 2, 3, ...
     model_id: str
     state: str
     cause: str  # deploy | rollback | follow
     created: float
-    parent: int | None
+    parent: int | None  # the revision a rollback from this one goes back to (its number)
     started: float | None
     stopped: float | None
     port: int | None
@@ -324,7 +325,7 @@ class EndpointOut(BaseModel):
     name: str
     state: str  # STARTING | RUNNING | FAILED | KILLED
     model_id: str | None
-    revision: int | None
+    revision: int | None  # the serving revision's number on this endpoint
     follow: str | None
     url: str | None  # the serving revision's own port
     route: str  # through the kaos server, with its auth: <server>/serve/<workspace>/<name>

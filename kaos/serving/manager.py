@@ -558,10 +558,11 @@ class ServingManager:
         if live is None:
             endpoint = self.endpoint(workspace, name)
             reason = f": {endpoint.reason}" if endpoint.reason else ""
-            raise NotServing(
-                f"endpoint {name!r} is {endpoint.state.value.lower()}{reason}",
-                f"see 'kaos serve info -n {name}'",
-            )
+            state = endpoint.state.value.lower()
+            if endpoint.state == EndpointState.RUNNING:  # coming back after a server restart
+                state, reason = "starting", " (its revision does not answer yet)"
+            raise NotServing(f"endpoint {name!r} is {state}{reason}",
+                             f"see 'kaos serve info -n {name}'")  # fmt: skip
         try:
             yield address
         finally:

@@ -57,13 +57,15 @@ class ServeOptions:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServeOptions:
+        """Options from JSON; a missing (or null) one takes its default."""
+        known = {k: v for k, v in data.items() if v is not None}
         return cls(
-            int(data.get("max_batch_size") or 0),
-            float(data.get("max_latency_ms") or 5.0),
-            int(data.get("replicas") or 1),
-            data.get("port"),
-            dict(data.get("resources") or {}),
-            data.get("serve_source"),
+            int(known.get("max_batch_size", 0)),
+            float(known.get("max_latency_ms", 5.0)),
+            int(known.get("replicas", 1)),
+            known.get("port"),
+            dict(known.get("resources", {})),
+            known.get("serve_source"),
         )
 
 

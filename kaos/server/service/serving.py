@@ -18,7 +18,7 @@ from kaos.server.schemas import (
 )
 from kaos.server.service.parts import Parts
 from kaos.serving.forward import Answer, Forwarder
-from kaos.serving.records import Endpoint, EndpointState, Revision, ServeOptions
+from kaos.serving.records import Endpoint, EndpointState, Revision, ServeOptions, numbers
 
 ROUTED_PATHS = ("invocations", "ping", "health", "version")
 LOG_CHUNK = 1 << 20  # bytes of a serving log per request
@@ -30,22 +30,26 @@ class EndpointService:
         self._forwarder = Forwarder()  # keep-alive connections to the revisions
 
     def deploy(self, user: str, workspace: str, body: ServeDeployIn) -> EndpointDetailOut:
-        options = ServeOptions(
-            max_batch_size=body.max_batch_size,
-            max_latency_ms=body.max_latency_ms,
-            replicas=body.replicas,
-            port=body.port,
-            resources=body.resources.model_dump() if body.resources else {},
-            serve_source=body.serve_source,
-        )
+        """Serve a model; what the request leaves out of how it runs (replicas, batching,
+        resources) a redeploy keeps from the endpoint."""
         guard = self._parts.guard
         guard.workspace(user, workspace, Action.WRITE)
         if body.model_id is not None:  # a model of another workspace: read through it
             body.model_id = str(guard.model(user, body.model_id).model_id)
         if body.serve_source is not None:
             guard.tree(user, body.serve_source)
+        given = {
+            "max_batch_size": body.max_batch_size,
+            "max_latency_ms": body.max_latency_ms,
+            "replicas": body.replicas,
+            "resources": body.resources.model_dump() if body.resources else None,
+        }
+        options = ServeOptions.from_json(
+            {**given, "port": body.port, "serve_source": body.serve_source}
+        )
+        unset = [k for k, v in given.items() if v is None]
         name = body.name or self._default_name(body.model_id)
-        self._parts.serving.deploy(workspace, name, body.model_id, body.follow, options)
+        self._parts.serving.deploy(workspace, name, body.model_id, body.follow, options, unset)
         return self._detail(self._parts.serving.endpoint(workspace, name))
 
     def all(self, user: str, workspace: str) -> list[EndpointOut]:
@@ -77,13 +81,14 @@ class EndpointService:
         if revision is None:
             return ServeLogsOut(text="", offset=0, revision=None)
         path = serving.log_path(revision)
+        number = numbers(revisions)[revision]
         data = b""
         if path.exists():
             with open(path, "rb") as f:
                 f.seek(offset)
                 data = f.read(LOG_CHUNK)
         return ServeLogsOut(
-            text=data.decode("utf-8", "replace"), offset=offset + len(data), revision=revision
+            text=data.decode("utf-8", "replace"), offset=offset + len(data), revision=number
         )
 
     def build_logs(self, user: str, workspace: str, name: str) -> ServeLogsOut:
@@ -91,16 +96,17 @@ class EndpointService:
         self._parts.guard.workspace(user, workspace, Action.READ)
         serving = self._parts.serving
         endpoint = serving.endpoint(workspace, name)
+        revisions = self._parts.catalog.revisions(workspace, name)
+        number = numbers(revisions).get(endpoint.revision or 0)
         path = serving.serve_build_log(endpoint)
         if path is not None:
             text = path.read_text(errors="replace") if path.exists() else ""
-            return ServeLogsOut(text=text, offset=len(text.encode()), revision=endpoint.revision)
-        revisions = self._parts.catalog.revisions(workspace, name)
+            return ServeLogsOut(text=text, offset=len(text.encode()), revision=number)
         job = serving.build_job(revisions[-1].model_id) if revisions else None
         if job is None:
             raise NotFound(f"no build is recorded for endpoint {name!r}")
         text, offset = self._parts.logs.read(job)
-        return ServeLogsOut(text=text, offset=offset, revision=endpoint.revision)
+        return ServeLogsOut(text=text, offset=offset, revision=number)
 
     async def forward(
         self,
@@ -144,14 +150,17 @@ class EndpointService:
         job = self._parts.catalog.job(model.job_id)
         return self._parts.bundle_name(job.source) or "model"
 
-    def _revision_out(self, revision: Revision) -> RevisionOut:
+    def _revision_out(self, revision: Revision, number: dict[int, int]) -> RevisionOut:
+        """The revision as users see it: numbered on its endpoint, as its parent is."""
         fields: dict[str, Any] = {
             k: getattr(revision, k)
             for k in RevisionOut.model_fields
-            if k not in ("state", "cause", "stats")
+            if k not in ("id", "parent", "state", "cause", "stats")
         }
         return RevisionOut(
             **fields,
+            id=number[revision.id],
+            parent=number.get(revision.parent) if revision.parent is not None else None,
             state=revision.state.value,
             cause=revision.cause.value,
             stats=ServeStatsOut(**_known(self._parts.serving.stats(revision))),
@@ -172,7 +181,7 @@ class EndpointService:
             name=endpoint.name,
             state=endpoint.state.value,
             model_id=current.model_id if current else None,
-            revision=endpoint.revision,
+            revision=numbers(revisions).get(endpoint.revision or 0),
             follow=endpoint.follow,
             url=f"http://{live[0]}:{live[1]}" if live else None,
             route=f"/serve/{endpoint.workspace}/{endpoint.name}",
@@ -199,7 +208,7 @@ class EndpointService:
                 build_job = None
         return EndpointDetailOut(
             **out.model_dump(),
-            revisions=[self._revision_out(r) for r in revisions],
+            revisions=[self._revision_out(r, numbers(revisions)) for r in revisions],
             build_job=build_job,
         )
 
