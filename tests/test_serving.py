@@ -209,7 +209,7 @@ def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, ka
         holder.bind(("127.0.0.1", taken))
         holder.listen()
         for args, says in [
-            (["-m", "ffffff", "-n", "x"], "no successfully trained model 'ffffff'"),
+            (["-m", "ffffff", "-n", "x"], "no model matches 'ffffff'"),
             (["-m", bare, "-n", "x"], "source has no adder/model/predict.py"),
             (["-m", model, "-n", "x", "--port", str(taken)], f"port {taken} is taken"),
             (["-m", model, "-n", "bad name"], "invalid endpoint name"),
