@@ -1,15 +1,21 @@
-"""The catalog's part of ownership: owners recorded at creation (and guessed for catalogs made
-before), shares by role, and which workspaces name a tree (what reading by hash checks)."""
+"""The catalog's part of ownership, on SQLite and PostgreSQL: owners recorded at creation (and
+guessed for catalogs made before), shares by role, and which workspaces name a tree (what
+reading by hash checks)."""
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.inputs import TrainingInputs
+from kaos.pipeline.records import Job, Model
+from kaos.pipeline.states import JobKind, JobState
+from kaos.serving.records import Endpoint, EndpointState, ServeOptions
 
 BEFORE = Path(__file__).parent / "fixtures" / "catalog-before-migrations.sql"
-S, D, LOCK, OUT = "a" * 32, "b" * 32, "d" * 32, "c" * 32
+S, D, LOCK, OUT, SERVE, ONLY = (c * 32 for c in "abcdef")
 
 
 def test_an_older_catalogs_workspace_belongs_to_its_first_deployer_or_to_no_one(tmp_path):
@@ -24,8 +30,8 @@ def test_an_older_catalogs_workspace_belongs_to_its_first_deployer_or_to_no_one(
     assert catalog.create_workspace("new", owner="bo").owner == "bo"
 
 
-def test_shares_are_replaced_taken_back_and_forgotten_with_their_workspace(tmp_path):
-    catalog = SqliteCatalog(tmp_path / "catalog.db")
+def test_shares_are_replaced_taken_back_and_forgotten_with_their_workspace(catalog_place):
+    catalog = catalog_place.open()
     catalog.create_workspace("x", owner="alice")
     catalog.create_workspace("y", owner="bob")
     catalog.share("x", "bob", "reader")
@@ -41,14 +47,28 @@ def test_shares_are_replaced_taken_back_and_forgotten_with_their_workspace(tmp_p
     assert catalog.unshare("x", "carol") is False
     catalog.delete_workspace("x")
     catalog.create_workspace("x", owner="dave")
+    assert catalog.workspace("x").owner == "dave"
     assert catalog.shares("x") == {}  # a new workspace of the same name starts unshared
 
 
-def test_a_tree_is_named_by_the_workspaces_whose_jobs_models_or_inputs_use_it(tmp_path):
-    path = tmp_path / "catalog.db"
-    with sqlite3.connect(path) as db:
-        db.executescript(BEFORE.read_text())
-    catalog = SqliteCatalog(path)
-    for digest in (S, D, LOCK, OUT):
+def test_a_tree_is_named_by_the_workspaces_whose_jobs_models_inputs_or_endpoints_use_it(
+    catalog_place,
+):
+    catalog = catalog_place.open()
+    for name in ("ws", "other", "data-only"):
+        catalog.create_workspace(name, owner="ana")
+    job = Job("j" * 32, JobKind.TRAIN, "ws", None, JobState.SUCCESS, 1.0, author="ana")
+    catalog.add_job(
+        replace(job, source=S, data=D, lock=LOCK),
+        [Model(job.id, 0, "k", None, JobState.SUCCESS, "aaaaa_bbbbb:cccccc", output_tree=OUT)],
+    )
+    catalog.add_job(replace(job, id="i" * 32, workspace="other", source=S))
+    catalog.record_deploy("data-only", "ana", TrainingInputs(None, ONLY), {"data": ONLY}, False)
+    served = ServeOptions(serve_source=SERVE)
+    catalog.put_endpoint(Endpoint("other", "e", EndpointState.KILLED, None, None, served, 1.0))
+    assert catalog.workspaces_referencing(S) == {"ws", "other"}
+    for digest in (D, LOCK, OUT):
         assert catalog.workspaces_referencing(digest) == {"ws"}
-    assert catalog.workspaces_referencing("e" * 32) == set()
+    assert catalog.workspaces_referencing(ONLY) == {"data-only"}
+    assert catalog.workspaces_referencing(SERVE) == {"other"}
+    assert catalog.workspaces_referencing("9" * 32) == set()

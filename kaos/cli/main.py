@@ -27,7 +27,7 @@ app.command("ui")(ui.ui)
 # group a command line names is imported and built: typer builds every command's parameters up
 # front, which for all groups was half of each start-up.
 GROUPS = {
-    "workspace": "Create and choose workspaces.",
+    "workspace": "Create, choose and share workspaces.",
     "template": "Ready-made source and data bundles.",
     "train": "Deploy training inputs and follow what they train.",
     "server": "Run a kaos server.",
