@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/pipeline_bench.py
 	$(BIN)/python benchmarks/cli_bench.py
 	$(BIN)/python benchmarks/ui_bench.py
+	$(BIN)/python benchmarks/catalog_bench.py
 	$(BIN)/python benchmarks/access_bench.py
 	$(BIN)/python benchmarks/serve_bench.py
 

@@ -2,10 +2,13 @@
 lookups by prefix, newest-first listings, a workspace that cannot be deleted under a running job,
 recovery after a restart, idempotent and replacing inserts, and the transaction primitives that
 several servers build on (row claims that never hand one job to two claimers, a per-workspace
-lock that holds across catalogs opened separately, as two server processes do)."""
+lock that holds across catalogs opened separately and, on PostgreSQL, across processes)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +17,7 @@ from dataclasses import replace
 import pytest
 
 from kaos.errors import Ambiguous, NotFound, WorkspaceBusy
+from kaos.pipeline.catalog import open_catalog
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.records import Image, Job, Model
 from kaos.pipeline.states import ImageState, JobKind, JobState
@@ -180,3 +184,44 @@ def test_a_workspace_lock_holds_across_separately_opened_catalogs(catalog_place)
     for thread in threads:
         thread.join()
     assert not overlap.is_set()
+    with first.workspace_lock("ws"), first.workspace_lock("ws"):  # reentrant in one thread
+        pass
+
+
+HOLDER = """
+import sys, time
+from kaos.pipeline.catalog import open_catalog
+catalog = open_catalog(sys.argv[1])
+with catalog.workspace_lock("ws"):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_in_another_process(url: str, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, url, str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_on_postgresql_the_workspace_lock_holds_across_processes_and_dies_with_its_holder(
+    postgres,
+):
+    url = postgres.new_database()
+    catalog = open_catalog(url)
+    try:
+        holder = hold_in_another_process(url, 1.0)
+        started = time.monotonic()
+        with catalog.workspace_lock("ws"):
+            waited = time.monotonic() - started
+        assert holder.wait(10) == 0 and 0.5 < waited < 5
+        holder = hold_in_another_process(url, 60)
+        holder.send_signal(signal.SIGKILL)  # a server dies holding it: the lock goes with it
+        holder.wait(10)
+        started = time.monotonic()
+        with catalog.workspace_lock("ws"):
+            assert time.monotonic() - started < 5
+    finally:
+        catalog.close()

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -121,8 +121,25 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
-_LOCKS: dict[tuple[str, str], threading.RLock] = {}  # (catalog file, key): SQLite's named locks
+_LOCKS: dict[tuple[str, str], threading.RLock] = {}  # (catalog, key): this process's locks
 _LOCKS_GUARD = threading.Lock()
+
+
+_DEPTH: dict[tuple[str, str], int] = {}  # how deep the holding thread is (only it changes it)
+
+
+@contextmanager
+def _process_lock(catalog: str, key: str) -> Iterator[bool]:
+    """This process's lock on `key` (reentrant); True for the holder's outermost hold."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault((catalog, key), threading.RLock())
+    with lock:
+        depth = _DEPTH.get((catalog, key), 0)
+        _DEPTH[catalog, key] = depth + 1
+        try:
+            yield depth == 0
+        finally:
+            _DEPTH[catalog, key] = depth
 
 
 class SqliteDatabase:
@@ -164,12 +181,8 @@ class SqliteDatabase:
     def reading(self) -> Iterator[Tx]:
         yield Tx(self._conn(), self.dialect)
 
-    @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        with _LOCKS_GUARD:
-            lock = _LOCKS.setdefault((str(self.path.resolve()), key), threading.RLock())
-        with lock:
-            yield
+    def lock(self, key: str) -> AbstractContextManager[bool]:
+        return _process_lock(str(self.path.resolve()), key)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -213,6 +226,7 @@ class PostgresDatabase:
             raise ConfigError(
                 "a PostgreSQL catalog needs psycopg", "pip install 'kaos[postgres]'"
             ) from None
+        self.url = url
         try:  # one connection first: its error says why (the pool would retry until a timeout)
             psycopg.connect(url, connect_timeout=10).close()
         except psycopg.Error as exc:
@@ -241,12 +255,18 @@ class PostgresDatabase:
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        with self._pool.connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-            try:
+        """This process's threads queue on a local lock; its holder takes the advisory lock
+        on a connection of its own, so holders and waiters never drain the pool the work
+        inside needs. A holder that dies loses its connection, and with it the lock."""
+        import psycopg
+
+        with _process_lock(self.url, key) as outermost:
+            if not outermost:  # this thread holds it already
                 yield
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+                return
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+                yield
 
     def close(self) -> None:
         self._pool.close()
