@@ -311,8 +311,8 @@ def test_a_complete_tree_is_remembered_until_gc(tmp_path, kaos_home, monkeypatch
     assert store.absent_from(partial.digest) == {partial.entries[0].digest}
 
     reads = []
-    real_read = store.reader.get_tree_bytes
-    monkeypatch.setattr(store.reader, "get_tree_bytes", lambda d: reads.append(d) or real_read(d))
+    real_read = store.reader.tree_pieces
+    monkeypatch.setattr(store.reader, "tree_pieces", lambda d: reads.append(d) or real_read(d))
     assert store.absent_from(whole.digest) == set()  # remembered: nothing read
     assert store.absent_from(partial.digest)  # an incomplete one is checked every time
     assert reads == [partial.digest]

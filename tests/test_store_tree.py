@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from kaos.errors import BundleError, UnsafePathError
 from kaos.store import NullStatCache, Tree, TreeEntry, scan_folder
+from kaos.store.tree import HEADER, iter_entries
 
 names = st.text(
     alphabet=string.ascii_letters + string.digits + "_-.", min_size=1, max_size=12
@@ -145,10 +146,46 @@ def test_an_ignore_file_that_is_not_utf8_is_refused_with_the_fix(tmp_path):
         scan_folder(tmp_path)
 
 
-def test_digests_of_a_serialized_tree_are_its_entries_digests(tmp_path):
-    for i in range(5):
-        (tmp_path / f"f{i}.txt").write_text(f"file {i % 3}")  # shared contents too
-    tree = scan_folder(tmp_path).tree
-    assert Tree.digests_of(tree.serialize()) == tree.digests()
-    with pytest.raises(BundleError, match="bad header"):
-        Tree.digests_of(b"not a tree\n")
+def test_a_tree_streamed_in_any_pieces_parses_as_a_whole(tmp_path):
+    for i in range(300):
+        (tmp_path / f"d{i % 7}" / f"f{i}.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / f"d{i % 7}" / f"f{i}.txt").write_text(f"file {i % 3}")
+    scanned = scan_folder(tmp_path)
+    data = scanned.tree.serialize()
+    assert b"".join(scanned.serialized()) == data  # what a push uploads, made from the arrays
+    for size in (1, 7, 64, 4096, len(data)):
+        pieces = [data[i : i + size] for i in range(0, len(data), size)]
+        assert tuple(iter_entries(pieces)) == scanned.tree.entries
+
+
+def _serialized(*lines: str) -> bytes:
+    return HEADER + "".join(line + "\n" for line in lines).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"not a tree\n", "bad header"),
+        (_serialized(f"{'0' * 32} 1 - b", f"{'0' * 32} 1 - a"), "out of order"),
+        (_serialized(f"{'0' * 32} 1 - a", f"{'0' * 32} 1 - a"), "duplicate path"),
+        (_serialized(f"{'0' * 32} 1 - a", f"{'0' * 32} 1 - a-b", f"{'0' * 32} 1 - a/b"), "both"),
+        (_serialized(f"{'0' * 32} 01 - a"), "canonical"),
+        (_serialized(f"{'0' * 32} 1 y a"), "canonical"),
+        (_serialized(f"{'0' * 32} -1 - a"), "negative size"),
+        (_serialized(f"{'g' * 32} 1 - a"), "bad digest"),
+        (_serialized("garbage"), "malformed"),
+        (_serialized(f"{'0' * 32} 1 - a")[:-1], "no line end"),
+        (HEADER + b"0" * 32 + b" 1 - \xff\n", "not valid UTF-8"),
+    ],
+)
+def test_a_streamed_tree_is_refused_as_a_parsed_one_is(data, error):
+    for pieces in ([data], [data[i : i + 5] for i in range(0, len(data), 5)]):
+        with pytest.raises(BundleError, match=error):
+            list(iter_entries(pieces))
+        with pytest.raises(BundleError, match=error):
+            Tree.parse(data)
+
+
+def test_a_streamed_tree_refuses_unsafe_paths():
+    with pytest.raises(UnsafePathError):
+        list(iter_entries([_serialized(f"{'0' * 32} 1 - ../etc/passwd")]))

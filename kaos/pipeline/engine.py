@@ -154,8 +154,10 @@ class Pipeline:
     @functools.lru_cache(maxsize=1024)  # noqa: B019 (one engine per server; names are pure)
     def _bundle_name(self, digest: str, kind: str) -> str:
         """A bundle's folder name (and shape check): a function of its tree, so asked once."""
-        tree = self.store.get_tree(digest)
-        return source_bundle_name(tree) if kind == "source" else data_bundle_name(tree)
+        if kind == "source":
+            return source_bundle_name(self.store.get_tree(digest))
+        # A data tree may list a million files: streamed, never held as entries.
+        return data_bundle_name(entry.path for entry in self.store.tree_entries(digest))
 
     def _advance(
         self,

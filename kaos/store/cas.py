@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from kaos.errors import IntegrityError, ObjectNotFound
@@ -25,7 +25,7 @@ from kaos.store.repair import repair_packs
 from kaos.store.scan import ScannedFolder, scan_folder
 from kaos.store.state import HashCache
 from kaos.store.transfer import PushReport, push
-from kaos.store.tree import Tree, size_problems
+from kaos.store.tree import Tree, TreeEntry, iter_entries
 from kaos.store.verify import VerifyReport, verify_store
 from kaos.store.writer import StoreWriter
 
@@ -97,18 +97,34 @@ class ContentStore:
     def absent_from(self, tree_digest: str) -> set[str]:
         """The objects a stored tree names that the store lacks (raises ObjectNotFound for an
         unknown tree). A complete tree is remembered, so asking again (an unchanged redeploy)
-        reads nothing; only gc can make it incomplete again, and gc forgets them all."""
+        reads nothing; only gc can make it incomplete again, and gc forgets them all.
+
+        The tree is read as a stream, so a million-file tree costs its current line, not a
+        million entries; a complete tree must also be true to the sizes of its files."""
         if tree_digest in self._complete:
             return set()
-        data = self.reader.get_tree_bytes(tree_digest)
-        absent = self.missing(Tree.digests_of(data))
-        if not absent:
-            self.check_sizes(tree_digest, Tree.declared_sizes(data))  # and true to its sizes
-            self._complete.add(tree_digest)
-        return absent
+        lacking: dict[str, int] = {}  # digest -> declared size, of what the index lacks
+        liars = _SizeProblems(tree_digest)
+        for entry in self.tree_entries(tree_digest):
+            if entry.digest in self.index:
+                liars.check(entry.digest, entry.size, self.stored_size(entry.digest))
+            else:
+                lacking[entry.digest] = entry.size
+        absent = self.missing(lacking)  # picks up other writers' packs first
+        if absent:
+            return absent
+        for digest, size in lacking.items():
+            liars.check(digest, size, self.stored_size(digest))
+        liars.raise_any()
+        self._complete.add(tree_digest)
+        return set()
+
+    def tree_entries(self, tree_digest: str) -> Iterator[TreeEntry]:
+        """A stored tree's entries, validated and streamed (one line in memory at a time)."""
+        return iter_entries(self.reader.tree_pieces(tree_digest))
 
     # -- writing -------------------------------------------------------------------------
-    def store_pack(self, pack_id: str, data: bytes, index: bytes) -> None:
+    def store_pack(self, pack_id: str, data: bytes | bytearray, index: bytes) -> None:
         """Pack first, index second: an index that is visible always names a complete pack."""
         self.backend.put(PACK_PREFIX + pack_id, data)
         self.backend.put(INDEX_PREFIX + pack_id, index)
@@ -165,16 +181,6 @@ class ContentStore:
         """The size of a stored object, None if the store lacks it."""
         return self.reader.size(digest) if digest in self.index else None
 
-    def check_sizes(self, tree_digest: str, declared: Iterable[tuple[str, int]]) -> None:
-        """Refuse a tree that declares sizes its stored files do not have."""
-        problems = size_problems(declared, self.stored_size)
-        if problems:
-            raise IntegrityError(
-                f"tree {tree_digest} lies about sizes: {problems[0]}"
-                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-                tree_digest,
-            )
-
     def checkout(
         self,
         tree: Tree | str,
@@ -207,7 +213,7 @@ class ContentStore:
             finally:
                 self._complete.clear()
 
-    def receive_pack(self, data: bytes) -> list[str]:
+    def receive_pack(self, data: bytes | bytearray) -> list[str]:
         """Store a pack uploaded by a client, once every object in it is verified."""
         with self.locks.hold(exclusive=False):
             pack_id, index, digests = verify_pack(data, self.reader.get_bytes, self.stored_size)
@@ -231,3 +237,28 @@ class ContentStore:
                 )
             self._complete.clear()
         return report
+
+
+class _SizeProblems:
+    """Entries whose declared size differs from the stored object's: counted as they come,
+    reported as the first one and how many more (objects not stored pass)."""
+
+    def __init__(self, tree_digest: str) -> None:
+        self._tree = tree_digest
+        self._first: str | None = None
+        self._more = 0
+
+    def check(self, digest: str, declared: int, stored: int | None) -> None:
+        if stored is None or stored == declared:
+            return
+        if self._first is None:
+            self._first = f"{digest} is declared as {declared} bytes but holds {stored}"
+        else:
+            self._more += 1
+
+    def raise_any(self) -> None:
+        if self._first is not None:
+            more = f" (and {self._more} more)" if self._more else ""
+            raise IntegrityError(
+                f"tree {self._tree} lies about sizes: {self._first}{more}", self._tree
+            )

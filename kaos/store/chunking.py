@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pyfastcdc import FastCDC
@@ -38,3 +38,31 @@ def split_file(path: str, params: ChunkParams) -> Iterator[memoryview]:
     with open(path, "rb", buffering=0) as f:
         for chunk in params.chunker().cut_stream(f):
             yield chunk.data
+
+
+def split_pieces(pieces: Iterable[bytes], params: ChunkParams) -> Iterator[memoryview]:
+    """Chunks of content given as a stream of pieces (a tree serialized as it is made): the
+    same cut points as `split_buffer` over the joined bytes, without joining them."""
+    for chunk in params.chunker().cut_stream(_PiecesReader(iter(pieces))):
+        yield chunk.data
+
+
+class _PiecesReader:
+    """`read(n)` over an iterator of byte strings (what the chunker's stream mode needs)."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._head = memoryview(b"")
+
+    def read(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            if not self._head:
+                piece = next(self._pieces, None)
+                if piece is None:
+                    break
+                self._head = memoryview(piece)
+            take = self._head[: n - len(out)]
+            out += take
+            self._head = self._head[len(take) :]
+        return bytes(out)

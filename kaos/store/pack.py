@@ -153,7 +153,7 @@ def decode_index(pack_id: str, data: bytes) -> list[tuple[str, Location]]:
     ]
 
 
-def index_from_pack(pack_id: str, data: bytes) -> bytes:
+def index_from_pack(pack_id: str, data: bytes | bytearray) -> bytes:
     """Recover a pack's index from its trailer (and check the pack's own hash)."""
     if hash_bytes(data) != pack_id:
         raise IntegrityError(f"pack {pack_id} is corrupt", pack_id)
@@ -161,18 +161,20 @@ def index_from_pack(pack_id: str, data: bytes) -> bytes:
     if magic != PACK_MAGIC:
         raise IntegrityError(f"pack {pack_id} has no trailer", pack_id)
     end = len(data) - _TRAILER.size
-    return data[end - length : end]
+    return bytes(data[end - length : end])
 
 
 MAX_FRAME_RAW = 8 << 20  # no frame kaos writes decompresses to more (chunks are <= 2 MiB)
 
 
-def decode_frame(loc: Location, frame: bytes, decompressor: zstandard.ZstdDecompressor) -> bytes:
+def decode_frame(
+    loc: Location, frame: bytes | memoryview, decompressor: zstandard.ZstdDecompressor
+) -> bytes:
     """A frame's raw bytes; refuses frames that would inflate beyond MAX_FRAME_RAW (bombs)."""
     if len(frame) != loc.frame_length:
         raise IntegrityError(f"pack {loc.pack} is truncated", loc.pack)
     if loc.comp == COMP_NONE:
-        return frame
+        return bytes(frame)  # no copy when given bytes
     if loc.comp != COMP_ZSTD:
         raise IntegrityError(f"pack {loc.pack} uses unknown compression {loc.comp}", loc.pack)
     try:
@@ -184,31 +186,44 @@ def decode_frame(loc: Location, frame: bytes, decompressor: zstandard.ZstdDecomp
         raise IntegrityError(f"pack {loc.pack} has a corrupt frame", loc.pack) from exc
 
 
+MAX_PACK_RAW = 8 * PACK_TARGET  # no pack kaos writes inflates to more (one seals at 32 MiB)
+
+
 class PackObject(NamedTuple):
     digest: str
     kind: int
-    payload: bytes
+    payload: memoryview  # a view into its decoded frame (no copy)
 
 
-def walk_pack(pack_id: str, data: bytes, index: bytes) -> Iterator[PackObject]:
+def walk_pack(pack_id: str, data: bytes | bytearray, index: bytes) -> Iterator[PackObject]:
     """Every object of a whole pack with its payload, decoding each frame once.
 
     Checks that every object lies inside the pack's body and inside its frame and has a known
-    kind; content hashes are left to the caller (an upload refuses, a store check reports).
+    kind, and that the pack does not inflate beyond MAX_PACK_RAW (a bomb of many small frames);
+    content hashes are left to the caller (an upload refuses, a store check reports).
     """
     body_end = len(data) - len(index) - TRAILER_SIZE
     decompressor = zstandard.ZstdDecompressor()
-    frames: dict[int, bytes] = {}
+    frames: dict[int, memoryview] = {}
+    inflated = 0
+    view = memoryview(data)
     for digest, loc in decode_index(pack_id, index):
         start, end = loc.frame_offset, loc.frame_offset + loc.frame_length
         if start < len(PACK_MAGIC) or end > body_end:
             raise IntegrityError(f"object {digest} points outside the pack", digest)
         raw = frames.get(start)
         if raw is None:
+            frame = view[start:end]
             try:
-                raw = frames[start] = decode_frame(loc, data[start:end], decompressor)
+                decoded = frame if loc.comp == COMP_NONE else decode_frame(loc, frame, decompressor)
             except IntegrityError as exc:
                 raise IntegrityError(f"object {digest}: {exc.message}", digest) from None
+            inflated += len(decoded)
+            if inflated > MAX_PACK_RAW:
+                raise IntegrityError(
+                    f"pack {pack_id} inflates beyond {MAX_PACK_RAW} bytes", pack_id
+                )
+            raw = frames[start] = memoryview(decoded)
         if loc.inner_offset + loc.size > len(raw):
             raise IntegrityError(f"object {digest} points outside its frame", digest)
         if loc.kind not in (KIND_BLOB, KIND_CHUNKS):
@@ -227,7 +242,7 @@ def encode_chunk_list(total: int, chunks: list[tuple[str, int]]) -> bytes:
     return bytes(out)
 
 
-def decode_chunk_list(payload: bytes) -> tuple[int, list[tuple[str, int]]]:
+def decode_chunk_list(payload: bytes | memoryview) -> tuple[int, list[tuple[str, int]]]:
     (total,) = _CHUNK_HEAD.unpack_from(payload)
     chunks = [
         (bytes_to_digest(d), size)

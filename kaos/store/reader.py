@@ -83,21 +83,33 @@ class StoreReader:
         return decode_chunk_list(self.payload(digest)[1])[0]
 
     def get_tree_bytes(self, digest: str, limit: int = MAX_TREE_BYTES) -> bytes:
-        """A tree's bytes; an object that is too large or does not start like a tree is refused
-        before it is read whole (a deploy naming a 2 GB data file costs one chunk, not 2 GB)."""
-        size = self.size(digest)
-        if size > limit:
-            raise BundleError(f"object {digest} is not a tree ({size} bytes, trees are smaller)")
+        """A tree's bytes, whole (for trees small enough to parse into a `Tree`)."""
         out = bytearray()
-        for piece in self.open_content(digest)[1]:
+        for piece in self.tree_pieces(digest, limit):
             out += piece
-            if not out[: len(TREE_HEADER)] == TREE_HEADER[: len(out)]:
-                raise BundleError(f"object {digest} is not a tree")
         try:
             out.decode("utf-8")
         except UnicodeDecodeError:
             raise BundleError(f"tree {digest} is broken: its paths are not valid UTF-8") from None
         return bytes(out)
+
+    def tree_pieces(self, digest: str, limit: int = MAX_TREE_BYTES) -> Iterator[bytes]:
+        """A tree's verified bytes as they are read (a chunk at a time); an object that is too
+        large or does not start like a tree is refused before it is read whole (a deploy
+        naming a 2 GB data file costs one chunk, not 2 GB)."""
+        size = self.size(digest)
+        if size > limit:
+            raise BundleError(f"object {digest} is not a tree ({size} bytes, trees are smaller)")
+        return self._tree_pieces(digest)
+
+    def _tree_pieces(self, digest: str) -> Iterator[bytes]:
+        start = b""
+        for piece in self.open_content(digest)[1]:
+            if len(start) < len(TREE_HEADER):
+                start += piece[: len(TREE_HEADER) - len(start)]
+                if start != TREE_HEADER[: len(start)]:
+                    raise BundleError(f"object {digest} is not a tree")
+            yield piece
 
     def open_content(self, digest: str) -> tuple[int, Iterator[bytes]]:
         """(size, verified pieces) of any content: one piece for a blob, its chunks otherwise."""

@@ -30,9 +30,10 @@ StoredSize = Callable[[str], int | None]  # a stored object's size, None when ab
 
 
 def verify_pack(
-    data: bytes, lookup_blob: LookupBlob, stored_size: StoredSize = lambda _d: None
+    data: bytes | bytearray, lookup_blob: LookupBlob, stored_size: StoredSize = lambda _d: None
 ) -> tuple[str, bytes, list[str]]:
-    """Check an uploaded pack; returns (pack id, index bytes, digests it holds)."""
+    """Check an uploaded pack; returns (pack id, index bytes, digests it holds). Payloads are
+    views into the decoded frames, so a pack costs its bytes and its decoded frames, no more."""
     pack_id = hash_bytes(data)
     if not data.startswith(PACK_MAGIC):
         raise IntegrityError("upload is not a kaos pack", pack_id)
@@ -45,7 +46,7 @@ def verify_pack(
         raise IntegrityError(f"uploaded pack is malformed: {exc}", pack_id) from None
     except (ValueError, IndexError, struct.error) as exc:
         raise IntegrityError(f"uploaded pack is malformed: {exc}", pack_id) from None
-    blobs: dict[str, bytes] = {}
+    blobs: dict[str, memoryview] = {}
     for obj in objects:
         if obj.kind == KIND_BLOB:
             if hash_bytes(obj.payload) != obj.digest:
@@ -56,8 +57,8 @@ def verify_pack(
         if obj.kind == KIND_CHUNKS:
             sizes[obj.digest] = _verify_chunk_list(obj.digest, obj.payload, blobs, lookup_blob)
     for digest, content in blobs.items():
-        if content.startswith(TREE_HEADER):
-            _check_tree_sizes(digest, content, lambda d: sizes.get(d, stored_size(d)))
+        if content[: len(TREE_HEADER)] == TREE_HEADER:
+            _check_tree_sizes(digest, bytes(content), lambda d: sizes.get(d, stored_size(d)))
     return pack_id, index, [obj.digest for obj in objects]
 
 
@@ -74,7 +75,7 @@ def _check_tree_sizes(digest: str, content: bytes, size_of: StoredSize) -> None:
 
 
 def _verify_chunk_list(
-    digest: str, payload: bytes, blobs: dict[str, bytes], lookup: LookupBlob
+    digest: str, payload: memoryview, blobs: dict[str, memoryview], lookup: LookupBlob
 ) -> int:
     try:
         total, chunks = decode_chunk_list(payload)  # checks the sizes add up to the total
@@ -82,7 +83,7 @@ def _verify_chunk_list(
         raise IntegrityError(f"chunk list {digest} is malformed: {exc}", digest) from None
     hasher = xxhash.xxh3_128()
     for chunk, size in chunks:
-        content = blobs.get(chunk)
+        content: bytes | memoryview | None = blobs.get(chunk)
         if content is None:
             content = lookup(chunk)  # ObjectNotFound if the client skipped a chunk
         if len(content) != size:

@@ -7,12 +7,10 @@ walk plus two comparisons, and a `Tree` of entry objects is built only when some
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
@@ -81,14 +79,28 @@ class ScannedFolder:
 
     @cached_property
     def tree(self) -> Tree:
-        paths, digests = self._walk.paths, self._digests.hex()
-        entries = [
-            TreeEntry(paths[i], digests[i * 32 : i * 32 + 32], size, bool(executable))
-            for i, (_dev, _ino, size, _mtime, executable) in enumerate(
-                STAT.iter_unpack(self._walk.stats)
-            )
-        ]
+        """The entries as objects (for small bundles: pushing never needs this)."""
+        entries = [TreeEntry(*f) for batch in self.files() for f in batch]
         return Tree.from_scan(entries, self.digest)
+
+    def files(self, batch: int = 50_000) -> Iterator[list[tuple[str, str, int, bool]]]:
+        """(path, digest, size, executable) of every file in walk order, a batch at a time, so
+        a million-file folder never has a million of them alive."""
+        paths, stats, raw = self._walk.paths, self._walk.stats, self._digests
+        size_at = STAT.size
+        for start in range(0, len(paths), batch):
+            end = min(start + batch, len(paths))
+            digests = raw[start * DIGEST_SIZE : end * DIGEST_SIZE].hex()
+            yield [
+                (paths[i], digests[(i - start) * 32 : (i - start + 1) * 32], size, executable != 0)
+                for i, (_dev, _ino, size, _mtime, executable) in enumerate(
+                    STAT.iter_unpack(stats[start * size_at : end * size_at]), start
+                )
+            ]
+
+    def serialized(self) -> Iterator[bytes]:
+        """The tree's canonical serialization, streamed in pieces from the arrays."""
+        return _tree_pieces(self._walk.paths, self._walk.stats, self._digests)
 
     def abspath(self, rel: str) -> str:
         return self._prefix + rel
@@ -155,28 +167,8 @@ def scan_folder(
     caller that stores them needs no second read (a single-pass ingest). `vet(paths)` sees the
     file list before anything is read, so a bundle of the wrong shape is refused first.
     """
-    with _gc_paused():
-        return _scan(
-            Path(root),
-            cache or NullStatCache(),
-            progress or NullProgress(),
-            allow_empty,
-            on_content,
-            vet,
-        )
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building 100k small tuples triggers Python's cycle collector over and over (a third of
-    a rescan's time); nothing here makes cycles, so pause it for the duration."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+    cache, progress = cache or NullStatCache(), progress or NullProgress()
+    return _scan(Path(root), cache, progress, allow_empty, on_content, vet)
 
 
 def _scan(
@@ -241,20 +233,30 @@ def _key(record: tuple[int, ...]) -> StatKey:
     return record[0], record[1], record[2], record[3]
 
 
-def _tree_digest(paths: list[str], stats: bytearray, digests: bytearray) -> str:
-    """The tree's digest from the arrays, in one streaming pass (the bytes `Tree.serialize`
-    would give, without one object per entry)."""
+def _tree_digest(paths: list[str], stats: bytes | bytearray, digests: bytes | bytearray) -> str:
+    """The tree's digest from the arrays (the bytes `Tree.serialize` would give, hashed as
+    they are made, without one object per entry)."""
+    hasher = xxhash.xxh3_128()
+    for piece in _tree_pieces(paths, stats, digests):
+        hasher.update(piece)
+    return hasher.hexdigest()
+
+
+def _tree_pieces(
+    paths: list[str], stats: bytes | bytearray, digests: bytes | bytearray
+) -> Iterator[bytes]:
+    """The canonical serialization from the arrays, in pieces of 4096 lines (sorted by path)."""
+    yield HEADER
     hexes, size_at, unpack = digests.hex(), STAT.size, STAT.unpack_from
-    hasher = xxhash.xxh3_128(HEADER)
     lines: list[str] = []
     for i in sorted(range(len(paths)), key=paths.__getitem__):
         _dev, _ino, size, _mtime, executable = unpack(stats, i * size_at)
         lines.append(entry_line(paths[i], hexes[i * 32 : i * 32 + 32], size, executable != 0))
         if len(lines) == 4096:
-            hasher.update("".join(lines).encode("utf-8"))
+            yield "".join(lines).encode("utf-8")
             lines.clear()
-    hasher.update("".join(lines).encode("utf-8"))
-    return hasher.hexdigest()
+    if lines:
+        yield "".join(lines).encode("utf-8")
 
 
 def _hash_one(f: ScannedFile, on_content: ContentHook | None = None) -> str:

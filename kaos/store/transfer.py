@@ -18,7 +18,7 @@ from kaos.store.pack import KIND_BLOB
 from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.scan import PathsHook, ScannedFolder, scan_folder
 from kaos.store.state import HashCache
-from kaos.store.tree import Tree, TreeEntry
+from kaos.store.tree import Tree
 from kaos.store.writer import StoreWriter
 
 
@@ -66,22 +66,37 @@ def push(
     if writer is None:
         with StoreWriter(destination) as session:
             return push(scanned, destination, progress, session)
-    tree = scanned.tree
-    absent = writer.probe(tree.digests() | {tree.digest})
-    todo: dict[str, TreeEntry] = {}
-    for entry in tree:
-        if entry.digest in absent and entry.digest not in todo:
-            todo[entry.digest] = entry
-    total = sum(e.size for e in todo.values())
+    todo, total = _absent_files(scanned, writer)
     meter = Throttled(progress or NullProgress(), "upload", total, step=max(total // 200, 1 << 20))
-    for digest, entry in todo.items():
-        writer.put_file(scanned.abspath(entry.path), digest)
-        meter.advance(entry.size)
-    if tree.digest in absent:
-        writer.put_bytes(tree.serialize(), TREE_CHUNKS)
+    sent = sent_bytes = done = 0
+    for batch in scanned.files():
+        for i, (path, digest, size, _executable) in enumerate(batch, done):
+            if todo[i] and not writer.has(digest):  # a copy in an earlier batch went already
+                writer.put_file(scanned.abspath(path), digest)
+                meter.advance(size)
+                sent, sent_bytes = sent + 1, sent_bytes + size
+        done += len(batch)
+    if writer.probe([scanned.digest]):
+        writer.put_stream(scanned.serialized(), TREE_CHUNKS)
     writer.flush()
     meter.finish()
-    return PushReport(scanned, len(todo), total, writer.bytes_uploaded)
+    return PushReport(scanned, sent, sent_bytes, writer.bytes_uploaded)
+
+
+def _absent_files(scanned: ScannedFolder, writer: StoreWriter) -> tuple[bytearray, int]:
+    """Which files the destination lacks (a flag per file, in walk order) and about how many
+    bytes that is: asked a batch at a time, so no set of every digest is ever built."""
+    todo = bytearray(len(scanned))
+    total = done = 0
+    for batch in scanned.files():
+        absent = writer.probe(digest for _path, digest, _size, _x in batch)
+        for i, (_path, digest, size, _executable) in enumerate(batch, done):
+            if digest in absent:
+                absent.discard(digest)  # the first file with that content sends it
+                todo[i] = 1
+                total += size
+        done += len(batch)
+    return todo, total
 
 
 def scan_and_push(

@@ -101,53 +101,77 @@ class Tree:
         """Entries whose declared size differs from the stored object's (unknown ones pass)."""
         return size_problems(((e.digest, e.size) for e in self.entries), stored_size)
 
-    @staticmethod
-    def declared_sizes(data: bytes) -> list[tuple[str, int]]:
-        """(digest, declared size) of each line of a serialized tree, without building entries."""
-        if not data.startswith(HEADER):
-            raise BundleError("not a kaos tree (bad header)")
-        pairs = []
-        for line in data[len(HEADER) :].splitlines():
-            try:
-                digest, size, _rest = line.split(b" ", 2)
-                pairs.append((digest.decode("ascii", "replace"), int(size)))
-            except ValueError:
-                raise BundleError(f"malformed tree line: {line[:200]!r}") from None
-        return pairs
-
     def top_level_names(self) -> list[str]:
         return sorted({e.path.split("/", 1)[0] for e in self.entries})
-
-    @staticmethod
-    def digests_of(data: bytes) -> set[str]:
-        """The content digests a serialized tree names, without building its entries: checking
-        that a large stored tree is complete needs nothing else (and no second parse)."""
-        if not data.startswith(HEADER):
-            raise BundleError("not a kaos tree (bad header)")
-        return {line[:32].decode("ascii", "replace") for line in data[len(HEADER) :].splitlines()}
 
     @classmethod
     def parse(cls, data: bytes, expected_digest: str | None = None) -> Tree:
         """Parse a serialized tree, verifying it against `expected_digest` when given."""
         if expected_digest is not None and hash_bytes(data) != expected_digest:
             raise IntegrityError(f"tree {expected_digest} is corrupt", expected_digest)
-        if not data.startswith(HEADER):
-            raise BundleError("not a kaos tree (bad header)")
-        try:
-            text = data[len(HEADER) :].decode("utf-8")
-        except UnicodeDecodeError:
-            raise BundleError("not a kaos tree (its paths are not valid UTF-8)") from None
-        entries = []
-        for raw in text.splitlines():
-            try:
-                digest, size, mode, path = raw.split(" ", 3)
-                entries.append(TreeEntry(path, digest, int(size), mode == "x"))
-            except ValueError as exc:
-                raise BundleError(f"malformed tree line: {raw!r}") from exc
-        tree = cls.of(entries)
-        if tree.serialize() != data:
-            raise BundleError("tree is not in canonical form")
-        return tree
+        entries = tuple(iter_entries([data]))
+        return cls(entries, {e.path: e for e in entries})
+
+
+def iter_entries(pieces: Iterable[bytes]) -> Iterator[TreeEntry]:
+    """The entries of a serialized tree given as a stream of pieces, each checked as it comes
+    (canonical line, safe path, strictly sorted, no file that is also a folder): what
+    `Tree.parse` accepts, with one line in memory at a time, so a server reads a million-file
+    tree to check or name it without holding its entries."""
+    lines = _lines(pieces)
+    if next(lines, None) != HEADER[:-1]:
+        raise BundleError("not a kaos tree (bad header)")
+    previous = ""
+    files: list[str] = []  # earlier paths that are prefixes of the current one (a chain)
+    for raw in lines:
+        entry = _entry(raw)
+        path = entry.path
+        if path <= previous:
+            if path == previous:
+                raise BundleError(f"duplicate path in tree: {path!r}")
+            raise BundleError("tree is not in canonical form (entries out of order)")
+        # Paths that start with a file's path sort right after it, so only a chain of such
+        # prefixes can still clash with a later path.
+        while files and not path.startswith(files[-1]):
+            files.pop()
+        if files and path.startswith(files[-1] + "/"):
+            raise BundleError(f"path is both a file and a folder: {files[-1]!r}")
+        files.append(path)
+        previous = path
+        yield entry
+
+
+def _lines(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a stream of pieces, without their line ends; the last must have one."""
+    rest = b""
+    for piece in pieces:
+        parts = (rest + piece).split(b"\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        raise BundleError(f"malformed tree line: {rest[:200]!r} (no line end)")
+
+
+def _entry(raw: bytes) -> TreeEntry:
+    """One line, refused unless it is exactly what `entry_line` writes for a safe path."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleError("not a kaos tree (its paths are not valid UTF-8)") from None
+    try:
+        digest, size_text, mode, path = text.split(" ", 3)
+        size = int(size_text)
+    except ValueError:
+        raise BundleError(f"malformed tree line: {text[:200]!r}") from None
+    check_relative_path(path)
+    if not is_digest(digest):
+        raise BundleError(f"bad digest {digest!r} for {path!r}")
+    if size < 0:
+        raise BundleError(f"negative size for {path!r}")
+    entry = TreeEntry(path, digest, size, mode == "x")
+    if entry.line() != text + "\n":
+        raise BundleError("tree is not in canonical form")
+    return entry
 
 
 def size_problems(

@@ -8,6 +8,7 @@ file is read once and only the chunks the destination lacks are sent.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 import xxhash
 
 from kaos.errors import BundleError, IntegrityError
-from kaos.store.chunking import FILE_CHUNKS, ChunkParams, split_buffer, split_file
+from kaos.store.chunking import FILE_CHUNKS, ChunkParams, split_buffer, split_file, split_pieces
 from kaos.store.hashing import hash_bytes
 from kaos.store.locks import StoreLocks
 from kaos.store.pack import KIND_BLOB, KIND_CHUNKS, PackBuilder, RawPack, encode_chunk_list
@@ -113,10 +114,7 @@ class StoreWriter:
         if len(data) <= params.threshold:
             self.add_raw(digest, KIND_BLOB, data)
             return digest
-        chunks = [(hash_bytes(c), c) for c in split_buffer(data, params)]
-        self._put_chunks(chunks)
-        self.add_raw(digest, KIND_CHUNKS, encode_chunk_list(len(data), _sizes(chunks)))
-        return digest
+        return self._put_chunked(split_buffer(data, params))
 
     def put_file(self, path: str | Path, digest: str | None = None) -> str:
         """Store a file, chunked when large; `digest` (if given) must match what is read."""
@@ -129,11 +127,31 @@ class StoreWriter:
             if not self.has(actual):
                 self.add_raw(actual, KIND_BLOB, data)
             return actual
+        actual = self._put_chunked(split_file(path, FILE_CHUNKS))
+        _check_unchanged(path, digest, actual)
+        return actual
+
+    def put_stream(self, pieces: Iterable[bytes], params: ChunkParams = FILE_CHUNKS) -> str:
+        """Store content given as a stream of pieces (a million-file tree as it is serialized),
+        chunked when larger than `params.threshold`, never joined into one buffer."""
+        stream = iter(pieces)
+        head: list[bytes] = []
+        size = 0
+        for piece in stream:
+            head.append(piece)
+            size += len(piece)
+            if size > params.threshold:
+                return self._put_chunked(split_pieces(itertools.chain(head, stream), params))
+        return self.put_bytes(b"".join(head), params)
+
+    def _put_chunked(self, pieces: Iterable[memoryview]) -> str:
+        """Store content from its chunks: the chunks the destination lacks (asked about in
+        batches while reading), then its chunk list (held back until they have landed)."""
         hasher = xxhash.xxh3_128()
         chunks: list[tuple[str, int]] = []
         batch: list[tuple[str, bytes]] = []
         batch_bytes = 0
-        for chunk in split_file(path, FILE_CHUNKS):
+        for chunk in pieces:
             hasher.update(chunk)
             chunk_digest = hash_bytes(chunk)
             chunks.append((chunk_digest, len(chunk)))
@@ -144,12 +162,11 @@ class StoreWriter:
                     self._put_chunks(batch)
                     batch, batch_bytes = [], 0
         self._put_chunks(batch)
-        actual = hasher.hexdigest()
-        _check_unchanged(path, digest, actual)
-        if not self.has(actual):
+        digest = hasher.hexdigest()
+        if not self.has(digest):
             total = sum(s for _, s in chunks)
-            self.add_raw(actual, KIND_CHUNKS, encode_chunk_list(total, chunks))
-        return actual
+            self.add_raw(digest, KIND_CHUNKS, encode_chunk_list(total, chunks))
+        return digest
 
     def _put_chunks(self, chunks: Sequence[tuple[str, bytes | memoryview]]) -> None:
         """Add the chunks the destination lacks (asked once for the whole batch)."""
@@ -188,10 +205,6 @@ class StoreWriter:
                 self.bytes_uploaded += len(data) + len(index)
         finally:
             self._slots.release()
-
-
-def _sizes(chunks: Sequence[tuple[str, bytes | memoryview]]) -> list[tuple[str, int]]:
-    return [(digest, len(chunk)) for digest, chunk in chunks]
 
 
 def _check_unchanged(path: str, expected: str | None, actual: str) -> None:

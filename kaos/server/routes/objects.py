@@ -32,7 +32,7 @@ async def upload_pack(request: Request, objects: Objects, user: User) -> PackOut
             raise HTTPException(413, f"pack larger than {limit} bytes")
     if declared is not None and int(declared) != len(body):
         raise HTTPException(400, "truncated upload")
-    return await run_in_threadpool(objects.receive_pack, user, bytes(body))
+    return await run_in_threadpool(objects.receive_pack, user, body)  # no copy of the pack
 
 
 @router.get("/trees/{digest}/complete")

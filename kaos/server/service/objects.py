@@ -21,7 +21,7 @@ class ObjectService:
     def missing(self, user: str, digests: list[str]) -> MissingOut:
         return MissingOut(missing=sorted(self._parts.store.missing(digests)))
 
-    def receive_pack(self, user: str, pack: bytes) -> PackOut:
+    def receive_pack(self, user: str, pack: bytes | bytearray) -> PackOut:
         """A pack built by the client (docs/store-format.md); stored only if fully verified."""
         return PackOut(stored=len(self._parts.store.receive_pack(pack)))
 

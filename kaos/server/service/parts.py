@@ -55,7 +55,8 @@ class Parts:
         if name is not None:
             return name
         try:
-            name = data_bundle_name(self.store.get_tree(digest))  # its one top folder
+            # its one top folder, read as a stream (a data tree may list a million files)
+            name = data_bundle_name(e.path for e in self.store.tree_entries(digest))
         except KaosError:  # the tree is gone, or not one folder: shown by its digest
             return None
         self.catalog.name_bundles({digest: name})

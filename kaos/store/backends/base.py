@@ -20,7 +20,7 @@ class Backend(Protocol):
     #: identifies the store's location, e.g. for naming local caches of its indexes
     location: str
 
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: bytes | bytearray) -> None: ...
 
     def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:
         """Return the object's bytes (a range when `length` is given); ObjectNotFound if absent."""

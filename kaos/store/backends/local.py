@@ -21,7 +21,7 @@ class LocalBackend:
     def _path(self, key: str) -> Path:
         return self.root / check_relative_path(key)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | bytearray) -> None:
         """Write to a temp file in the same folder, fsync, then rename: readers see all or none."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ class S3Backend:
     def _key(self, key: str) -> str:
         return self.prefix + check_relative_path(key)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | bytearray) -> None:
         """One PUT: S3 makes an object visible only once it is complete, so this is atomic."""
         self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
