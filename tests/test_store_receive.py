@@ -93,3 +93,16 @@ def test_a_decompression_bomb_is_refused(store):
     assert len(pack) < 64 << 10
     with pytest.raises(IntegrityError, match="oversized"):
         store.receive_pack(pack)
+
+
+def test_a_pack_that_inflates_beyond_any_pack_kaos_writes_is_refused(store, monkeypatch):
+    from kaos.store import pack as pack_format
+
+    parts = [bytes([i]) * (256 << 10) for i in range(5)]  # 1.25 MiB raw, a few KiB packed
+    _id, pack, _index = pack_of(*((hash_bytes(p), KIND_BLOB, p) for p in parts))
+    monkeypatch.setattr(pack_format, "MAX_PACK_RAW", 1 << 20)
+    with pytest.raises(IntegrityError, match="inflates beyond"):
+        store.receive_pack(pack)
+    assert list(store.backend.list(PACK_PREFIX)) == []
+    monkeypatch.setattr(pack_format, "MAX_PACK_RAW", 2 << 20)
+    assert len(store.receive_pack(pack)) == 5
