@@ -311,8 +311,10 @@ class ServingManager:
             self.store.checkout(model.output_tree, folder / "output")
             (folder / "output" / "model").mkdir(parents=True, exist_ok=True)
             (folder / "ready").touch()
+        # --cpu/--memory: docker's container flags, the kernel's limits on a local process
+        # (cpus, memory), Ray's scheduler for replicas (the replica spec)
         resources = options.resources
-        limits: list[str] = []  # docker: container limits; ray: its scheduler's (the spec)
+        limits: list[str] = []
         if resources.get("cpu"):
             limits += ["--cpus", str(resources["cpu"])]
         if resources.get("memory"):
