@@ -8,6 +8,9 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from kaos.errors import Ambiguous, NotFound
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.records import Job, Model
@@ -72,3 +75,18 @@ def test_a_tree_is_named_by_the_workspaces_whose_jobs_models_inputs_or_endpoints
     assert catalog.workspaces_referencing(ONLY) == {"data-only"}
     assert catalog.workspaces_referencing(SERVE) == {"other"}
     assert catalog.workspaces_referencing("9" * 32) == set()
+
+
+def test_ids_resolve_among_the_workspaces_given(catalog_place):
+    catalog = catalog_place.open()
+    for name in ("x", "y"):
+        catalog.create_workspace(name)
+    for job_id, ws, model_id in (("abc1" + "0" * 28, "x", "m:1"), ("abc2" + "0" * 28, "y", "m:2")):
+        job = Job(job_id, JobKind.TRAIN, ws, None, JobState.SUCCESS, 1.0, author="ana")
+        catalog.add_job(job, [Model(job_id, 0, "k" + ws, None, JobState.SUCCESS, model_id)])
+    assert catalog.find_job("abc", among=["y"]).workspace == "y"
+    assert catalog.find_model("m:", among=["x"]).model_id == "m:1"
+    with pytest.raises(NotFound):
+        catalog.find_job("abc", among=[])
+    with pytest.raises(Ambiguous):
+        catalog.find_job("abc", among=["x", "y"])

@@ -8,7 +8,7 @@ databases (`db.py` hides their differences, `migrations/` holds the one schema).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -109,11 +109,11 @@ class Catalog(Protocol):
     def add_job(self, job: Job, models: Sequence[Model] = ...) -> None: ...
     def update_job(self, job_id: str, **fields: Any) -> None: ...
     def job(self, job_id: str) -> Job: ...
-    def find_job(self, prefix: str) -> Job: ...
+    def find_job(self, prefix: str, among: Collection[str] | None = None) -> Job: ...
     def jobs(self, workspace: str, kind: str | None = None) -> list[Job]: ...
     def update_model(self, job_id: str, index: int, **fields: Any) -> None: ...
     def models(self, job_id: str) -> list[Model]: ...
-    def find_model(self, model_id_prefix: str) -> Model: ...
+    def find_model(self, model_id_prefix: str, among: Collection[str] | None = None) -> Model: ...
     def workspaces_using_source(self, source: str) -> list[Workspace]: ...
     def name_bundles(self, names: dict[str, str]) -> None: ...
     def bundle_name(self, digest: str) -> str | None: ...
@@ -353,9 +353,11 @@ class SqlCatalog:
             raise NotFound(f"no job {job_id}", "list jobs with 'kaos train list'")
         return JOBS.of(rows[0])
 
-    def find_job(self, prefix: str) -> Job:
+    def find_job(self, prefix: str, among: Collection[str] | None = None) -> Job:
+        """The job whose id starts with `prefix`, of the workspaces `among` if given."""
         like = prefix.strip().lower().replace("%", "").replace("_", "") + "%"
-        ids = [r["id"] for r in self._query("SELECT id FROM jobs WHERE id LIKE ?", (like,))]
+        sql, args = _among("SELECT id FROM jobs WHERE id LIKE ?", [like], "workspace", among)
+        ids = [r["id"] for r in self._query(sql, args)]
         return self.job(resolve_prefix(prefix, ids, "job"))
 
     def jobs(self, workspace: str, kind: str | None = None) -> list[Job]:
@@ -372,12 +374,18 @@ class SqlCatalog:
             for r in self._query("SELECT * FROM models WHERE job_id = ? ORDER BY ind", (job_id,))
         ]
 
-    def find_model(self, model_id_prefix: str) -> Model:
+    def find_model(self, model_id_prefix: str, among: Collection[str] | None = None) -> Model:
+        """The successful model whose id starts with the prefix, of the workspaces `among` if
+        given."""
         like = model_id_prefix.strip().lower().replace("%", "") + "%"
-        rows = self._query(
-            "SELECT * FROM models WHERE model_id LIKE ? AND state = ? ORDER BY finished DESC",
-            (like, JobState.SUCCESS.value),
+        sql, args = _among(
+            "SELECT m.* FROM models m JOIN jobs j ON j.id = m.job_id"
+            " WHERE m.model_id LIKE ? AND m.state = ?",
+            [like, JobState.SUCCESS.value],
+            "j.workspace",
+            among,
         )
+        rows = self._query(sql + " ORDER BY m.finished DESC", args)
         by_id = {r["model_id"]: r for r in rows}
         return MODELS.of(by_id[resolve_prefix(model_id_prefix, by_id, "model")])
 
@@ -600,3 +608,14 @@ def open_catalog(location: str | Path) -> SqlCatalog:
             "use a file path (SQLite) or postgresql://USER:PASSWORD@HOST:PORT/DB",
         )
     return SqliteCatalog(Path(text))
+
+
+def _among(
+    sql: str, args: list[Any], column: str, among: Collection[str] | None
+) -> tuple[str, list[Any]]:
+    """`sql` narrowed to rows whose `column` is one of `among` (None: no narrowing)."""
+    if among is None:
+        return sql, args
+    if not among:
+        return sql + " AND 1 = 0", args
+    return f"{sql} AND {column} IN ({','.join('?' * len(among))})", [*args, *among]

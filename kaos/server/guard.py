@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
-from kaos.errors import Forbidden, NotFound
+from kaos.errors import Ambiguous, Forbidden, NotFound
 from kaos.pipeline.catalog import SqlCatalog
 from kaos.pipeline.records import Deploy, Job, Model, Workspace
 from kaos.server.access import Action, Caller, Ownership, Role, allows, check, refusal
@@ -24,6 +25,7 @@ from kaos.store import ContentStore
 # Digest sets of recently downloaded trees (a checkout asks once per batch of objects), kept up
 # to this many digests in all (about 100 MB): one million-file tree, or many small ones.
 _DIGESTS_KEPT = 1_000_000
+R = TypeVar("R")
 
 
 class Guard:
@@ -77,7 +79,7 @@ class Guard:
 
     # -- records that belong to a workspace -------------------------------------------------
     def job(self, user: str, job_id: str, action: Action) -> Job:
-        job = self._catalog.find_job(job_id)
+        job = self._resolve(user, lambda among: self._catalog.find_job(job_id, among))
         self.workspace(user, job.workspace, action)
         return job
 
@@ -90,7 +92,7 @@ class Guard:
         """A model is read through its job's workspace, or by whoever can read both its source
         and its data: a deploy of the same inputs elsewhere reuses it rather than retraining,
         and its author holds everything it was made from."""
-        model = self._catalog.find_model(model_id)
+        model = self._resolve(user, lambda among: self._catalog.find_model(model_id, among))
         if not self.enabled:
             return model
         job = self._catalog.job(model.job_id)
@@ -103,6 +105,17 @@ class Guard:
         ):
             return model
         raise refusal(caller, ownership, action)
+
+    def _resolve(self, user: str, find: Callable[[list[str] | None], R]) -> R:
+        """Ids are typed as prefixes: one that also matches records the caller cannot read is
+        resolved among the workspaces they can, so it is neither ambiguous for them nor a
+        listing of others' ids."""
+        try:
+            return find(None)
+        except Ambiguous:
+            if not self.enabled or self.caller(user).admin:
+                raise
+            return find([ws.name for ws in self.readable(user, self._catalog.workspaces())])
 
     # -- content by hash --------------------------------------------------------------------
     def tree(self, user: str, digest: str) -> None:
