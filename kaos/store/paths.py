@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from kaos.errors import UnsafePathError
 
-# Absolute, empty, `.`/`..` or empty components, trailing slash, Windows drive, or characters
-# that would break the tree's line format or mean different things across platforms.
-_UNSAFE = re.compile(r"(^/|^[A-Za-z]:|//|(^|/)\.{1,2}(/|$)|/$|[\x00\n\r\\])")
-
 
 def check_relative_path(path: str) -> str:
-    """Return `path` if it is a safe POSIX path relative to a bundle root, else raise."""
-    if not path or _UNSAFE.search(path):
+    """Return `path` if it is a safe POSIX path relative to a bundle root, else raise: not
+    absolute, no empty, `.` or `..` component, no trailing slash or Windows drive, none of the
+    characters that would break the tree's line format or mean different things across
+    platforms. Plain string tests (a tree check makes a million of them; a regex was 4x slower).
+    """
+    if (
+        not path
+        or path[0] == "/"
+        or path[-1] == "/"
+        or "//" in path
+        or "\\" in path
+        or "\x00" in path
+        or "\n" in path
+        or "\r" in path
+        or (path[1:2] == ":" and path[0].isascii() and path[0].isalpha())
+        or ("." in path and ("/./" in f"/{path}/" or "/../" in f"/{path}/"))
+    ):
         raise UnsafePathError(f"unsafe path refused (absolute, '..' or malformed): {path!r}")
     return path
 

@@ -168,10 +168,9 @@ def _entry(raw: bytes) -> TreeEntry:
         raise BundleError(f"bad digest {digest!r} for {path!r}")
     if size < 0:
         raise BundleError(f"negative size for {path!r}")
-    entry = TreeEntry(path, digest, size, mode == "x")
-    if entry.line() != text + "\n":
+    if mode not in ("x", "-") or str(size) != size_text:  # the line `entry_line` would write
         raise BundleError("tree is not in canonical form")
-    return entry
+    return TreeEntry(path, digest, size, mode == "x")
 
 
 def size_problems(
