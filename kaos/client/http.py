@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
-import httpx
 import xxhash
 
+from kaos.client.transport import CutShort, Response, Transport, TransportError
 from kaos.errors import InputError, IntegrityError, ServerError, ServerUnreachable
 from kaos.store.checkout import checkout
 from kaos.store.hashing import hash_bytes
@@ -56,30 +56,23 @@ class KaosClient:
         headers = {"X-Kaos-Author": author or _user()}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        # A plain-http endpoint (the local server) never does TLS: not loading the CA bundle
-        # for it saves a tenth of a command's start-up. https endpoints verify as always.
-        tls = self.endpoint.startswith("https://")
-        # Idle connections are dropped well before the server's keep-alive timeout (uvicorn:
-        # 5 s unless raised), so a request is never sent on a socket the server is closing
-        # (seen as "server disconnected" when a long push pauses between packs).
-        self._http = httpx.Client(
-            base_url=self.endpoint,
-            headers=headers,
-            timeout=timeout,
-            verify=tls,
-            limits=httpx.Limits(keepalive_expiry=2.0),
-        )
+        try:
+            self._http = Transport(self.endpoint, headers, timeout)
+        except ValueError:
+            raise InputError(
+                f"not a server URL: {endpoint!r}", "pass one like http://127.0.0.1:8000"
+            ) from None
 
     def close(self) -> None:
         self._http.close()
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> Response:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             raise ServerUnreachable(
-                f"cannot reach the kaos server at {self.endpoint} ({type(exc).__name__})",
+                f"cannot reach the kaos server at {self.endpoint} ({exc})",
                 "start one with 'kaos server start' or point to one with 'kaos init -e URL'",
             ) from None
         _raise_for_error(response)
@@ -268,14 +261,13 @@ class KaosClient:
         try:
             with self._http.stream("POST", "/objects/fetch", json=body, timeout=300) as response:
                 if response.status_code >= 400:
-                    response.read()
-                    _raise_for_error(response)
+                    _raise_for_error(response.read())
                 yield from decode_stream(response.iter_bytes(), len(dict.fromkeys(digests)))
-        except httpx.RemoteProtocolError:
+        except CutShort:
             raise IntegrityError(
                 "the download was cut short: the server stopped sending (see 'kaos store verify')"
             ) from None
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             raise ServerUnreachable(f"download from {self.endpoint} failed ({exc})") from None
 
 
@@ -310,7 +302,7 @@ class RemoteObjects:
         return written
 
 
-def _raise_for_error(response: httpx.Response) -> None:
+def _raise_for_error(response: Response) -> None:
     if response.status_code < 400:
         return
     try:
