@@ -194,6 +194,9 @@ def test_creating_a_taken_name_is_refused_naming_its_owner(team):
     refused = call(team, "dave", "POST", "/workspaces", json={"name": team.ws})
     assert refused.status_code == 403
     assert refused.json()["detail"].startswith(f"workspace '{team.ws}' belongs to alice")
+    for user in ("dave", "carol", "bob"):  # only alice (or an admin) deletes it
+        gone = call(team, user, "DELETE", f"/workspaces/{team.ws}")
+        assert gone.status_code == 403 and "belongs to alice" in gone.json()["detail"]
     again = call(team, "carol", "POST", "/workspaces", json={"name": team.ws})  # selects it
     assert again.status_code == 201 and again.json()["owner"] == "alice"
 
