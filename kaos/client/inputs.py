@@ -57,7 +57,7 @@ def read_grid(grid: GridArg) -> dict[str, Any]:
         except ValueError as exc:
             raise KaosError(f"invalid JSON in grid {path}: {exc}", "fix the file") from None
     Grid.from_json(obj, max_combinations=10**9)
-    return obj  # type: ignore[no-any-return]
+    return dict(obj)
 
 
 def check_grid_size(grid: dict[str, Any], limit: int) -> None:

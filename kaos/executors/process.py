@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -69,10 +70,11 @@ def run_logged(
 def _pump(proc: subprocess.Popen[bytes], log: JobLog, done: threading.Event) -> None:
     """Copy output to the log line by line; a line longer than LINE_MAX is cut into pieces,
     so one endless line costs bounded memory."""
-    assert proc.stdout is not None
+    stdout = proc.stdout
+    assert stdout is not None
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    with proc.stdout:
-        for raw in iter(lambda: proc.stdout.readline(LINE_MAX), b""):  # type: ignore[union-attr]
+    with stdout:
+        for raw in iter(functools.partial(stdout.readline, LINE_MAX), b""):
             if done.is_set():
                 return
             log.write(decoder.decode(raw))

@@ -12,12 +12,13 @@ def source_bundle_name(tree: Tree) -> str:
     """A source bundle holds one top-level folder `<name>/` with a Dockerfile and model/train."""
     name = _single_top_folder(tree, "source")
     missing = [p for p in ("Dockerfile", "model/train") if tree.get(f"{name}/{p}") is None]
-    if missing:
+    train = tree.get(f"{name}/model/train")
+    if missing or train is None:
         raise BundleError(
             f"source bundle /{name} has no {' and no '.join(missing)}",
             f"add {name}/{missing[0]} (see templates/mnist/model-train)",
         )
-    if not tree.get(f"{name}/model/train").executable:  # type: ignore[union-attr]
+    if not train.executable:
         raise BundleError(
             f"{name}/model/train is not executable", f"run: chmod +x {name}/model/train"
         )
