@@ -93,11 +93,13 @@ def test_a_workspace_with_an_active_job_or_endpoint_is_not_deleted(catalog):
 
 
 def test_a_restart_fails_what_was_left_active(catalog):
+    """Running without an owner: left by a server from before leases (a dead replica's are
+    in tests/test_catalog_leases.py)."""
     catalog.add_job(job("r" * 32, state=JobState.RUNNING),
                     [Model("r" * 32, 0, "k", None, JobState.RUNNING)])  # fmt: skip
     catalog.add_job(job("s" * 32))
     catalog.set_image(Image(S, "local", ImageState.BUILDING, "r" * 32, None))
-    assert catalog.fail_interrupted("server restarted") == 1
+    assert catalog.fail_abandoned([], "server restarted") == 1
     assert catalog.job("r" * 32).state is JobState.FAILURE
     assert catalog.job("r" * 32).reason == "server restarted"
     assert catalog.models("r" * 32)[0].state is JobState.FAILURE

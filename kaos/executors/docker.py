@@ -80,7 +80,7 @@ class DockerExecutor:
     ) -> None:
         self.store = store
         self.jobs = Path(home) / "jobs"
-        self.owner = hash_bytes(str(Path(home).resolve()).encode())[:16]
+        self.owner = _owner(home)
         self.settings = settings or DockerSettings()
         self.client = client or connect()
         s = self.settings
@@ -193,12 +193,14 @@ class DockerExecutor:
         if cancel.killed:
             raise Killed()
 
-    def recover(self) -> None:
-        """After a crash: remove containers kaos left running, and their job folders."""
-        mine = {"label": [JOB_LABEL, f"{OWNER_LABEL}={self.owner}"]}  # not other servers' jobs
+    def recover(self, home: Path | None = None) -> None:
+        """After a crash: remove containers kaos left running, and their job folders (this
+        server's, or those of the dead replica with `home`)."""
+        owner = self.owner if home is None else _owner(home)
+        mine = {"label": [JOB_LABEL, f"{OWNER_LABEL}={owner}"]}  # not other servers' jobs
         for container in self.client.containers.list(all=True, filters=mine):
             _remove(container)
-        recover_job_dirs(self.jobs)
+        recover_job_dirs(self.jobs if home is None else Path(home) / "jobs")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -329,3 +331,8 @@ def _remove(container: Any) -> None:
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error"
+
+
+def _owner(home: Path) -> str:
+    """Which server's home started a container (its label)."""
+    return hash_bytes(str(Path(home).resolve()).encode())[:16]

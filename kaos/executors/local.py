@@ -141,10 +141,15 @@ class LocalExecutor:
             )
         return self.envs / image / "bin" / "python"
 
-    def recover(self) -> None:
-        """End the builds and trains a crashed server left running, then remove their folders."""
-        end_recorded(self.running)
-        recover_job_dirs(self.jobs)
+    def recover(self, home: Path | None = None) -> None:
+        """End the builds and trains a crashed server (this one's home, or another dead
+        replica's on this machine) left running, then remove their folders."""
+        if home is None:
+            end_recorded(self.running)
+            recover_job_dirs(self.jobs)
+        else:
+            end_recorded(Path(home) / "running")
+            recover_job_dirs(Path(home) / "jobs")
 
     def _pid_file(self) -> Path:
         return self.running / uuid.uuid4().hex

@@ -89,18 +89,18 @@ class RayExecutor:
     def image_exists(self, image: str) -> bool:
         return self.local.image_exists(image)
 
-    def recover(self) -> None:
+    def recover(self, home: Path | None = None) -> None:
         """End what a crashed server left running here and, through one task pinned to each
         live node, the train processes its Ray tasks left there (Ray ends the tasks' workers
-        with their driver, but not the process groups they started)."""
-        self.local.recover()
+        with their driver, but not the process groups they started). With `home`: what the
+        dead replica with that home started."""
+        self.local.recover(home)
+        owner = self.owner if home is None else hash_bytes(str(Path(home).resolve()).encode())[:16]
         ray = _ray()
         task = ray.remote(num_cpus=0)(end_on_node)
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
         refs = [
-            task.options(scheduling_strategy=_pinned(node)).remote(
-                self.settings.node_home, self.owner
-            )
+            task.options(scheduling_strategy=_pinned(node)).remote(self.settings.node_home, owner)
             for node in nodes
         ]
         ray.get(refs, timeout=60)

@@ -25,6 +25,7 @@ from kaos.pipeline.db import (
 )
 from kaos.pipeline.ids import resolve_prefix
 from kaos.pipeline.inputs import TrainingInputs
+from kaos.pipeline.leases import Claim, Renewal, Replica
 from kaos.pipeline.migrations import migrate
 from kaos.pipeline.plan import CatalogView
 from kaos.pipeline.records import Deploy, Image, Job, Model, Workspace
@@ -107,17 +108,30 @@ class Catalog(Protocol):
     def set_image(self, image: Image) -> None: ...
     def view(self, builder: str, train_keys: list[str]) -> CatalogView: ...
     def add_job(self, job: Job, models: Sequence[Model] = ...) -> None: ...
-    def update_job(self, job_id: str, **fields: Any) -> None: ...
+    def update_job(self, job_id: str, fence: str | None = None, **fields: Any) -> None: ...
     def job(self, job_id: str) -> Job: ...
     def find_job(self, prefix: str, among: Collection[str] | None = None) -> Job: ...
     def jobs(self, workspace: str, kind: str | None = None) -> list[Job]: ...
-    def update_model(self, job_id: str, index: int, **fields: Any) -> None: ...
+    def update_model(
+        self, job_id: str, index: int, fence: str | None = None, **fields: Any
+    ) -> None: ...
     def models(self, job_id: str) -> list[Model]: ...
     def find_model(self, model_id_prefix: str, among: Collection[str] | None = None) -> Model: ...
     def workspaces_using_source(self, source: str) -> list[Workspace]: ...
     def name_bundles(self, names: dict[str, str]) -> None: ...
     def bundle_name(self, digest: str) -> str | None: ...
-    def fail_interrupted(self, reason: str) -> int: ...
+    def fail_abandoned(self, owners: Sequence[str], reason: str) -> int: ...
+    def register_replica(self, replica: Replica) -> None: ...
+    def replicas(self) -> list[Replica]: ...
+    def replica(self, replica_id: str) -> Replica | None: ...
+    def claim_job(self, replica: str, now: float, until: float) -> Claim | None: ...
+    def renew_leases(
+        self, replica: str, job_ids: Sequence[str], now: float, until: float
+    ) -> Renewal: ...
+    def request_kill(self, job_id: str, now: float, reason: str) -> bool: ...
+    def append_log(self, job_id: str, start: int, data: bytes) -> None: ...
+    def read_log(self, job_id: str, start: int, limit: int) -> bytes: ...
+    def log_size(self, job_id: str) -> int: ...
     def check_integrity(self) -> list[str]: ...
     def referenced_trees(self) -> set[str]: ...
     def transaction(self) -> AbstractContextManager[Tx]: ...
@@ -143,7 +157,7 @@ class SqlCatalog:
 
     def workspace_lock(self, name: str) -> AbstractContextManager[None]:
         """Held while a deploy plans and records: one at a time per workspace, across every
-        server process on this catalog (PostgreSQL advisory lock; SQLite: this process)."""
+        server process on this catalog (PostgreSQL: an advisory lock; SQLite: a file lock)."""
         return cast(AbstractContextManager[None], self.db.lock(f"workspace:{name}"))
 
     def close(self) -> None:
@@ -199,10 +213,12 @@ class SqlCatalog:
                 )
             db.execute("DELETE FROM revisions WHERE workspace = ?", (name,))
             db.execute("DELETE FROM endpoints WHERE workspace = ?", (name,))
-            db.execute(
-                "DELETE FROM models WHERE job_id IN (SELECT id FROM jobs WHERE workspace = ?)",
-                (name,),
-            )
+            for table in ("models", "job_logs"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE job_id IN"
+                    " (SELECT id FROM jobs WHERE workspace = ?)",
+                    (name,),
+                )
             db.execute("DELETE FROM jobs WHERE workspace = ?", (name,))
             db.execute("DELETE FROM deploys WHERE workspace = ?", (name,))
             db.execute("DELETE FROM shares WHERE workspace = ?", (name,))
@@ -344,8 +360,10 @@ class SqlCatalog:
             JOBS.insert(db, [job])
             MODELS.insert(db, models)
 
-    def update_job(self, job_id: str, **fields: Any) -> None:
-        self._update(JOBS, {"id": job_id}, fields)
+    def update_job(self, job_id: str, fence: str | None = None, **fields: Any) -> None:
+        """`fence`: write only while that replica owns the job (a lost lease writes nothing)."""
+        owned = " AND owner = :fence" if fence else ""
+        self._update(JOBS, {"id": job_id}, fields, owned, fence)
 
     def job(self, job_id: str) -> Job:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -365,8 +383,11 @@ class SqlCatalog:
         args = (workspace, kind) if kind else (workspace,)
         return [JOBS.of(r) for r in self._query(sql + " ORDER BY created DESC, rowid DESC", args)]
 
-    def update_model(self, job_id: str, index: int, **fields: Any) -> None:
-        self._update(MODELS, {"job_id": job_id, "index": index}, fields)
+    def update_model(
+        self, job_id: str, index: int, fence: str | None = None, **fields: Any
+    ) -> None:
+        owned = " AND job_id IN (SELECT id FROM jobs WHERE owner = :fence)" if fence else ""
+        self._update(MODELS, {"job_id": job_id, "index": index}, fields, owned, fence)
 
     def models(self, job_id: str) -> list[Model]:
         return [
@@ -513,7 +534,14 @@ class SqlCatalog:
                 found[r["deploy_id"]].append(JOBS.of(r))
         return found
 
-    def _update(self, table: Table[Any], key: dict[str, Any], changes: dict[str, Any]) -> None:
+    def _update(
+        self,
+        table: Table[Any],
+        key: dict[str, Any],
+        changes: dict[str, Any],
+        extra_where: str = "",
+        fence: str | None = None,
+    ) -> None:
         """Set a few fields of one row; only those that change after insert may."""
         unknown = set(changes) - UPDATABLE[table.name]
         if unknown:
@@ -522,25 +550,172 @@ class SqlCatalog:
         keys = {f"key_{column}": value for column, value in table.values(key).items()}
         sets = ", ".join(f"{column} = :{column}" for column in values)
         where = " AND ".join(f"{name[4:]} = :{name}" for name in keys)
+        args = {**values, **keys, **({"fence": fence} if fence else {})}
         with self.transaction() as db:
-            db.execute(f"UPDATE {table.name} SET {sets} WHERE {where}", {**values, **keys})
+            db.execute(f"UPDATE {table.name} SET {sets} WHERE {where}{extra_where}", args)
 
     # -- recovery and checks ------------------------------------------------------------------
-    def fail_interrupted(self, reason: str) -> int:
-        """After a restart nothing is running: mark what was left active as failed."""
+    def fail_abandoned(self, owners: Sequence[str], reason: str) -> int:
+        """Fail the active jobs of replicas known dead (earlier runs of this server), and jobs
+        running without an owner (recorded before leases existed); their unfinished models and
+        images being built go with them. Queued jobs stay, to be claimed."""
         now = time.time()
+        marks = ",".join("?" * len(ACTIVE_STATES))
+        owned = f"owner IN ({','.join('?' * len(owners))})" if owners else "1 = 0"
         with self.transaction() as db:
-            marks = ",".join("?" * len(ACTIVE_STATES))
+            ids = [
+                r[0]
+                for r in db.rows(
+                    f"SELECT id FROM jobs WHERE state IN ({marks})"
+                    f" AND ({owned} OR (owner IS NULL AND state = ?))",
+                    (*ACTIVE_STATES, *owners, JobState.RUNNING.value),
+                )
+            ]
+            for start in range(0, len(ids), 500):
+                batch = ids[start : start + 500]
+                these = ",".join("?" * len(batch))
+                db.execute(
+                    f"UPDATE models SET state = ?, reason = ?, finished = ?"
+                    f" WHERE job_id IN ({these}) AND state IN ({marks})",
+                    (JobState.FAILURE.value, reason, now, *batch, *ACTIVE_STATES),
+                )
+                db.execute(
+                    f"UPDATE jobs SET state = ?, reason = ?, finished = ? WHERE id IN ({these})",
+                    (JobState.FAILURE.value, reason, now, *batch),
+                )
+                db.execute(
+                    f"DELETE FROM images WHERE state = ? AND job_id IN ({these})",
+                    (ImageState.BUILDING.value, *batch),
+                )
+            if owners:  # known dead: forgotten
+                db.execute(f"DELETE FROM replicas WHERE {owned.replace('owner', 'id')}", owners)
+        return len(ids)
+
+    # -- replicas: leases on jobs and kill requests (see kaos/pipeline/leases.py) ------------
+    def register_replica(self, replica: Replica) -> None:
+        with self.transaction() as db:
             db.execute(
-                f"UPDATE models SET state = ?, reason = ?, finished = ? WHERE state IN ({marks})",
-                (JobState.FAILURE.value, reason, now, *ACTIVE_STATES),
+                "INSERT INTO replicas (id, host, pid, home, started, seen)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET seen = excluded.seen",
+                (replica.id, replica.host, replica.pid, replica.home, replica.started,
+                 replica.seen),
+            )  # fmt: skip
+
+    def replicas(self) -> list[Replica]:
+        return [_replica(r) for r in self._query("SELECT * FROM replicas ORDER BY started")]
+
+    def replica(self, replica_id: str) -> Replica | None:
+        rows = self._query("SELECT * FROM replicas WHERE id = ?", (replica_id,))
+        return _replica(rows[0]) if rows else None
+
+    def claim_job(self, replica: str, now: float, until: float) -> Claim | None:
+        """Take the oldest job nobody holds (queued, or its owner's lease expired) for
+        `replica`, in one transaction: two replicas never claim the same job (SQLite: one
+        writer at a time; PostgreSQL: the row locked, and skipped by other claimers). A job
+        running without an owner was left by a server from before leases: start-up fails it."""
+        marks = ",".join("?" * len(ACTIVE_STATES))
+        where = (
+            f"state IN ({marks})"
+            " AND ((owner IS NULL AND state = ?) OR (owner IS NOT NULL AND lease_until < ?))"
+        )
+        args = (*ACTIVE_STATES, JobState.STARTING.value, now)
+        if not self._query(f"SELECT 1 FROM jobs WHERE {where} LIMIT 1", args):
+            return None  # the common case, answered without a write transaction
+        with self.transaction() as db:
+            row = db.one(
+                f"SELECT id, owner, kill_requested FROM jobs WHERE {where}"
+                " ORDER BY created, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                args,
             )
-            failed = db.execute(
-                f"UPDATE jobs SET state = ?, reason = ?, finished = ? WHERE state IN ({marks})",
-                (JobState.FAILURE.value, reason, now, *ACTIVE_STATES),
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?",
+                (replica, until, row["id"]),
             )
-            db.execute("DELETE FROM images WHERE state = ?", (ImageState.BUILDING.value,))
-            return failed
+        return Claim(row["id"], row["owner"], bool(row["kill_requested"]))
+
+    def renew_leases(
+        self, replica: str, job_ids: Sequence[str], now: float, until: float
+    ) -> Renewal:
+        """Extend the leases `replica` holds on `job_ids`; say which were asked to die and
+        which are no longer its own."""
+        ids = list(job_ids)
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as db:
+            db.execute("UPDATE replicas SET seen = ? WHERE id = ?", (now, replica))
+            if ids:
+                db.execute(
+                    f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND id IN ({marks})",
+                    (until, replica, *ids),
+                )
+        if not ids:
+            return Renewal(frozenset(), frozenset())
+        rows = self._query(
+            f"SELECT id, owner, state, kill_requested FROM jobs WHERE id IN ({marks})", ids
+        )
+        return Renewal(
+            frozenset(r["id"] for r in rows if r["kill_requested"]),
+            frozenset(
+                r["id"] for r in rows if r["owner"] != replica or r["state"] not in ACTIVE_STATES
+            ),
+        )
+
+    def request_kill(self, job_id: str, now: float, reason: str) -> bool:
+        """Ask the owner to kill a job; a job nobody holds (queued, or its owner's lease
+        expired) is recorded killed at once. Whether it was."""
+        marks = ",".join("?" * len(ACTIVE_STATES))
+        with self.transaction() as db:
+            held = db.one(
+                f"SELECT id FROM jobs WHERE id = ? AND state IN ({marks})"
+                " AND owner IS NOT NULL AND lease_until >= ? FOR UPDATE",
+                (job_id, *ACTIVE_STATES, now),
+            )
+            if held is not None:
+                db.execute("UPDATE jobs SET kill_requested = 1 WHERE id = ?", (job_id,))
+                return False
+            for table, key in (("models", "job_id"), ("jobs", "id")):
+                db.execute(
+                    f"UPDATE {table} SET state = ?, finished = ?, reason = ?"
+                    f" WHERE {key} = ? AND state IN ({marks})",
+                    (JobState.KILLED.value, now, reason, job_id, *ACTIVE_STATES),
+                )
+            db.execute(
+                "DELETE FROM images WHERE state = ? AND job_id = ?",
+                (ImageState.BUILDING.value, job_id),
+            )
+        return True
+
+    # -- job logs, in chunks every replica can read -------------------------------------------
+    def append_log(self, job_id: str, start: int, data: bytes) -> None:
+        """Store the bytes at `start` of a job's log (once: a second writer there is ignored)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO job_logs (job_id, start, data) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (job_id, start, data),
+            )
+
+    def read_log(self, job_id: str, start: int, limit: int) -> bytes:
+        """Up to `limit` bytes of a job's log from byte `start`."""
+        rows = self._query(
+            "SELECT start, data FROM job_logs WHERE job_id = ? AND start + length(data) > ?"
+            " ORDER BY start LIMIT 256",
+            (job_id, start),
+        )
+        out = bytearray()
+        for row in rows:
+            at = start + len(out)
+            if row["start"] > at or len(out) >= limit:
+                break  # a gap (a chunk still being written) ends this read
+            out += bytes(row["data"])[at - row["start"] :]
+        return bytes(out[:limit])
+
+    def log_size(self, job_id: str) -> int:
+        rows = self._query(
+            "SELECT MAX(start + length(data)) FROM job_logs WHERE job_id = ?", (job_id,)
+        )
+        return int(rows[0][0] or 0)
 
     def referenced_trees(self) -> set[str]:
         """Every tree the catalog points at: what gc keeps and verify checks."""
@@ -568,6 +743,10 @@ class SqlCatalog:
         problems = [r[0] for r in self._query("PRAGMA integrity_check") if r[0] != "ok"]
         problems += [f"foreign key: {tuple(r)}" for r in self._query("PRAGMA foreign_key_check")]
         return problems
+
+
+def _replica(r: Row) -> Replica:
+    return Replica(r["id"], r["host"], r["pid"], r["home"], r["started"], r["seen"])
 
 
 def _model_row(r: Row) -> ModelRow:

@@ -9,12 +9,14 @@ exclude every other writer.
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import hashlib
 import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +54,7 @@ POSTGRESQL = Dialect(
     (
         (r"INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"),
         (r"\bREAL\b", "DOUBLE PRECISION"),
+        (r"\bBLOB\b", "BYTEA"),
         # SQLite numbers rows by itself (rowid, insertion order); PostgreSQL gets a column.
         (r"/\*rowid\*/", "rowid BIGSERIAL NOT NULL,"),
     ),
@@ -144,7 +147,8 @@ def _process_lock(catalog: str, key: str) -> Iterator[bool]:
 
 class SqliteDatabase:
     """One connection per thread, WAL, a generous busy timeout; writers queue on
-    BEGIN IMMEDIATE. Named locks are this process's (one server per SQLite catalog)."""
+    BEGIN IMMEDIATE. Named locks hold across the processes of this machine (several servers
+    may share one SQLite file there): a thread lock, then a file lock beside the catalog."""
 
     dialect = SQLITE
 
@@ -181,8 +185,21 @@ class SqliteDatabase:
     def reading(self) -> Iterator[Tx]:
         yield Tx(self._conn(), self.dialect)
 
-    def lock(self, key: str) -> AbstractContextManager[bool]:
-        return _process_lock(str(self.path.resolve()), key)
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """This process's threads queue on a local lock; its holder takes a file lock beside
+        the catalog, so servers on one machine sharing the file queue too (and a holder that
+        dies lets go with its process)."""
+        with _process_lock(str(self.path.resolve()), key) as outermost:
+            if not outermost:  # this thread holds it already
+                yield
+                return
+            folder = self.path.with_name(self.path.name + ".locks")
+            folder.mkdir(exist_ok=True)
+            name = hashlib.sha256(key.encode()).hexdigest()[:32]
+            with open(folder / name, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                yield
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

@@ -1,9 +1,17 @@
 """The engine: turns deploys into jobs by the plan, runs them in the background, answers
-for their state. Decisions come from `plan` (pure); this module only carries them out."""
+for their state. Decisions come from `plan` (pure); this module only carries them out.
+
+Jobs are recorded queued and run by whichever replica claims them (see `leases`): the one
+that recorded them claims at once while it has a free slot; a heartbeat renews the leases of
+what runs here, passes on kill requests and ships logs, and claims what other replicas left
+(queued while they were busy, or held by one that died).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 import tempfile
 import threading
 import time
@@ -13,19 +21,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kaos.errors import BuildFailed, JobFinished, KaosError, Killed, LockError, ObjectNotFound
+from kaos.errors import (
+    BuildFailed,
+    ConfigError,
+    JobFinished,
+    KaosError,
+    Killed,
+    LockError,
+    ObjectNotFound,
+)
 from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import Catalog
 from kaos.pipeline.envspec import base_only_note, env_spec
 from kaos.pipeline.executor import BuildRequest, Cancel, Executor, JobLog, TrainRequest
 from kaos.pipeline.ids import image_name, model_id, new_job_id
 from kaos.pipeline.inputs import InputsChange, TrainingInputs, train_seed
+from kaos.pipeline.leases import Claim, Leases, Replica
 from kaos.pipeline.logs import JobLogs
 from kaos.pipeline.manifest import parse_manifest
 from kaos.pipeline.plan import Plan, TrainTask, plan, tasks_for
 from kaos.pipeline.records import Deploy, Image, Job, Model
 from kaos.pipeline.remote_data import fetch_manifest
-from kaos.pipeline.reproduce import ReproducePlan, plan_reproduce
+from kaos.pipeline.reproduce import ReproducePlan, plan_reproduce, resume_reproduce
 from kaos.pipeline.states import ImageState, JobKind, JobState, overall_state
 from kaos.store import ContentStore
 
@@ -52,22 +69,55 @@ class Pipeline:
         logs: JobLogs,
         max_parallel: int = 2,
         tmp: Path | None = None,
+        leases: Leases | None = None,
+        replica: Replica | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
         self.executor = executor
         self.logs = logs
         self.tmp = tmp or Path(tempfile.gettempdir()) / "kaos"  # downloads land here first
-        self._slots = threading.BoundedSemaphore(max(1, max_parallel))
+        self.leases = leases or Leases()
+        self.replica = replica or Replica.here(str(self.tmp), time.time())
+        self.max_parallel = max(1, max_parallel)
+        self._slots = threading.BoundedSemaphore(self.max_parallel)
         self._deploy_lock = threading.RLock()
+        self._claim_lock = threading.RLock()  # guards _cancels and _threads with claiming
         self._cancels: dict[str, Cancel] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._stopping = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._ended: set[str] = set()  # dead replicas whose leftovers were ended here
+        self._lost: set[str] = set()  # running here, but their lease went to another replica
 
     def recover(self) -> int:
-        """Jobs left running by a previous process are failed, with the reason recorded, and
-        what they left behind (processes, containers, folders) is cleaned up."""
+        """At start-up: jobs an earlier run of this server (same machine and home) left running
+        are failed, with the reason recorded, and what they left behind (processes,
+        containers, folders) is ended. Other replicas' jobs are left to them, or to the claim
+        of whoever sees their lease expire. Refused while that earlier run still lives."""
+        now = time.time()
+        earlier = [
+            r for r in self.catalog.replicas()
+            if r.id != self.replica.id and r.same_place(self.replica)
+        ]  # fmt: skip
+        alive = [r for r in earlier if not r.gone(now, self.leases.lease_s)]
+        if alive:
+            raise ConfigError(
+                f"another kaos server (pid {alive[0].pid}) runs with this home",
+                "give every replica its own --home (they share the catalog and the store)",
+            )
+        self.catalog.register_replica(self.replica)
         self.executor.recover()
-        return self.catalog.fail_interrupted(RESTART_REASON)
+        return self.catalog.fail_abandoned([r.id for r in earlier], RESTART_REASON)
+
+    def start(self) -> None:
+        """Start the heartbeat: leases, kill requests, log shipping, claiming others' jobs."""
+        with self._claim_lock:
+            if self._heartbeat is None and not self._stopping.is_set():
+                self._heartbeat = threading.Thread(
+                    target=self._beat_loop, name="kaos-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
 
     # -- deploys ----------------------------------------------------------------------------
     def deploy(
@@ -220,7 +270,7 @@ class Pipeline:
         )
         self.catalog.add_job(job)
         self.catalog.set_image(Image(source, self.executor.kind, ImageState.BUILDING, job.id, None))
-        self._spawn(job.id, self._run_build, job, name, refresh_env)
+        self._claim_more()
         return job
 
     def _run_build(self, job: Job, name: str, refresh_env: bool, cancel: Cancel) -> None:
@@ -230,7 +280,7 @@ class Pipeline:
             if cancel.killed:
                 self._end_build(job, JobState.KILLED, "killed before it started")
                 return
-            self.catalog.update_job(job.id, state=JobState.RUNNING, started=time.time())
+            self._update_job(job.id, state=JobState.RUNNING, started=time.time())
             try:
                 request = BuildRequest(job.id, job.source, name, refresh_env=refresh_env)
                 built = self.executor.build(request, log, cancel)
@@ -245,35 +295,41 @@ class Pipeline:
                 log.write(f"kaos: build crashed: {exc!r}\n")
                 self._end_build(job, JobState.FAILURE, f"build crashed: {exc!r}")
                 return
+        if not self._owned(job.id):
+            return  # taken over while building: the new owner records the image
         # The image is ready and the waiting trains exist before the build reads as finished,
         # so whoever follows this deploy never sees "all done" in between.
         self.catalog.set_image(
             Image(job.source, self.executor.kind, ImageState.READY, job.id, built.ref, built.lock)
         )
-        self.catalog.update_job(job.id, lock=built.lock)
+        self._update_job(job.id, lock=built.lock)
         self._start_waiting_trains(job.source)
-        self.catalog.update_job(job.id, state=JobState.SUCCESS, finished=time.time())
+        self._finish_job(job.id, state=JobState.SUCCESS, finished=time.time())
 
     def _end_build(self, job: Job, state: JobState, reason: str) -> None:
         """A build that made no image: the failure is recorded, never cached (plan retries)."""
         assert job.source is not None
+        if not self._owned(job.id):
+            return
         self.catalog.set_image(
             Image(job.source, self.executor.kind, ImageState.FAILED, job.id, None)
         )
-        self.catalog.update_job(job.id, state=state, finished=time.time(), reason=reason)
+        self._finish_job(job.id, state=state, finished=time.time(), reason=reason)
 
     def _start_waiting_trains(self, source: str) -> None:
         """A finished build starts the trains of every workspace whose current source it is."""
         with self._deploy_lock:
-            for ws in self.catalog.workspaces_using_source(source):
-                deploys = self.catalog.deploys(ws.name)
-                if not deploys or ws.inputs.data is None:
-                    continue
-                last = deploys[-1]
-                parallelism = int(last.changed.get("parallelism") or 1)
-                # a forced deploy (--force, --refresh-env) whose trains waited for this build
-                # retrains them in the new image instead of answering with the old models
-                self._advance(ws.name, ws.inputs, last, last.force, parallelism)
+            for name in [w.name for w in self.catalog.workspaces_using_source(source)]:
+                with self.catalog.workspace_lock(name):
+                    ws = self.catalog.workspace(name)
+                    deploys = self.catalog.deploys(ws.name)
+                    if ws.inputs.source != source or not deploys or ws.inputs.data is None:
+                        continue
+                    last = deploys[-1]
+                    parallelism = int(last.changed.get("parallelism") or 1)
+                    # a forced deploy (--force, --refresh-env) whose trains waited for this
+                    # build retrains them in the new image instead of answering with old models
+                    self._advance(ws.name, ws.inputs, last, last.force, parallelism)
 
     # -- trains -----------------------------------------------------------------------------
     def _start_train(
@@ -307,17 +363,23 @@ class Pipeline:
             for i, t in enumerate(tasks)
         ]
         self.catalog.add_job(job, models)
-        self._spawn(job.id, self._run_train, job, inputs, names["source"])
+        self._claim_more()
         return job
 
     def _run_train(self, job: Job, inputs: TrainingInputs, name: str, cancel: Cancel) -> None:
+        """Train every model of the job not yet finished (a job taken over keeps the models
+        its earlier run finished)."""
         log = self.logs.writer(job.id)
-        models = self.catalog.models(job.id)
-        several = len(models) > 1
-        with ThreadPoolExecutor(max_workers=min(job.parallelism, len(models))) as pool:
-            for model in models:
-                model_log = log.with_prefix(f"[{model.index}] ") if several else log
-                pool.submit(self._run_model, job, model, inputs, name, model_log, cancel)
+        models = [m for m in self.catalog.models(job.id) if not m.state.finished]
+        several = len(self.catalog.models(job.id)) > 1
+        job = self._with_image(job, name, log, cancel)
+        if models:
+            with ThreadPoolExecutor(max_workers=min(job.parallelism, len(models))) as pool:
+                for model in models:
+                    model_log = log.with_prefix(f"[{model.index}] ") if several else log
+                    pool.submit(self._run_model, job, model, inputs, name, model_log, cancel)
+        if not self._owned(job.id):
+            return
         states = [m.state for m in self.catalog.models(job.id)]
         final = overall_state(states, cancel.killed)
         reason = None
@@ -328,7 +390,22 @@ class Pipeline:
                 if len(failed) == 1
                 else f"{len(failed)} of {len(states)} models failed"
             )
-        self.catalog.update_job(job.id, state=final, finished=time.time(), reason=reason)
+        self._finish_job(job.id, state=final, finished=time.time(), reason=reason)
+
+    def _with_image(self, job: Job, name: str, log: JobLog, cancel: Cancel) -> Job:
+        """The job, with an image this replica has: one built elsewhere (another replica's
+        home) is made again here from its stored lock, a lookup when it exists."""
+        if not job.image or not job.source or self.executor.image_exists(job.image):
+            return job
+        log.write("kaos: making the environment on this replica from its stored lock\n")
+        try:
+            with self._slots:
+                request = BuildRequest(job.id, job.source, name, lock=job.lock)
+                built = self.executor.build(request, log, cancel)
+        except Exception as exc:  # the models fail with it, each saying why
+            log.write(f"kaos: could not make the environment here: {exc}\n")
+            return job
+        return replace(job, image=built.ref)
 
     def _run_model(
         self,
@@ -344,9 +421,9 @@ class Pipeline:
                 self._end_model(job, model, JobState.KILLED, "killed before it started")
                 return
             now = time.time()
-            self.catalog.update_model(job.id, model.index, state=JobState.RUNNING, started=now)
+            self._update_model(job.id, model.index, state=JobState.RUNNING, started=now)
             if self.catalog.job(job.id).started is None:
-                self.catalog.update_job(job.id, state=JobState.RUNNING, started=now)
+                self._update_job(job.id, state=JobState.RUNNING, started=now)
             request = TrainRequest(
                 job.id, model.index, job.source or "", job.data or "", name, job.image or "",
                 model.params, inputs.resources, job.lock, train_seed(model.train_key),
@@ -364,7 +441,7 @@ class Pipeline:
                 log.write(f"kaos: train crashed: {exc!r}\n")
                 self._end_model(job, model, JobState.FAILURE, f"train crashed: {exc!r}")
                 return
-        self.catalog.update_model(
+        self._update_model(
             job.id,
             model.index,
             state=JobState.SUCCESS,
@@ -376,16 +453,14 @@ class Pipeline:
         )
 
     def _end_model(self, job: Job, model: Model, state: JobState, reason: str) -> None:
-        self.catalog.update_model(
-            job.id, model.index, state=state, finished=time.time(), reason=reason
-        )
+        self._update_model(job.id, model.index, state=state, finished=time.time(), reason=reason)
 
     # -- reproducing ---------------------------------------------------------------------------
     def reproduce(self, model_prefix: str, author: str) -> Job:
         """Retrain a model from what was stored for it, in the background (see `reproduce`)."""
         todo = plan_reproduce(self.catalog, self.store, model_prefix, author)
         self.catalog.add_job(todo.job, [todo.model])
-        self._spawn(todo.job.id, self._run_reproduce, todo)
+        self._claim_more()
         return todo.job
 
     def _run_reproduce(self, todo: ReproducePlan, cancel: Cancel) -> None:
@@ -394,8 +469,8 @@ class Pipeline:
         log.write(f"kaos: reproducing model {todo.original.model_id}\n")
         with self._slots:
             now = time.time()
-            self.catalog.update_job(job.id, state=JobState.RUNNING, started=now)
-            self.catalog.update_model(job.id, 0, state=JobState.RUNNING, started=now)
+            self._update_job(job.id, state=JobState.RUNNING, started=now)
+            self._update_model(job.id, 0, state=JobState.RUNNING, started=now)
             state, reason = JobState.SUCCESS, None
             try:
                 build = BuildRequest(job.id, job.source, todo.bundle_name, lock=job.lock)
@@ -414,27 +489,144 @@ class Pipeline:
                 state, reason = JobState.FAILURE, f"reproduce crashed: {exc!r}"
         now = time.time()
         if state == JobState.SUCCESS:
-            self.catalog.update_model(
+            self._update_model(
                 job.id, 0, state=state, finished=now, output_tree=outcome.output_tree,
                 metrics=outcome.metrics, node=outcome.node,
             )  # fmt: skip
         else:
             log.write(f"kaos: reproduce failed: {reason}\n")
-            self.catalog.update_model(job.id, 0, state=state, finished=now, reason=reason)
-        self.catalog.update_job(job.id, state=state, finished=now, reason=reason)
+            self._update_model(job.id, 0, state=state, finished=now, reason=reason)
+        self._finish_job(job.id, state=state, finished=now, reason=reason)
+
+    # -- claiming and running ------------------------------------------------------------------
+    def _claim_more(self) -> None:
+        """Claim queued (or abandoned) jobs while this replica has free slots, and run each in
+        its own thread. Called where work appears here (a deploy, a job's end) and on every
+        heartbeat, for what other replicas left."""
+        with self._claim_lock:
+            while not self._stopping.is_set() and len(self._threads) < self.max_parallel:
+                now = time.time()
+                claim = self.catalog.claim_job(self.replica.id, now, now + self.leases.lease_s)
+                if claim is None:
+                    return
+                self._spawn(claim.job_id, self._run_claimed, claim)
+        self.start()
+
+    def _run_claimed(self, claim: Claim, cancel: Cancel) -> None:
+        """Run a claimed job from what the catalog holds for it (so any replica can)."""
+        job = self.catalog.job(claim.job_id)
+        try:
+            if claim.previous_owner is not None:
+                self._take_over(job, claim.previous_owner)
+            if claim.kill_requested:
+                cancel.kill()  # asked to die while its owner was dying: end it the usual way
+            if job.kind == JobKind.BUILD:
+                assert job.source is not None
+                refresh = bool(job.deploy_id and self._deploy_changed(job, "refresh_env"))
+                self._run_build(job, self._source_name(job.source), refresh, cancel)
+            elif job.kind == JobKind.TRAIN:
+                assert job.source is not None and job.deploy_id is not None
+                inputs = self.catalog.deploy(job.deploy_id).inputs
+                self._run_train(job, inputs, self._source_name(job.source), cancel)
+            else:
+                self._run_reproduce(resume_reproduce(self.catalog, self.store, job), cancel)
+        except Exception as exc:  # a job that cannot even start must not stay claimed forever
+            print(f"kaos: job {job.id} could not run: {exc!r}", file=sys.stderr, flush=True)
+            self._finish_job(job.id, state=JobState.FAILURE, finished=time.time(), reason=f"{exc}")
+
+    def _take_over(self, job: Job, previous: str) -> None:
+        """A job whose owner stopped renewing its lease: say so in its log, end what the dead
+        owner left running if it ran on this machine, and run the unfinished models again."""
+        log = self.logs.writer(job.id)
+        log.write(
+            f"kaos: replica {previous} stopped renewing its lease; "
+            f"replica {self.replica.id} runs this job again\n"
+        )
+        self.logs.ship(job.id)
+        dead = self.catalog.replica(previous)
+        if (
+            dead is not None
+            and dead.id not in self._ended
+            and dead.gone(time.time(), self.leases.lease_s)
+            and dead.host == self.replica.host
+            and dead.home != self.replica.home
+        ):
+            self._ended.add(dead.id)
+            self.executor.recover(Path(dead.home))  # its processes, containers, folders
+        for model in self.catalog.models(job.id):
+            if not model.state.finished:
+                self._update_model(
+                    job.id, model.index, state=JobState.STARTING, started=None, finished=None
+                )
+
+    def _deploy_changed(self, job: Job, key: str) -> Any:
+        assert job.deploy_id is not None
+        return self.catalog.deploy(job.deploy_id).changed.get(key)
+
+    def _source_name(self, source: str) -> str:
+        return self.catalog.bundle_name(source) or self._bundle_name(source, "source")
+
+    def _owned(self, job_id: str) -> bool:
+        return job_id not in self._lost
+
+    def _update_job(self, job_id: str, **fields: Any) -> None:
+        self.catalog.update_job(job_id, fence=self.replica.id, **fields)
+
+    def _update_model(self, job_id: str, index: int, **fields: Any) -> None:
+        self.catalog.update_model(job_id, index, fence=self.replica.id, **fields)
+
+    def _finish_job(self, job_id: str, **fields: Any) -> None:
+        """The job's last record: its log shipped first, so a reader who sees it finished
+        has every line."""
+        self.logs.close(job_id, ship=self._owned(job_id))
+        self._update_job(job_id, **fields)
+
+    # -- the heartbeat ----------------------------------------------------------------------------
+    def _beat_loop(self) -> None:
+        while not self._stopping.wait(self.leases.heartbeat_s):
+            try:
+                self.beat()
+            except Exception as exc:  # a catalog hiccup: the next beat tries again
+                print(f"kaos: heartbeat failed: {exc!r}", file=sys.stderr, flush=True)
+
+    def beat(self) -> None:
+        """Ship logs, renew the leases of what runs here, act on kill requests and lost
+        leases, then claim what is waiting."""
+        with self._claim_lock:
+            running = dict(self._cancels)
+        self.logs.ship_all()
+        now = time.time()
+        renewal = self.catalog.renew_leases(
+            self.replica.id, list(running), now, now + self.leases.lease_s
+        )
+        for job_id in renewal.lost & running.keys():
+            with self._claim_lock:
+                if job_id not in self._cancels:
+                    continue  # it has just ended here
+                self._lost.add(job_id)
+            self.logs.close(job_id, ship=False)
+            running[job_id].kill()
+        for job_id in renewal.kill & running.keys():
+            running[job_id].kill()
+        self._claim_more()
 
     # -- running, killing, waiting ------------------------------------------------------------
     def _spawn(self, job_id: str, target: Callable[..., None], *args: Any) -> None:
-        """Run a job in its own thread; it is forgotten here once it has recorded its end, so
-        a long-lived server holds only the jobs that run."""
+        """Run a job in its own thread (under the claim lock); it is forgotten here once it
+        has recorded its end, so a long-lived server holds only the jobs that run, and its
+        slot goes to the next waiting job at once."""
         cancel = Cancel()
 
         def run() -> None:
             try:
                 target(*args, cancel)
             finally:
-                self._cancels.pop(job_id, None)
-                self._threads.pop(job_id, None)
+                with self._claim_lock:
+                    self._cancels.pop(job_id, None)
+                    self._threads.pop(job_id, None)
+                    self._lost.discard(job_id)
+                with contextlib.suppress(Exception):  # the heartbeat claims it later
+                    self._claim_more()
 
         thread = threading.Thread(target=run, name=f"kaos-job-{job_id[:8]}", daemon=True)
         self._cancels[job_id] = cancel
@@ -442,27 +634,31 @@ class Pipeline:
         thread.start()
 
     def kill(self, job_id_prefix: str) -> Job:
+        """Kill a job wherever it runs: here at once; on another replica through the
+        catalog, which its heartbeat reads within a second; queued, or held by a dead
+        replica, recorded killed at once."""
         job = self.catalog.find_job(job_id_prefix)
         if job.state.finished:
             raise JobFinished(
                 f"job {job.id} has already finished ({job.state.value}); nothing to kill"
             )
         cancel = self._cancels.get(job.id)
-        if cancel is None:  # active in the catalog but not in this process: left by a crash
-            self.catalog.update_job(
-                job.id, state=JobState.KILLED, finished=time.time(), reason="killed on request"
-            )
-        else:
+        if cancel is not None:
             cancel.kill()
+        else:
+            self.catalog.request_kill(job.id, time.time(), "killed on request")
         return job
 
     def shutdown(self, timeout: float = 15) -> None:
         """Kill what still runs (its processes too) so nothing outlives the server unrecorded."""
+        self._stopping.set()
         for cancel in list(self._cancels.values()):
             cancel.kill()
         deadline = time.time() + timeout
         for thread in list(self._threads.values()):
             thread.join(max(0.0, deadline - time.time()))
+        if self._heartbeat is not None:
+            self._heartbeat.join(max(0.0, deadline - time.time()))
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         thread = self._threads.get(job_id)
@@ -471,11 +667,17 @@ class Pipeline:
         return self.catalog.job(job_id)
 
     def wait_all(self, timeout: float = 600) -> None:
+        """Until nothing runs here and nothing waits that this replica could claim."""
         deadline = time.time() + timeout
         while True:
-            alive = [t for t in list(self._threads.values()) if t.is_alive()]
+            with self._claim_lock:
+                alive = [t for t in self._threads.values() if t.is_alive()]
             if not alive:
-                return
+                self._claim_more()
+                with self._claim_lock:
+                    if not self._threads:
+                        return
+                continue
             alive[0].join(max(0.0, deadline - time.time()))
             if time.time() >= deadline:
                 raise TimeoutError("jobs still running")

@@ -106,8 +106,9 @@ class Executor(Protocol):
 
     def train(self, request: TrainRequest, log: JobLog, cancel: Cancel) -> TrainOutcome: ...
 
-    def recover(self) -> None:
-        """At start-up: end every process, container or task a previous server left running."""
+    def recover(self, home: Path | None = None) -> None:
+        """At start-up: end every process, container or task a previous server left running.
+        With `home`: what the dead replica with that home on this machine left running."""
         ...
 
     def close(self) -> None:

@@ -63,6 +63,20 @@ def plan_reproduce(
     return ReproducePlan(job, model, original, name, resources)
 
 
+def resume_reproduce(catalog: Catalog, store: ContentStore, job: Job) -> ReproducePlan:
+    """The plan of a recorded reproduction, from the catalog alone (any replica runs it)."""
+    (model,) = catalog.models(job.id)
+    original_job, index = model.train_key[len(KEY_PREFIX) :].rsplit(":", 1)
+    original = next(m for m in catalog.models(original_job) if m.index == int(index))
+    trained = catalog.job(original_job)
+    resources = Resources()
+    if trained.deploy_id is not None:
+        resources = catalog.deploy(trained.deploy_id).inputs.resources
+    assert job.source is not None
+    name = catalog.bundle_name(job.source) or source_bundle_name(store.get_tree(job.source))
+    return ReproducePlan(job, model, original, name, resources)
+
+
 @dataclass(frozen=True)
 class Reproduction:
     job: Job

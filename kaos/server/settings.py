@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     tokens_file: Path | None = None  # lines of "user token", for several users
     insecure: bool = False  # serve a non-loopback host without tokens (refused otherwise)
     max_parallel: int = 2
+    # Replicas: servers sharing one catalog and one store (see kaos/pipeline/leases.py).
+    lease_s: float = Field(default=15.0, gt=0)  # a dead replica's jobs are taken over after it
+    heartbeat_s: float = Field(default=1.0, gt=0)  # lease renewals, kill requests, log shipping
     sandbox: bool = True  # local and ray: every train in bubblewrap (--no-sandbox turns it off)
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20

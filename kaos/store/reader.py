@@ -46,6 +46,9 @@ class StoreReader:
 
     def locate(self, digest: str) -> Location:
         loc = self._index.locate(digest)
+        if loc is None and not self._index.was_discarded(digest):
+            self._index.refresh()  # another writer (a replica, a Ray node) may have stored it
+            loc = self._index.locate(digest)
         if loc is None:
             if self._index.was_discarded(digest):
                 raise IntegrityError(

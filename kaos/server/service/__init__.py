@@ -44,6 +44,7 @@ class Services:
             services.notes.append(
                 f"kaos: {recovered} jobs left running by the last server were marked failed"
             )
+        parts.pipeline.start()  # heartbeats, and claims of what other replicas left
         parts.serving.start()  # endpoints that served before a restart come back
         return services
 

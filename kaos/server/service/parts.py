@@ -3,6 +3,7 @@ made once at start-up. Only the service modules hold them; routes see services."
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from kaos.errors import ConfigError, KaosError
@@ -11,6 +12,7 @@ from kaos.pipeline.bundles import data_bundle_name
 from kaos.pipeline.catalog import SqlCatalog, open_catalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.executor import Executor
+from kaos.pipeline.leases import Leases, Replica
 from kaos.pipeline.logs import JobLogs
 from kaos.server.auth import TokenTable
 from kaos.server.guard import Guard
@@ -39,9 +41,16 @@ class Parts:
             settings.store_url, home, settings.s3_endpoint_url, settings.cache_max
         )
         catalog = open_catalog(settings.catalog_location)
-        logs = JobLogs(home / "logs")
+        logs = JobLogs(home / "logs", catalog)  # shipped to the catalog: every replica reads
         executor = make_executor(settings, store)
-        pipeline = Pipeline(catalog, store, executor, logs, settings.max_parallel, home / "tmp")
+        try:
+            leases = Leases(settings.lease_s, settings.heartbeat_s)
+        except ValueError as exc:
+            raise ConfigError(str(exc), "set KAOS_LEASE_S to a few heartbeats or more") from None
+        pipeline = Pipeline(
+            catalog, store, executor, logs, settings.max_parallel, home / "tmp", leases,
+            Replica.here(str(home.resolve()), time.time()),
+        )  # fmt: skip
         serving = ServingManager(catalog, store, executor, home)
         guard = Guard(catalog, store, tokens)
         return cls(settings, tokens, store, catalog, logs, executor, pipeline, serving, guard)

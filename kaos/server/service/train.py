@@ -81,8 +81,10 @@ class TrainService:
 
     def logs(self, user: str, job_id: str, offset: int) -> LogsOut:
         job = self._parts.guard.job(user, job_id, Action.READ)
+        # read before the text: a job seen finished has shipped its last line, so the client
+        # that stops at an empty read of a finished job misses nothing
+        finished = self._parts.catalog.job(job.id).state.finished
         text, next_offset = self._parts.logs.read(job.id, offset)
-        finished = self._parts.catalog.job(job.id).state.finished  # read after the text
         return LogsOut(text=text, offset=next_offset, finished=finished)
 
     def kill(self, user: str, job_id: str) -> JobOut:
