@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from kaos.client import Client
+from kaos.client.inputs import DeployChange
 from kaos.executors.process import process_alive
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.inputs import TrainingInputs
@@ -149,24 +150,27 @@ def test_deploy_through_one_replica_follow_read_and_kill_through_the_other(team)
     assert team.ends() == 1
 
 
-def test_twenty_concurrent_deploys_over_two_replicas_are_all_recorded_in_order(team):
-    """Deploys to one workspace are serialized across replicas: each one's inputs are the
-    previous one's with its own change, none lost."""
+def test_twenty_concurrent_deploys_over_two_replicas_are_recorded_and_train_once(team):
+    """Deploys to one workspace are serialized across replicas: each pair deploying the same
+    data at the same moment (one through each replica) records two deploys and one train."""
+    team.cli_a.ok("workspace", "create", "-n", "busy")
+    team.release.touch()
+    team.cli_a.ok("train", "deploy", "-s", "src", "-d", "data", "--wait")
     client = Client(team.a.url, workspace="busy")
-    client.create_workspace("busy")
     data = []
     for i in range(10):
         folder = team.root / f"data-{i}"
         (folder / "rows").mkdir(parents=True)
-        (folder / "rows" / "a.csv").write_text(f"{i}\n")
+        (folder / "rows" / "a.csv").write_text(f"row {i}\n")  # none like the first data
         data.append(client.upload("data", folder).digest)
     clients = [Client(s.url, workspace="busy") for s in team.servers()]
     errors: list[BaseException] = []
+    pairs = [threading.Barrier(2) for _ in data]  # the same data through a and b at once
 
     def deploy(i: int) -> None:
         try:
-            change = {"data": data[i // 2]} if i % 2 else {"grid": {"k": [i]}}
-            clients[i % 2].submit(**change)
+            pairs[i // 2].wait(30)
+            clients[i % 2].submit(DeployChange(data=data[i // 2]))
         except BaseException as exc:
             errors.append(exc)
 
@@ -176,18 +180,27 @@ def test_twenty_concurrent_deploys_over_two_replicas_are_all_recorded_in_order(t
     for thread in threads:
         thread.join(120)
     assert errors == []
-    deploys = SqliteCatalog(team.catalog).deploys("busy")
-    assert len(deploys) == 20
+    wait_for(lambda: not active_jobs(team.cli_a), message="the trains")
+    catalog = SqliteCatalog(team.catalog)
+    deploys = catalog.deploys("busy")
+    assert len(deploys) == 21
     previous = TrainingInputs()
-    for deploy in deploys:
-        expected_data = deploy.changed.get("data") or previous.data
-        assert deploy.inputs.data == expected_data
-        if deploy.changed.get("grid") is not None:
-            assert deploy.inputs.grid is not None
-            assert deploy.inputs.grid.to_json() == deploy.changed["grid"]
-        else:
-            assert deploy.inputs.grid == previous.grid
+    for deploy in deploys:  # each deploy's inputs: the previous ones with its change
+        assert deploy.inputs.data == (deploy.changed.get("data") or previous.data)
+        assert deploy.inputs.source == (deploy.changed.get("source") or previous.source)
         previous = deploy.inputs
+    trains = catalog.jobs("busy", "train")
+    assert sorted(j.data for j in trains) == sorted([*data, deploys[0].inputs.data])
+    assert len(team.starts()) == 11 and team.ends() == 11  # each train key trained once
+
+
+def active_jobs(cli: Cli) -> list[str]:
+    listing = cli.ok("train", "list", "--json").json()
+    return [
+        j["id"]
+        for j in listing["building"] + listing["training"]
+        if j["state"] in ("JOB_STARTING", "JOB_RUNNING")
+    ]
 
 
 def test_a_killed_replicas_train_is_finished_by_the_other_after_the_lease(team):
