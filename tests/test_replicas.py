@@ -1,7 +1,8 @@
-"""Several `kaos server` replicas on one catalog and one S3 store (moto): any replica answers
-any request, each job runs exactly once, and a dead replica's job is taken over once its lease
-expires. Real server processes, the real CLI, the local executor (no sandbox, so nothing but
-the taking-over replica ends a dead one's train script)."""
+"""Several `kaos server` replicas on one catalog (PostgreSQL, or one SQLite file) and one S3
+store (moto): any replica answers any request, each job runs exactly once, and a dead
+replica's job is taken over once its lease expires. Real server processes, the real CLI, the
+local executor (no sandbox, so nothing but the taking-over replica ends a dead one's train
+script)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kaos.client import Client
 from kaos.client.inputs import DeployChange
 from kaos.executors.process import process_alive
-from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.catalog import SqlCatalog, open_catalog
 from kaos.pipeline.inputs import TrainingInputs
+from kaos.serving.records import Endpoint, EndpointState, ServeOptions
 from tests.cli import Cli
 from tests.conftest import KaosServer
 
@@ -53,12 +56,15 @@ class Team:
     b: KaosServer
     cli_a: Cli
     cli_b: Cli
-    catalog: Path
+    catalog: str  # a SQLite file or a PostgreSQL URL
     runs: Path
     release: Path
 
     def servers(self) -> list[KaosServer]:
         return [self.a, self.b]
+
+    def open_catalog(self) -> SqlCatalog:
+        return open_catalog(self.catalog)
 
     def starts(self) -> list[tuple[int, int]]:
         lines = self.runs.read_text().splitlines() if self.runs.exists() else []
@@ -70,18 +76,23 @@ class Team:
         return sum(1 for line in lines if line.startswith("end"))
 
 
-def start_replica(root: Path, name: str, catalog: Path, store: list[str]) -> KaosServer:
+def start_replica(root: Path, name: str, catalog: str, store: list[str]) -> KaosServer:
     home = root / name
     home.mkdir()
-    env = {"KAOS_CATALOG": str(catalog), "KAOS_LEASE_S": str(LEASE_S), "KAOS_HEARTBEAT_S": "0.5"}
+    env = {"KAOS_CATALOG": catalog, "KAOS_LEASE_S": str(LEASE_S), "KAOS_HEARTBEAT_S": "0.5"}
     return KaosServer(home, ["--no-sandbox", *store], env)
 
 
 @pytest.fixture
-def team(tmp_path, s3_endpoint, s3_bucket):
+def team(request, tmp_path, s3_endpoint, s3_bucket):
+    """On PostgreSQL (the team setup), or on one SQLite file (servers on one machine):
+    parametrized per test with `indirect`."""
     root = tmp_path
-    catalog = root / "shared" / "catalog.db"
-    catalog.parent.mkdir()
+    if getattr(request, "param", "postgresql") == "postgresql":
+        catalog = request.getfixturevalue("postgres").new_database()
+    else:
+        (root / "shared").mkdir()
+        catalog = str(root / "shared" / "catalog.db")
     store = ["--store", f"s3://{s3_bucket}/kaos", "--s3-endpoint-url", s3_endpoint]
     a = start_replica(root, "replica-a", catalog, store)
     b = start_replica(root, "replica-b", catalog, store)
@@ -122,6 +133,7 @@ def job_state(cli: Cli, job_id: str) -> str:
     return cli.ok("train", "info", "-j", job_id, "--json").json()["job"]["state"]
 
 
+@pytest.mark.parametrize("team", ["postgresql"], indirect=True)
 def test_deploy_through_one_replica_follow_read_and_kill_through_the_other(team):
     team.cli_a.ok("workspace", "create", "-n", "shared")
     team.cli_b.ok("workspace", "set", "-n", "shared")
@@ -150,6 +162,20 @@ def test_deploy_through_one_replica_follow_read_and_kill_through_the_other(team)
     assert team.ends() == 1
 
 
+@pytest.mark.parametrize("team", ["sqlite"], indirect=True)
+def test_an_endpoint_served_by_another_replica_is_refused_with_where_to_ask(team):
+    """Endpoints live with the replica they were deployed through (not shared yet)."""
+    team.cli_a.ok("workspace", "create", "-n", "serving")
+    catalog = team.open_catalog()
+    catalog.put_endpoint(
+        Endpoint("serving", "ep", EndpointState.RUNNING, None, None, ServeOptions(), time.time())
+    )
+    answer = httpx.post(f"{team.b.url}/serve/serving/ep/invocations", json={"inputs": [[1]]})
+    assert answer.status_code == 503
+    assert "served by another kaos server replica" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("team", ["sqlite", "postgresql"], indirect=True)
 def test_twenty_concurrent_deploys_over_two_replicas_are_recorded_and_train_once(team):
     """Deploys to one workspace are serialized across replicas: each pair deploying the same
     data at the same moment (one through each replica) records two deploys and one train."""
@@ -181,7 +207,7 @@ def test_twenty_concurrent_deploys_over_two_replicas_are_recorded_and_train_once
         thread.join(120)
     assert errors == []
     wait_for(lambda: not active_jobs(team.cli_a), message="the trains")
-    catalog = SqliteCatalog(team.catalog)
+    catalog = team.open_catalog()
     deploys = catalog.deploys("busy")
     assert len(deploys) == 21
     previous = TrainingInputs()
@@ -203,6 +229,7 @@ def active_jobs(cli: Cli) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("team", ["postgresql"], indirect=True)
 def test_a_killed_replicas_train_is_finished_by_the_other_after_the_lease(team):
     team.cli_a.ok("workspace", "create", "-n", "takeover")
     team.cli_b.ok("workspace", "set", "-n", "takeover")

@@ -110,6 +110,15 @@ class Pipeline:
         self.executor.recover()
         return self.catalog.fail_abandoned([r.id for r in earlier], RESTART_REASON)
 
+    def live_peers(self) -> int:
+        """How many other replicas on this catalog are alive."""
+        now = time.time()
+        return sum(
+            1
+            for r in self.catalog.replicas()
+            if r.id != self.replica.id and not r.gone(now, self.leases.lease_s)
+        )
+
     def start(self) -> None:
         """Start the heartbeat: leases, kill requests, log shipping, claiming others' jobs."""
         with self._claim_lock:

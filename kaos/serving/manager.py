@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,8 +77,18 @@ class _Live:
 
 
 class ServingManager:
-    def __init__(self, catalog: SqlCatalog, store: ContentStore, executor: Any, home: Path):
+    def __init__(
+        self,
+        catalog: SqlCatalog,
+        store: ContentStore,
+        executor: Any,
+        home: Path,
+        peers: Callable[[], int] = lambda: 0,
+    ):
         self.catalog = catalog
+        # Other live server replicas on this catalog: an endpoint lives with the replica it was
+        # deployed through, so a replica starting beside others brings back none of theirs.
+        self.peers = peers
         self.store = store
         self.executor = executor
         self.root = Path(home) / "serving"
@@ -103,6 +113,8 @@ class ServingManager:
 
     def restore(self) -> int:
         restored = 0
+        if self.peers():
+            return 0  # the endpoints are served by the live replicas that deployed them
         if self.executor.kind == "docker" and shutil.which("docker"):
             process.remove_containers(process.leftover_containers(str(self.root)))
         for endpoint in self.catalog.endpoints():
@@ -487,6 +499,8 @@ class ServingManager:
     def _follow_loop(self) -> None:
         while not self._closed.wait(FOLLOW_EVERY_S):
             for endpoint in self.catalog.endpoints():
+                if (endpoint.workspace, endpoint.name) not in self._routes:
+                    continue  # not served here (another replica's, or not back yet)
                 if endpoint.follow and endpoint.state == EndpointState.RUNNING:
                     with contextlib.suppress(KaosError):
                         self.follow_once(endpoint.workspace, endpoint.name)
@@ -561,6 +575,11 @@ class ServingManager:
             endpoint = self.endpoint(workspace, name)
             reason = f": {endpoint.reason}" if endpoint.reason else ""
             state = endpoint.state.value.lower()
+            if endpoint.state == EndpointState.RUNNING and self.peers():
+                raise NotServing(
+                    f"endpoint {name!r} is served by another kaos server replica, not this one",
+                    "send its requests to the server it was deployed through",
+                )
             if endpoint.state == EndpointState.RUNNING:  # coming back after a server restart
                 state, reason = "starting", " (its revision does not answer yet)"
             raise NotServing(f"endpoint {name!r} is {state}{reason}",

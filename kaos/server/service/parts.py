@@ -51,7 +51,7 @@ class Parts:
             catalog, store, executor, logs, settings.max_parallel, home / "tmp", leases,
             Replica.here(str(home.resolve()), time.time()),
         )  # fmt: skip
-        serving = ServingManager(catalog, store, executor, home)
+        serving = ServingManager(catalog, store, executor, home, pipeline.live_peers)
         guard = Guard(catalog, store, tokens)
         return cls(settings, tokens, store, catalog, logs, executor, pipeline, serving, guard)
 
