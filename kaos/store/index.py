@@ -7,25 +7,36 @@ only new ones are fetched on refresh (one LIST per refresh), as restic does.
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import threading
 from pathlib import Path
 
 from kaos.errors import IntegrityError, ObjectNotFound
 from kaos.store.backends.base import Backend
-from kaos.store.pack import Location, decode_index
+from kaos.store.pack import ENTRY, Location, index_table
 
 INDEX_PREFIX = "index/"
 PACK_PREFIX = "packs/"
 
 
+_DIGESTS = struct.Struct(f"<16s{ENTRY.size - 16}x")  # each ENTRY record's digest, the rest skipped
+_SLOT = 32  # a location is (pack number << _SLOT) | entry number
+
+
 class PackIndex:
+    """The indexes of every pack, kept compact: each pack's entry table as the bytes it was
+    stored as, and one map from raw digest to (pack number, entry number). A `Location` is
+    decoded only when asked for, so a million objects cost about 160 bytes each, not 450."""
+
     def __init__(self, backend: Backend, cache_dir: Path | None) -> None:
         self._backend = backend
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
-        self._locations: dict[str, Location] = {}
-        self._packs: dict[str, list[tuple[str, Location]]] = {}  # pack id -> what it holds
+        self._where: dict[bytes, int] = {}  # raw digest -> (pack number << _SLOT) | entry
+        self._tables: dict[str, bytes] = {}  # pack id -> its entry table
+        self._numbers: dict[str, int] = {}  # pack id -> pack number
+        self._ids: list[str | None] = []  # pack number -> pack id (None once forgotten)
         self._bad: set[tuple[str, str]] = set()  # (pack id, digest) copies found corrupt
         self.refresh()
 
@@ -37,7 +48,7 @@ class PackIndex:
             if not info.key.endswith(".tmp")
         }
         with self._lock:
-            known = set(self._packs)
+            known = set(self._tables)
         for pack_id in listed - known:
             self._load(pack_id)
         gone = known - listed
@@ -55,80 +66,116 @@ class PackIndex:
                 return  # deleted between list and get
             self._write_cached(pack_id, data)
         try:
-            entries = decode_index(pack_id, data)
+            table = index_table(pack_id, data)
         except IntegrityError:
             self._drop_cached(pack_id)
             raise
-        self.add(pack_id, entries)
-
-    def add(self, pack_id: str, entries: list[tuple[str, Location]], newest: bool = False) -> None:
-        """Record a pack's contents; `newest` makes it the preferred copy of its objects."""
-        with self._lock:
-            self._packs[pack_id] = entries
-            for digest, loc in entries:
-                if (pack_id, digest) in self._bad:
-                    continue
-                if newest:
-                    self._locations[digest] = loc
-                else:
-                    self._locations.setdefault(digest, loc)
+        self._add(pack_id, table)
 
     def remember(self, pack_id: str, index: bytes) -> None:
-        """Record an index this process just wrote, without re-reading it from the backend."""
+        """Record an index this process just wrote, without re-reading it from the backend;
+        its objects are served from this pack from now on."""
         self._write_cached(pack_id, index)
-        self.add(pack_id, decode_index(pack_id, index), newest=True)
+        self._add(pack_id, index_table(pack_id, index), newest=True)
+
+    def _add(self, pack_id: str, table: bytes, newest: bool = False) -> None:
+        digests = [d for (d,) in _DIGESTS.iter_unpack(table)]
+        with self._lock:
+            if pack_id in self._tables:
+                return
+            number = len(self._ids)
+            self._ids.append(pack_id)
+            self._numbers[pack_id] = number
+            self._tables[pack_id] = table
+            base = number << _SLOT
+            slots = dict(zip(digests, range(base, base + len(digests)), strict=True))
+            if self._bad:
+                for bad_pack, digest in self._bad:
+                    if bad_pack == pack_id:
+                        slots.pop(bytes.fromhex(digest), None)
+            if newest:
+                self._where.update(slots)
+            else:
+                for digest, slot in slots.items():
+                    self._where.setdefault(digest, slot)
+
+    def _location(self, slot: int) -> Location | None:
+        pack_id = self._ids[slot >> _SLOT]
+        table = self._tables.get(pack_id) if pack_id is not None else None
+        if pack_id is None or table is None:
+            return None  # forgotten meanwhile (a gc on another thread)
+        _d, kind, comp, off, flen, inner, size = ENTRY.unpack_from(
+            table, (slot & _MASK) * ENTRY.size
+        )
+        return Location(pack_id, kind, comp, off, flen, inner, size)
 
     def _forget(self, pack_id: str) -> None:
+        table = self._tables.pop(pack_id, None)
+        number = self._numbers.pop(pack_id, None)
+        if table is None or number is None:
+            return
+        self._ids[number] = None
         orphans = set()
-        for digest, _loc in self._packs.pop(pack_id, []):
-            loc = self._locations.get(digest)
-            if loc is not None and loc.pack == pack_id:
-                del self._locations[digest]
+        for (digest,) in _DIGESTS.iter_unpack(table):
+            slot = self._where.get(digest)
+            if slot is not None and slot >> _SLOT == number:
+                del self._where[digest]
                 orphans.add(digest)
         if orphans:  # another pack may hold a copy: point at it instead
-            for entries in self._packs.values():
-                for digest, loc in entries:
-                    if digest in orphans:
-                        self._locations.setdefault(digest, loc)
+            for other in self._tables:
+                self._repoint(other, orphans)
         self._drop_cached(pack_id)
+
+    def _repoint(self, pack_id: str, digests: set[bytes]) -> None:
+        """Point the `digests` that have no location at their copies in `pack_id`, if any."""
+        base = self._numbers[pack_id] << _SLOT
+        for i, (digest,) in enumerate(_DIGESTS.iter_unpack(self._tables[pack_id])):
+            if digest in digests and (pack_id, digest.hex()) not in self._bad:
+                self._where.setdefault(digest, base + i)
 
     def discard(self, digest: str, pack_id: str) -> None:
         """Stop serving the copy of `digest` in `pack_id` (found corrupt on read): another
         intact copy is used if one is indexed, else the store no longer claims the object."""
         with self._lock:
             self._bad.add((pack_id, digest))
-            loc = self._locations.get(digest)
-            if loc is None or loc.pack != pack_id:
+            raw = _raw(digest)
+            slot = self._where.get(raw) if raw is not None else None
+            if raw is None or slot is None or self._ids[slot >> _SLOT] != pack_id:
                 return
-            del self._locations[digest]
-            for other, entries in self._packs.items():
-                for d, other_loc in entries:
-                    if d == digest and (other, d) not in self._bad:
-                        self._locations[digest] = other_loc
-                        return
+            del self._where[raw]
+            for other in self._tables:
+                self._repoint(other, {raw})
+                if raw in self._where:
+                    return
 
     def was_discarded(self, digest: str) -> bool:
         """Whether the store stopped claiming `digest` because it was found corrupt."""
         with self._lock:
-            return digest not in self._locations and any(d == digest for _p, d in self._bad)
+            return digest not in self and any(d == digest for _p, d in self._bad)
 
     def forget(self, pack_id: str) -> None:
         with self._lock:
             self._forget(pack_id)
 
     def locate(self, digest: str) -> Location | None:
-        return self._locations.get(digest)
+        raw = _raw(digest)
+        slot = self._where.get(raw) if raw is not None else None
+        return None if slot is None else self._location(slot)
 
     def __contains__(self, digest: str) -> bool:
-        return digest in self._locations
+        raw = _raw(digest)
+        return raw is not None and raw in self._where
 
     def packs(self) -> dict[str, list[str]]:
         with self._lock:
-            return {k: [d for d, _ in v] for k, v in self._packs.items()}
+            return {
+                pack_id: [d.hex() for (d,) in _DIGESTS.iter_unpack(table)]
+                for pack_id, table in self._tables.items()
+            }
 
     def digests(self) -> set[str]:
         with self._lock:
-            return set(self._locations)
+            return {d.hex() for d in self._where}
 
     def _cache_path(self, pack_id: str) -> Path | None:
         return self._cache_dir / pack_id if self._cache_dir else None
@@ -158,3 +205,16 @@ class PackIndex:
         path = self._cache_path(pack_id)
         if path is not None:
             path.unlink(missing_ok=True)
+
+
+_MASK = (1 << _SLOT) - 1
+
+
+def _raw(digest: str) -> bytes | None:
+    """A hex digest as the 16 bytes the index is keyed by (None for anything else)."""
+    if len(digest) != 32:
+        return None
+    try:
+        return bytes.fromhex(digest)
+    except ValueError:
+        return None

@@ -25,7 +25,7 @@ COMP_ZSTD = 1
 
 PACK_MAGIC = b"KAOSPAK1"
 INDEX_MAGIC = b"KAOSIDX1"
-_ENTRY = struct.Struct("<16sBBQIII")  # digest, kind, comp, frame_off, frame_len, inner_off, size
+ENTRY = struct.Struct("<16sBBQIII")  # digest, kind, comp, frame_off, frame_len, inner_off, size
 _COUNT = struct.Struct("<I")
 _TRAILER = struct.Struct("<Q8s")  # index length, PACK_MAGIC
 TRAILER_SIZE = _TRAILER.size
@@ -134,22 +134,28 @@ def encode_index(entries: list[tuple[str, int, int, int, int, int, int]]) -> byt
     body = bytearray(INDEX_MAGIC)
     body += _COUNT.pack(len(entries))
     for digest, kind, comp, off, flen, inner, size in entries:
-        body += _ENTRY.pack(digest_to_bytes(digest), kind, comp, off, flen, inner, size)
+        body += ENTRY.pack(digest_to_bytes(digest), kind, comp, off, flen, inner, size)
     return bytes(body) + digest_to_bytes(hash_bytes(body))
 
 
-def decode_index(pack_id: str, data: bytes) -> list[tuple[str, Location]]:
-    """Parse an index, verifying its checksum; returns one `Location` per object, digest-keyed."""
+def index_table(pack_id: str, data: bytes) -> bytes:
+    """An index's entry table (one `ENTRY` record per object), after verifying its checksum
+    and length: what the store's in-memory index keeps, undecoded."""
     body, checksum = data[:-16], data[-16:]
     if not body.startswith(INDEX_MAGIC) or digest_to_bytes(hash_bytes(body)) != checksum:
         raise IntegrityError(f"index of pack {pack_id} is corrupt", pack_id)
     (count,) = _COUNT.unpack_from(body, len(INDEX_MAGIC))
     start = len(INDEX_MAGIC) + _COUNT.size
-    if len(body) != start + count * _ENTRY.size:
+    if len(body) != start + count * ENTRY.size:
         raise IntegrityError(f"index of pack {pack_id} is truncated", pack_id)
+    return bytes(body[start:])
+
+
+def decode_index(pack_id: str, data: bytes) -> list[tuple[str, Location]]:
+    """Parse an index, verifying its checksum; returns one `Location` per object, digest-keyed."""
     return [
         (bytes_to_digest(d), Location(pack_id, k, c, off, flen, inner, size))
-        for d, k, c, off, flen, inner, size in _ENTRY.iter_unpack(body[start:])
+        for d, k, c, off, flen, inner, size in ENTRY.iter_unpack(index_table(pack_id, data))
     ]
 
 
@@ -195,19 +201,25 @@ class PackObject(NamedTuple):
     payload: memoryview  # a view into its decoded frame (no copy)
 
 
-def walk_pack(pack_id: str, data: bytes | bytearray, index: bytes) -> Iterator[PackObject]:
+def walk_pack(
+    pack_id: str,
+    data: bytes | bytearray,
+    index: bytes,
+    entries: list[tuple[str, Location]] | None = None,
+) -> Iterator[PackObject]:
     """Every object of a whole pack with its payload, decoding each frame once.
 
     Checks that every object lies inside the pack's body and inside its frame and has a known
     kind, and that the pack does not inflate beyond MAX_PACK_RAW (a bomb of many small frames);
     content hashes are left to the caller (an upload refuses, a store check reports).
+    `entries` is the index already decoded, when the caller has it.
     """
     body_end = len(data) - len(index) - TRAILER_SIZE
     decompressor = zstandard.ZstdDecompressor()
     frames: dict[int, memoryview] = {}
     inflated = 0
     view = memoryview(data)
-    for digest, loc in decode_index(pack_id, index):
+    for digest, loc in entries if entries is not None else decode_index(pack_id, index):
         start, end = loc.frame_offset, loc.frame_offset + loc.frame_length
         if start < len(PACK_MAGIC) or end > body_end:
             raise IntegrityError(f"object {digest} points outside the pack", digest)

@@ -18,7 +18,9 @@ from kaos.store.pack import (
     KIND_BLOB,
     KIND_CHUNKS,
     PACK_MAGIC,
+    Location,
     decode_chunk_list,
+    decode_index,
     index_from_pack,
     walk_pack,
 )
@@ -31,15 +33,17 @@ StoredSize = Callable[[str], int | None]  # a stored object's size, None when ab
 
 def verify_pack(
     data: bytes | bytearray, lookup_blob: LookupBlob, stored_size: StoredSize = lambda _d: None
-) -> tuple[str, bytes, list[str]]:
-    """Check an uploaded pack; returns (pack id, index bytes, digests it holds). Payloads are
-    views into the decoded frames, so a pack costs its bytes and its decoded frames, no more."""
+) -> tuple[str, bytes, list[tuple[str, Location]]]:
+    """Check an uploaded pack; returns (pack id, index bytes, the index decoded: what it holds
+    and where). Payloads are views into the decoded frames, so a pack costs its bytes and its
+    decoded frames, no more."""
     pack_id = hash_bytes(data)
     if not data.startswith(PACK_MAGIC):
         raise IntegrityError("upload is not a kaos pack", pack_id)
     try:
         index = index_from_pack(pack_id, data)
-        objects = list(walk_pack(pack_id, data, index))
+        entries = decode_index(pack_id, index)
+        objects = list(walk_pack(pack_id, data, index, entries))
     except IntegrityError as exc:
         if exc.digest != pack_id:
             raise
@@ -59,7 +63,7 @@ def verify_pack(
     for digest, content in blobs.items():
         if content[: len(TREE_HEADER)] == TREE_HEADER:
             _check_tree_sizes(digest, bytes(content), lambda d: sizes.get(d, stored_size(d)))
-    return pack_id, index, [obj.digest for obj in objects]
+    return pack_id, index, entries
 
 
 def _check_tree_sizes(digest: str, content: bytes, size_of: StoredSize) -> None:
