@@ -50,7 +50,7 @@ def test_uploaded_packs_are_freed_as_they_land(kaos_server, tmp_path, monkeypatc
     assert peak < 16 * MiB, f"peak {peak / MiB:.1f} MiB for 48 MiB pushed"
 
 
-def test_a_deploy_checks_and_names_a_large_tree_without_holding_its_entries(tmp_path):
+def test_a_deploy_checks_names_and_serves_a_large_tree_without_holding_its_entries(tmp_path):
     store = ContentStore(LocalBackend(tmp_path / "store"))
     blob = store.put_bytes(b"one row\n")
     tree = Tree.of(TreeEntry(f"features/f{i:06d}.csv", blob, 8) for i in range(100_000))
@@ -65,6 +65,11 @@ def test_a_deploy_checks_and_names_a_large_tree_without_holding_its_entries(tmp_
 
     peak = traced_peak(check_and_name)
     assert peak < size / 3, f"peak {peak / MiB:.1f} MiB for a {size / MiB:.1f} MiB tree"
+
+    served: list[bytes] = []
+    peak = traced_peak(lambda: served.append(store.tree_bytes(digest)))  # GET /trees/{digest}
+    assert hash_bytes(served[0]) == digest
+    assert peak < 3 * size, f"peak {peak / MiB:.1f} MiB to serve a {size / MiB:.1f} MiB tree"
 
 
 def test_a_tree_that_lies_about_sizes_is_refused_as_it_streams(tmp_path):

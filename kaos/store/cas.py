@@ -177,6 +177,14 @@ class ContentStore:
     def get_tree(self, digest: str) -> Tree:
         return Tree.parse(self.reader.get_tree_bytes(digest), digest)
 
+    def tree_bytes(self, digest: str) -> bytes:
+        """A stored tree's serialization, checked as `get_tree` checks it but one entry at a
+        time: serving a million-file tree costs its bytes, not a million entries."""
+        data = self.reader.get_tree_bytes(digest)
+        for _entry in iter_entries([data]):
+            pass
+        return data
+
     def stored_size(self, digest: str) -> int | None:
         """The size of a stored object, None if the store lacks it."""
         return self.reader.size(digest) if digest in self.index else None

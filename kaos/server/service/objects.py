@@ -32,7 +32,7 @@ class ObjectService:
     def tree(self, user: str, digest: str) -> bytes:
         """A tree, for whoever can read a workspace naming it (a hash alone opens nothing)."""
         self._parts.guard.tree(user, digest)
-        return self._parts.store.get_tree(digest).serialize()
+        return self._parts.store.tree_bytes(digest)
 
     def fetch(self, user: str, digests: list[str], tree: str | None = None) -> Iterator[bytes]:
         """Objects in the frames of `kaos.store.stream`, if they belong to `tree` and `user`
