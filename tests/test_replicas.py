@@ -264,6 +264,30 @@ def test_a_killed_replicas_train_is_finished_by_the_other_after_the_lease(team):
     assert rerun["model_id"] == model["model_id"]  # same inputs, same model
     assert len(team.starts()) == 3 and team.ends() == 2  # the partial run, then one complete
     log = cli.ok("train", "logs", "-j", job["id"]).out
-    assert "stopped renewing its lease" in log and "training: done" in log
+    assert "no longer holds this job" in log and "training: done" in log
     assert log.count("waiting for the release") == 2  # the dead run's lines are kept
     print(json.dumps({"takeover_s": round(took, 2)}))
+
+
+@pytest.mark.parametrize("team", ["postgresql"], indirect=True)
+def test_a_stopping_replica_hands_its_train_to_the_other(team):
+    """A rolling restart: the stopped replica's train runs again on the other at once (no
+    lease to wait for), and finishes there."""
+    team.cli_a.ok("workspace", "create", "-n", "handover")
+    team.cli_b.ok("workspace", "set", "-n", "handover")
+    team.cli_a.ok("train", "deploy", "-s", "src", "-d", "data")
+    wait_for(lambda: len(team.starts()) == 1, message="the train to start")
+    job = train_job(team.cli_b)
+    pid, runner = team.starts()[0]
+    stopping = next(s for s in team.servers() if s.proc.pid == runner)
+    staying = next(s for s in team.servers() if s is not stopping)
+    cli = team.cli_a if staying is team.a else team.cli_b
+    stopping.stop()  # SIGTERM: a graceful stop
+    assert not process_alive(pid)
+    wait_for(lambda: len(team.starts()) == 2, 60, "the rerun")
+    assert team.starts()[1][1] == staying.proc.pid
+    team.release.touch()
+    wait_for(lambda: job_state(cli, job["id"]) == "JOB_SUCCESS", 120, "the rerun to finish")
+    assert team.ends() == 1
+    log = cli.ok("train", "logs", "-j", job["id"]).out
+    assert "is stopping; another replica runs this job again" in log and "training: done" in log

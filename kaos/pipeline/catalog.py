@@ -129,6 +129,7 @@ class Catalog(Protocol):
         self, replica: str, job_ids: Sequence[str], now: float, until: float
     ) -> Renewal: ...
     def request_kill(self, job_id: str, now: float, reason: str) -> bool: ...
+    def release_jobs(self, replica: str, job_ids: Sequence[str]) -> None: ...
     def append_log(self, job_id: str, start: int, data: bytes) -> None: ...
     def read_log(self, job_id: str, start: int, limit: int) -> bytes: ...
     def log_size(self, job_id: str) -> int: ...
@@ -660,6 +661,17 @@ class SqlCatalog:
                 r["id"] for r in rows if r["owner"] != replica or r["state"] not in ACTIVE_STATES
             ),
         )
+
+    def release_jobs(self, replica: str, job_ids: Sequence[str]) -> None:
+        """A stopping replica's jobs, claimable by the others at once (its lease ends now)."""
+        if not job_ids:
+            return
+        marks = ",".join("?" * len(job_ids))
+        with self.transaction() as db:
+            db.execute(
+                f"UPDATE jobs SET lease_until = 0 WHERE owner = ? AND id IN ({marks})",
+                (replica, *job_ids),
+            )
 
     def request_kill(self, job_id: str, now: float, reason: str) -> bool:
         """Ask the owner to kill a job; a job nobody holds (queued, or its owner's lease

@@ -544,12 +544,13 @@ class Pipeline:
             self._finish_job(job.id, state=JobState.FAILURE, finished=time.time(), reason=f"{exc}")
 
     def _take_over(self, job: Job, previous: str) -> None:
-        """A job whose owner stopped renewing its lease: say so in its log, end what the dead
-        owner left running if it ran on this machine, and run the unfinished models again."""
+        """A job whose owner let it go (stopping) or stopped renewing its lease: say so in its
+        log, end what a dead owner left running if it ran on this machine, and run the
+        unfinished models again."""
         log = self.logs.writer(job.id)
         log.write(
-            f"kaos: replica {previous} stopped renewing its lease; "
-            f"replica {self.replica.id} runs this job again\n"
+            f"kaos: replica {previous} no longer holds this job (it stopped, or stopped "
+            f"renewing its lease); replica {self.replica.id} runs it again\n"
         )
         self.logs.ship(job.id)
         dead = self.catalog.replica(previous)
@@ -579,10 +580,12 @@ class Pipeline:
         return job_id not in self._lost
 
     def _update_job(self, job_id: str, **fields: Any) -> None:
-        self.catalog.update_job(job_id, fence=self.replica.id, **fields)
+        if self._owned(job_id):
+            self.catalog.update_job(job_id, fence=self.replica.id, **fields)
 
     def _update_model(self, job_id: str, index: int, **fields: Any) -> None:
-        self.catalog.update_model(job_id, index, fence=self.replica.id, **fields)
+        if self._owned(job_id):
+            self.catalog.update_model(job_id, index, fence=self.replica.id, **fields)
 
     def _finish_job(self, job_id: str, **fields: Any) -> None:
         """The job's last record: its log shipped first, so a reader who sees it finished
@@ -659,13 +662,28 @@ class Pipeline:
         return job
 
     def shutdown(self, timeout: float = 15) -> None:
-        """Kill what still runs (its processes too) so nothing outlives the server unrecorded."""
+        """Stop what still runs (its processes too) so nothing outlives the server unrecorded:
+        handed over to the other replicas when some are alive (they run it again at once, as
+        after a lease), else recorded killed."""
         self._stopping.set()
-        for cancel in list(self._cancels.values()):
+        with self._claim_lock:
+            running = dict(self._cancels)
+        handing_over = bool(running) and self.live_peers() > 0
+        for job_id, cancel in running.items():
+            if handing_over:
+                self.logs.ship(job_id)
+                self.logs.writer(job_id).write(
+                    f"kaos: replica {self.replica.id} is stopping; another replica runs this "
+                    "job again\n"
+                )
+                self.logs.close(job_id)
+                self._lost.add(job_id)  # its run writes nothing more
             cancel.kill()
         deadline = time.time() + timeout
         for thread in list(self._threads.values()):
             thread.join(max(0.0, deadline - time.time()))
+        if handing_over:
+            self.catalog.release_jobs(self.replica.id, list(running))
         if self._heartbeat is not None:
             self._heartbeat.join(max(0.0, deadline - time.time()))
 
