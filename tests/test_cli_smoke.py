@@ -45,11 +45,26 @@ def test_docker_executor_without_an_engine_is_one_clear_error(tmp_path):
             ' at "127.0.0.1", port {port} failed: Connection refused '
             "(check KAOS_CATALOG (postgresql://USER:PASSWORD@HOST:PORT/DB))",
         ),
+        (
+            "{home}/folder",
+            "Error: cannot open the SQLite catalog {home}/folder: unable to open database file "
+            "(pass --catalog (KAOS_CATALOG) a file kaos may create and write, "
+            "or postgresql://USER:PASSWORD@HOST:PORT/DB)",
+        ),
+        (
+            "{home}/notes.txt",
+            "Error: cannot open the SQLite catalog {home}/notes.txt: file is not a database "
+            "(pass --catalog (KAOS_CATALOG) a file kaos may create and write, "
+            "or postgresql://USER:PASSWORD@HOST:PORT/DB)",
+        ),
     ],
 )
 def test_a_catalog_that_cannot_be_opened_is_one_clear_error(tmp_path, catalog, error):
     port = free_port()  # nothing listens there
-    env = {**os.environ, "KAOS_HOME": str(tmp_path), "KAOS_CATALOG": catalog.format(port=port)}
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("not a database\n" * 100)
+    shown = {"port": port, "home": tmp_path}
+    env = {**os.environ, "KAOS_HOME": str(tmp_path), "KAOS_CATALOG": catalog.format(**shown)}
     result = subprocess.run(
         [sys.executable, "-m", "kaos", "server", "start", "--port", str(free_port())],
         capture_output=True,
@@ -58,6 +73,7 @@ def test_a_catalog_that_cannot_be_opened_is_one_clear_error(tmp_path, catalog, e
         timeout=60,
     )
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [error.format(port=port)]
+    assert result.stderr.strip().splitlines() == [error.format(**shown)]
     assert "secret" not in result.stdout + result.stderr
     assert not (tmp_path / "catalog.db").exists()
+    assert (tmp_path / "notes.txt").read_text() == "not a database\n" * 100

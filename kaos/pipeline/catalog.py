@@ -7,6 +7,7 @@ databases (`db.py` hides their differences, `migrations/` holds the one schema).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
@@ -778,7 +779,15 @@ class SqliteCatalog(SqlCatalog):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        super().__init__(SqliteDatabase(self.path))
+        try:  # a folder, another kind of file, no right to write: one line, not a traceback
+            super().__init__(SqliteDatabase(self.path))
+        except (sqlite3.DatabaseError, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(
+                f"cannot open the SQLite catalog {self.path}: {reason}",
+                "pass --catalog (KAOS_CATALOG) a file kaos may create and write, "
+                "or postgresql://USER:PASSWORD@HOST:PORT/DB",
+            ) from None
 
 
 class PostgresCatalog(SqlCatalog):
