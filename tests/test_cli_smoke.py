@@ -77,3 +77,22 @@ def test_a_catalog_that_cannot_be_opened_is_one_clear_error(tmp_path, catalog, e
     assert "secret" not in result.stdout + result.stderr
     assert not (tmp_path / "catalog.db").exists()
     assert (tmp_path / "notes.txt").read_text() == "not a database\n" * 100
+
+
+def test_a_background_server_failing_at_start_up_tells_why(tmp_path):
+    """--background waits for the server: the reason it stopped is the one line, not a log."""
+    env = {**os.environ, "KAOS_HOME": str(tmp_path), "KAOS_CATALOG": "mysql://kaos@127.0.0.1/db"}
+    port = str(free_port())
+    result = subprocess.run(
+        [sys.executable, "-m", "kaos", "server", "start", "--background", "--port", port],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Error: the local kaos server stopped at start-up: unknown catalog mysql://... "
+        "(use a file path (SQLite) or postgresql://USER:PASSWORD@HOST:PORT/DB) "
+        f"(full log: {tmp_path / 'server.log'})"
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from kaos.client.http import KaosClient
 from kaos.config import ClientConfig, default_endpoint, kaos_home
@@ -37,6 +38,7 @@ def start_background_server(
     home.mkdir(parents=True, exist_ok=True)
     port = endpoint.rsplit(":", 1)[-1].strip("/")
     log = open(home / "server.log", "ab")  # noqa: SIM115 (handed to the child)
+    start = log.tell()
     proc = subprocess.Popen(
         [sys.executable, "-m", "kaos", "server", "start", "--host", "127.0.0.1", "--port", port]
         + (extra_args or []),
@@ -49,6 +51,12 @@ def start_background_server(
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
+            reason = _error_line(home / "server.log", start)
+            if reason:
+                raise KaosError(
+                    f"the local kaos server stopped at start-up: {reason}",
+                    f"full log: {home / 'server.log'}",
+                )
             raise KaosError(
                 f"the local kaos server exited at start-up (code {proc.returncode})",
                 f"see {home / 'server.log'}",
@@ -61,3 +69,13 @@ def start_background_server(
     raise KaosError(
         f"the local kaos server did not answer within {timeout:.0f}s", f"see {home / 'server.log'}"
     )
+
+
+def _error_line(log: Path, start: int) -> str | None:
+    """The one-line error (`Error: ...`) the server wrote to its log since `start`, if any: a
+    bad setting's message names its fix, which the user should not have to dig out."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    found = [line.removeprefix("Error: ") for line in lines if line.startswith("Error: ")]
+    return found[-1] if found else None
