@@ -13,6 +13,7 @@ from kaos.server.access import (
     allows,
     check,
     may_share,
+    may_unshare,
     role_of,
 )
 
@@ -79,3 +80,16 @@ def test_only_reader_and_writer_can_be_shared_and_never_with_the_owner():
     with pytest.raises(Forbidden):
         may_share(Caller("bob"), TEAM, "dave")
     may_share(Caller("root", admin=True), TEAM, "dave")
+
+
+def test_the_owner_cannot_be_unshared_and_is_told_so():
+    for caller in (Caller("alice"), Caller("root", admin=True)):
+        with pytest.raises(InputError) as refused:
+            may_unshare(caller, TEAM, "alice")
+        assert str(refused.value) == (
+            "alice owns workspace 'x': only the roles it was shared with can be taken back "
+            "(see them with 'kaos workspace info -n x')"
+        )
+    with pytest.raises(Forbidden):
+        may_unshare(Caller("bob"), TEAM, "alice")
+    may_unshare(Caller("alice"), TEAM, "carol")

@@ -277,6 +277,8 @@ def test_the_owner_shares_and_unshares_through_the_cli(team, tmp_path):
     assert alice.ok("workspace", "unshare", "-u", "dave", "--json").json()["shares"] == {}
     assert call(team, "dave", "GET", f"/workspaces/{own}").status_code == 403
     assert "dave has no role on workspace" in alice.fails("workspace", "unshare", "-u", "dave").err
+    owner = alice.fails("workspace", "unshare", "-u", "alice").err
+    assert f"alice owns workspace '{own}': only the roles it was shared with" in owner
     alice.ok("workspace", "kill", "-n", own, "-y")
 
 

@@ -113,3 +113,14 @@ def may_share(caller: Caller, ownership: Ownership, member: str) -> None:
             f"{member} owns workspace {ownership.workspace!r} already",
             "share it with another user",
         )
+
+
+def may_unshare(caller: Caller, ownership: Ownership, member: str) -> None:
+    """Only the owner (or an admin) takes a role back; the owner's own is not a share."""
+    check(caller, ownership, Action.MANAGE)
+    if member == ownership.owner:
+        ws = ownership.workspace
+        raise InputError(
+            f"{member} owns workspace {ws!r}: only the roles it was shared with can be taken back",
+            f"see them with 'kaos workspace info -n {ws}'",
+        )

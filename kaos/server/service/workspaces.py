@@ -4,7 +4,7 @@ checks (kaos.server.guard) go here, beside the catalog call, never in a route.""
 from __future__ import annotations
 
 from kaos.errors import NotFound
-from kaos.server.access import Action, Role, may_share
+from kaos.server.access import Action, Role, may_share, may_unshare
 from kaos.server.schemas import WorkspaceOut
 from kaos.server.service.parts import Parts
 from kaos.server.service.views import workspace_out
@@ -47,7 +47,8 @@ class WorkspaceService:
 
     def unshare(self, user: str, name: str, member: str) -> WorkspaceOut:
         parts = self._parts
-        ws = parts.guard.workspace(user, name, Action.MANAGE)
+        ws = parts.catalog.workspace(name)
+        may_unshare(parts.guard.caller(user), parts.guard.ownership(ws), member)
         if not parts.catalog.unshare(name, member):
             raise NotFound(
                 f"{member} has no role on workspace {name!r}", "see 'kaos workspace info'"
