@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
 
 from kaos.errors import ConfigError
 from kaos.pipeline import migrations
-from kaos.pipeline.catalog import SqliteCatalog
+from kaos.pipeline.catalog import PostgresCatalog, SqliteCatalog
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.migrations import Migration, migrate, schema_version
 from kaos.pipeline.states import JobState
@@ -129,3 +130,22 @@ def test_shipped_migrations_are_numbered_without_gaps():
     found = migrations.migrations()
     assert [m.version for m in found] == list(range(1, len(found) + 1))
     assert found[0].name == "initial" and all(m.statements() for m in found)
+
+
+def test_a_postgresql_user_who_may_not_create_tables_is_one_clear_error(postgres):
+    """PostgreSQL 15 lets only a database's owner create tables in it: a catalog URL naming
+    another user is refused at start-up with what to do, and nothing is made."""
+    import psycopg
+
+    url = postgres.new_database()
+    member = f"m_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {member} LOGIN")
+    with pytest.raises(ConfigError) as refused:
+        PostgresCatalog(url.replace(f"//{postgres.user}@", f"//{member}@"))
+    assert str(refused.value) == (
+        "the PostgreSQL catalog's user cannot set it up: permission denied for schema public "
+        f"(give it a database it owns: CREATE DATABASE kaos OWNER {member})"
+    )
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,)

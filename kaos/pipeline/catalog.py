@@ -794,7 +794,18 @@ class PostgresCatalog(SqlCatalog):
     """A team's catalog: any number of servers on one PostgreSQL database."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(PostgresDatabase(url))
+        db = PostgresDatabase(url)  # first: it says so when psycopg is missing
+        import psycopg
+
+        try:
+            super().__init__(db)
+        except psycopg.errors.InsufficientPrivilege as exc:  # one line, not a traceback
+            user = psycopg.conninfo.conninfo_to_dict(url).get("user") or "USER"
+            raise ConfigError(
+                "the PostgreSQL catalog's user cannot set it up: "
+                + (str(exc).strip().splitlines() or [type(exc).__name__])[0],
+                f"give it a database it owns: CREATE DATABASE kaos OWNER {user}",
+            ) from None
 
 
 def open_catalog(location: str | Path) -> SqlCatalog:
