@@ -50,12 +50,19 @@ class PostgresServer:
         self.data = self.folder / "data"
         self._run("initdb", "-D", self.data, "-U", self.user, "-A", "trust", "-E", "UTF8",
                   "--no-sync", "--no-instructions")  # fmt: skip
+        self.start()
+
+    def start(self) -> None:
         options = (
-            f"-p {port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
             " -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
         self._run("pg_ctl", "-D", self.data, "-o", options, "-l", self.folder / "log", "-w",
                   "start")  # fmt: skip
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (`start` brings it back)."""
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
     def _run(self, tool: str, *args: object) -> None:
         command = [*self._as, str(self.bin / tool), *map(str, args)]
@@ -81,7 +88,8 @@ class PostgresServer:
 
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+            if (self.data / "postmaster.pid").exists():  # not halted
+                self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -96,3 +96,32 @@ def test_a_background_server_failing_at_start_up_tells_why(tmp_path):
         "(use a file path (SQLite) or postgresql://USER:PASSWORD@HOST:PORT/DB) "
         f"(full log: {tmp_path / 'server.log'})"
     ]
+
+
+def test_a_server_whose_postgresql_goes_away_answers_in_one_line_and_recovers(tmp_path):
+    """The catalog's PostgreSQL stopping is a 503 naming it (not a 500), and the server carries
+    on once it is back."""
+    from tests.cli import Cli
+    from tests.conftest import KaosServer
+    from tests.postgres import PostgresServer, postgres_bin
+
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql: initdb, pg_ctl)")
+    postgres = PostgresServer(bin_dir, free_port())
+    (tmp_path / "home").mkdir()
+    server = KaosServer(tmp_path / "home", env={"KAOS_CATALOG": postgres.new_database()})
+    try:
+        cli = Cli(tmp_path / "client", tmp_path)
+        cli.ok("init", "-e", server.url)
+        cli.ok("workspace", "create", "-n", "kept")
+        postgres.halt()
+        down = cli.fails("workspace", "list")
+        assert down.err.startswith("Error: the catalog's PostgreSQL failed: ")
+        assert len(down.err.strip().splitlines()) == 1
+        assert "(check that it runs and KAOS_CATALOG names it" in down.err
+        postgres.start()
+        assert [w["name"] for w in cli.ok("workspace", "list", "--json").json()] == ["kept"]
+    finally:
+        server.stop()
+        postgres.stop()

@@ -258,6 +258,10 @@ class PostgresDatabase:
             max_size=max_size,
             kwargs={"autocommit": True, "row_factory": _pg_rows},
             open=True,
+            # a connection PostgreSQL dropped (a restart) is replaced before it is used, and a
+            # request waits at most this long for one while PostgreSQL is down
+            check=ConnectionPool.check_connection,
+            timeout=10,
         )
 
     @contextmanager

@@ -85,6 +85,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise exc
         return disk_full(settings)
 
+    try:
+        from psycopg import OperationalError as PostgresDown
+    except ImportError:  # without the postgres extra there is no PostgreSQL catalog
+        pass
+    else:
+
+        @app.exception_handler(PostgresDown)
+        async def catalog_down(_request: Request, exc: PostgresDown) -> JSONResponse:
+            """The catalog's PostgreSQL stopped or cannot be reached: a 503 saying so in one
+            line (its pool reconnects once it is back), not a 500."""
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return JSONResponse(
+                status_code=503,
+                content={
+                    "detail": f"the catalog's PostgreSQL failed: {reason}",
+                    "fix": "check that it runs and KAOS_CATALOG names it; this server "
+                    "reconnects by itself",
+                },
+            )
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
