@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
+import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +20,30 @@ from kaos.store.scan import scan_folder
 CONCURRENCY = 4
 ATTEMPTS = 3
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# The AWS metadata service's IPv6 address (its IPv4 one, like GCP's and Azure's, is link-local)
+_METADATA = ipaddress.ip_address("fd00:ec2::254")
+
+
+class _Refused(Exception):
+    """A URL (or a redirect) leading where kaos never fetches from."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+
+def _refuse_metadata(request: httpx.Request) -> None:
+    """Before every request, redirects included: never to a link-local address. A manifest is
+    any user's, and there a cloud machine's metadata service hands out the server's own
+    credentials (those of the store every workspace shares)."""
+    host = request.url.host
+    try:
+        found = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return  # the request itself then fails, and says why
+    for text in sorted(found):
+        address = ipaddress.ip_address(text.split("%")[0])
+        if address.is_link_local or address == _METADATA:
+            raise _Refused(text)
 
 
 def fetch_manifest(store: ContentStore, entries: list[ManifestEntry], tmp_root: Path) -> Tree:
@@ -29,7 +55,11 @@ def fetch_manifest(store: ContentStore, entries: list[ManifestEntry], tmp_root: 
     folder = Path(tempfile.mkdtemp(prefix="manifest-", dir=tmp_root))
     try:
         with (
-            httpx.Client(timeout=TIMEOUT, follow_redirects=True) as client,
+            httpx.Client(
+                timeout=TIMEOUT,
+                follow_redirects=True,
+                event_hooks={"request": [_refuse_metadata]},
+            ) as client,
             ThreadPoolExecutor(max_workers=CONCURRENCY) as pool,
         ):
             list(pool.map(lambda e: _download(client, e, folder), entries))
@@ -69,6 +99,12 @@ def _download(client: httpx.Client, entry: ManifestEntry, folder: Path) -> Path:
             return final
         except ManifestError:
             raise
+        except _Refused as refused:
+            raise ManifestError(
+                f"manifest line {entry.line}: {entry.url} leads to {refused.address}, a link-local "
+                "address (cloud metadata), which kaos never fetches",
+                "use the URL of a data server",
+            ) from None
         except httpx.HTTPError as exc:
             last = f"{type(exc).__name__}: {exc}"
             time.sleep(0.2 * 2**attempt)
