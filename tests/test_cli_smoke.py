@@ -125,3 +125,28 @@ def test_a_server_whose_postgresql_goes_away_answers_in_one_line_and_recovers(tm
     finally:
         server.stop()
         postgres.stop()
+
+
+def test_a_background_server_listens_on_the_host_asked_for(tmp_path):
+    """A team's server started with --background --host 0.0.0.0 must answer beyond
+    127.0.0.1 (127.0.0.2 is reached only by a server bound to every address)."""
+    import httpx
+
+    env = {**os.environ, "KAOS_HOME": str(tmp_path)}
+    env.pop("KAOS_TOKEN", None)
+    port = free_port()
+    start = [sys.executable, "-m", "kaos", "server", "start", "--background", "--port", str(port)]
+    token = "alice:" + "t" * 32
+    try:
+        result = subprocess.run(
+            [*start, "--host", "0.0.0.0", "--token", token, "--no-sandbox"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"kaos server running at http://0.0.0.0:{port}" in result.stdout
+        assert httpx.get(f"http://127.0.0.2:{port}/health", timeout=10).json()["auth"] is True
+    finally:
+        subprocess.run([sys.executable, "-m", "kaos", "server", "stop"], env=env, timeout=60)

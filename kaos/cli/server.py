@@ -91,7 +91,9 @@ def start(
         port_used = port or int(os.environ.get("KAOS_PORT") or DEFAULT_PORT)
         from kaos.client.local import start_background_server
 
-        pid = start_background_server(f"http://{host}:{port_used}", args)
+        reach = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # every address: this one too
+        reach = f"[{reach}]" if ":" in reach else reach
+        pid = start_background_server(f"http://{reach}:{port_used}", args, host=host)
         echo(f"kaos server running at http://{host}:{port_used} (pid {pid})")
         return
     from kaos.server.run import serve

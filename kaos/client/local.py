@@ -31,16 +31,17 @@ def connect(endpoint: str | None = None, token: str | None = None) -> tuple[Kaos
 
 
 def start_background_server(
-    endpoint: str, extra_args: list[str] | None = None, timeout: float = 60
+    endpoint: str, extra_args: list[str] | None = None, timeout: float = 60, host: str = "127.0.0.1"
 ) -> int:
-    """Start `kaos server start` detached, log to KAOS_HOME/server.log, wait until healthy."""
+    """Start `kaos server start` detached on `host` (this machine only by default), log to
+    KAOS_HOME/server.log, wait until `endpoint` answers healthy."""
     home = kaos_home()
     home.mkdir(parents=True, exist_ok=True)
     port = endpoint.rsplit(":", 1)[-1].strip("/")
     log = open(home / "server.log", "ab")  # noqa: SIM115 (handed to the child)
     start = log.tell()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kaos", "server", "start", "--host", "127.0.0.1", "--port", port]
+        [sys.executable, "-m", "kaos", "server", "start", "--host", host, "--port", port]
         + (extra_args or []),
         stdin=subprocess.DEVNULL,
         stdout=log,
