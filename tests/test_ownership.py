@@ -7,7 +7,10 @@ and the dashboard all use), then the commands a user meets are run through the r
 
 from __future__ import annotations
 
+import http.server
+import json
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -344,3 +347,50 @@ def test_the_dashboard_shows_the_owner_and_tells_a_stranger_whom_to_ask(team):
         driver.get(team.server.url + "/#/")
         table = wait_for(driver, "#workspaces")
         assert team.ws in table.text and "alice" in table.text
+
+
+def test_a_deploy_is_checked_again_once_its_data_is_downloaded(team, tmp_path):
+    """A manifest deploy downloads before it records: if meanwhile the workspace is deleted
+    and dave makes one of the same name, alice's deploy must not land in dave's workspace
+    (he would read her data), nor fail with a 500."""
+    ws = f"race-{uuid.uuid4().hex[:6]}"
+    client(team, "alice").create_workspace(ws)
+    asked, release = threading.Event(), threading.Event()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.set()
+            release.wait(60)
+            self.send_response(200)
+            self.send_header("Content-Length", "7")
+            self.end_headers()
+            self.wfile.write(b"secret\n")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    manifest = json.dumps({"url": f"http://127.0.0.1:{files.server_port}/f", "path": "f/x.csv"})
+    answers: list[httpx.Response] = []
+    deploy = threading.Thread(
+        target=lambda: answers.append(
+            call(team, "alice", "POST", f"/workspaces/{ws}/deploy", json={"manifest": manifest})
+        )
+    )
+    try:
+        deploy.start()
+        assert asked.wait(60)
+        assert call(team, "alice", "DELETE", f"/workspaces/{ws}").status_code == 204
+        client(team, "dave").create_workspace(ws)
+        release.set()
+        deploy.join(60)
+    finally:
+        release.set()
+        files.shutdown()
+    (answer,) = answers
+    assert answer.status_code == 403, answer.text
+    refused = answer.json()["detail"]
+    assert refused == f"workspace '{ws}' belongs to dave: it is not shared with alice"
+    assert call(team, "dave", "GET", f"/workspaces/{ws}/deploys").json()["total"] == 0
+    assert client(team, "dave").workspace(ws)["inputs"]["data"] is None

@@ -138,10 +138,14 @@ class Pipeline:
         parallelism: int = 1,
         refresh_env: bool = False,
         manifest: str | None = None,
+        recheck: Callable[[], object] | None = None,
     ) -> DeployResult:
         """Record the deploy and start what it invalidates. `refresh_env` resolves the
         source's requirements again (a new lock, so a new environment) and retrains; a
-        `manifest` (JSON lines of url, path) is downloaded into the store as the data."""
+        `manifest` (JSON lines of url, path) is downloaded into the store as the data.
+        `recheck` runs under the workspace's lock, before anything is recorded: the caller's
+        access, asked again (the workspace may have been deleted, or made anew by someone
+        else, while its data downloaded)."""
         force = force or refresh_env
         if manifest is not None and change.data is not None:
             raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
@@ -156,6 +160,8 @@ class Pipeline:
         names = self._bundle_names(change)
         self.catalog.name_bundles({getattr(change, kind): name for kind, name in names.items()})
         with self._deploy_lock, self.catalog.workspace_lock(workspace):  # every server's
+            if recheck is not None:
+                recheck()
             current = self.catalog.workspace(workspace).inputs
             if change.empty and manifest is None and not (current.source or current.data):
                 raise KaosError(  # --force or --refresh-env alone: there is nothing to redo

@@ -51,6 +51,7 @@ class TrainService:
             parallelism=body.parallelism,
             refresh_env=body.refresh_env,
             manifest=body.manifest,
+            recheck=lambda: parts.guard.workspace(user, workspace, Action.WRITE),
         )
         return DeployOut(
             deploy_id=result.deploy.id,

@@ -29,9 +29,11 @@ class WorkspaceService:
         return workspace_out(self._parts, self._parts.guard.workspace(user, name, Action.READ))
 
     def delete(self, user: str, name: str) -> None:
-        """For the owner and admins; refused (409) while one of the workspace's jobs runs."""
-        self._parts.guard.workspace(user, name, Action.MANAGE)
-        self._parts.catalog.delete_workspace(name)
+        """For the owner and admins; refused (409) while one of the workspace's jobs runs.
+        Under the workspace's lock, so a deploy in flight records before or finds it gone."""
+        with self._parts.catalog.workspace_lock(name):
+            self._parts.guard.workspace(user, name, Action.MANAGE)
+            self._parts.catalog.delete_workspace(name)
 
     def share(self, user: str, name: str, member: str, role: str) -> WorkspaceOut:
         """Give `member` a role on the workspace (the owner and admins only)."""
