@@ -148,6 +148,10 @@ def make_args(world, case: str) -> tuple[list[str], str]:
             "manifest line 1: http://169.254.169.254/latest/meta-data/iam/security-credentials/ "
             "leads to 169.254.169.254, a link-local address (cloud metadata), which kaos never fetches"
         )
+    if case == "manifest naming cloud metadata in IPv6":
+        url = "http://[::ffff:169.254.169.254]/latest/meta-data/"
+        (root / "meta6.mf").write_text(json.dumps({"url": url, "path": "f/creds"}))
+        return ["train", "deploy", "-m", "meta6.mf"], "a link-local address (cloud metadata)"
     if case == "data and manifest together":
         (root / "ok.mf").write_text(json.dumps({"url": "http://127.0.0.1:9/x", "path": "f/x"}))
         return ["train", "deploy", "-d", "data", "-m", "ok.mf"], "not both"
@@ -202,7 +206,8 @@ CLI_CASES = [
     "grid too large", "grid with an empty list", "grid with a non-scalar", "grid file missing",
     "unknown workspace", "unknown job id", "ambiguous job prefix", "index out of range",
     "unknown metric", "malformed manifest", "manifest path escaping", "manifest absolute path",
-    "manifest naming cloud metadata", "data and manifest together", "nothing to deploy", "bad memory size", "unknown template",
+    "manifest naming cloud metadata", "manifest naming cloud metadata in IPv6",
+    "data and manifest together", "nothing to deploy", "bad memory size", "unknown template",
     "unknown model", "finished job killed", "memory overflowing a float", "memory not a number",
     "cpu not a number", "cpu infinite", "symlink loop", "token with a trailing space",
     "workspace name with a query", "model id climbing to another route", "empty model id to diff",

@@ -42,6 +42,8 @@ def _refuse_metadata(request: httpx.Request) -> None:
         return  # the request itself then fails, and says why
     for text in sorted(found):
         address = ipaddress.ip_address(text.split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped  # ::ffff:169.254.169.254 is 169.254.169.254
         if address.is_link_local or address == _METADATA:
             raise _Refused(text)
 
