@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kaos.client.bundles import KINDS, Bundle, check_folder, scan_bundle
 from kaos.client.events import Reporter, Silent
 from kaos.client.follow import follow_jobs
 from kaos.client.http import KaosClient
@@ -36,13 +35,12 @@ from kaos.client.inputs import (
 from kaos.client.local import connect
 from kaos.config import ClientConfig, kaos_home, stat_cache_path
 from kaos.errors import KaosError, NoWorkspace
-from kaos.pipeline.bundles import data_bundle_name
 from kaos.pipeline.states import JobState
-from kaos.store.scan import scan_folder
-from kaos.store.state import HashCache, open_stat_cache
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # scanning parts load with the first scan (not for `kaos train list`)
+    from kaos.client.bundles import Bundle
     from kaos.client.watch import Watcher
+    from kaos.store.state import HashCache
 
 LOG_POLL_S = 0.5
 
@@ -171,6 +169,8 @@ class Client:
     # -- bundles ----------------------------------------------------------------------------
     def scan(self, kind: str, folder: str | Path) -> Bundle:
         """Hash a bundle folder with the stat cache and check its shape (nothing is sent)."""
+        from kaos.client.bundles import KINDS, scan_bundle
+
         if kind not in KINDS:
             raise KaosError(f"unknown bundle kind {kind!r}", "use 'source' or 'data'")
         return scan_bundle(kind, Path(folder), self._cache())
@@ -190,6 +190,9 @@ class Client:
         first. A data bundle is scanned and sent in one pass (each new file read once), its
         shape checked from the file list before anything is read.
         """
+        from kaos.client.bundles import Bundle, check_folder
+        from kaos.pipeline.bundles import data_bundle_name
+
         self.reporter.uploading(kind, Path(folder))
         if kind != "data":
             bundle = self.push(self.scan(kind, folder), f"Compressing {kind} bundle")
@@ -207,6 +210,8 @@ class Client:
     def upload_folder(self, folder: str | Path, label: str) -> str:
         """Scan (with the stat cache) and push any folder, e.g. a serve source, whose shape the
         server checks; returns its digest."""
+        from kaos.store.scan import scan_folder
+
         bar = self.reporter.bar(f"Compressing {label}")
         report = self.http.push(scan_folder(Path(folder), self._cache()), bar)
         bar.close()
@@ -245,6 +250,8 @@ class Client:
             raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
         grid_json = read_grid(grid) if grid is not None else None
         manifest_text = read_manifest(manifest) if manifest is not None else None
+        from kaos.client.bundles import check_folder
+
         name = self.workspace_name(workspace)
         check_folder("source", Path(source) if source is not None else None)
         check_folder("data", Path(data) if data is not None else None)
@@ -460,6 +467,8 @@ class Client:
     def _cache(self) -> HashCache:
         """The stat cache (or none, when it cannot be written: scans then read every file)."""
         if self._stat_cache is None:
+            from kaos.store.state import open_stat_cache
+
             self._stat_cache = open_stat_cache(self._stat_cache_path)
         return self._stat_cache
 

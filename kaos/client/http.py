@@ -10,22 +10,21 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote
 
 import xxhash
 
 from kaos.client.transport import CutShort, Response, Transport, TransportError
 from kaos.errors import InputError, IntegrityError, ServerError, ServerUnreachable
-from kaos.store.checkout import checkout
 from kaos.store.hashing import hash_bytes
-from kaos.store.progress import Progress
-from kaos.store.scan import PathsHook, ScannedFolder
-from kaos.store.state import HashCache
-from kaos.store.stream import decode_stream
-from kaos.store.transfer import PushReport, push, scan_and_push
-from kaos.store.tree import Tree
-from kaos.store.writer import StoreWriter
+
+if TYPE_CHECKING:  # the store's transfer parts load with the first push or download
+    from kaos.store.progress import Progress
+    from kaos.store.scan import PathsHook, ScannedFolder
+    from kaos.store.state import HashCache
+    from kaos.store.transfer import PushReport
+    from kaos.store.tree import Tree
 
 _MISSING_BATCH = 20_000
 _FETCH_BATCH = 5_000
@@ -225,6 +224,9 @@ class KaosClient:
 
     def push(self, scanned: ScannedFolder, progress: Progress | None = None) -> PushReport:
         """Upload what the server lacks of a scanned folder (two uploads at once)."""
+        from kaos.store.transfer import push
+        from kaos.store.writer import StoreWriter
+
         with StoreWriter(self, uploads=2) as writer:
             return push(scanned, self, progress, writer)
 
@@ -237,14 +239,20 @@ class KaosClient:
     ) -> PushReport:
         """Scan and upload a folder in one pass (each new file read once); `vet(paths)` may
         refuse it before anything is read or sent."""
+        from kaos.store.transfer import scan_and_push
+
         return scan_and_push(folder, self, cache, progress, vet)
 
     # -- downloads --------------------------------------------------------------------------
     def get_tree(self, digest: str) -> Tree:
+        from kaos.store.tree import Tree
+
         return Tree.parse(self._request("GET", f"/trees/{_seg(digest)}").content, digest)
 
     def checkout(self, digest: str, dest: str | Path, progress: Progress | None = None) -> Path:
         """Write a stored tree into `dest` as plain files (all verified; nothing outside dest)."""
+        from kaos.store.checkout import checkout
+
         return checkout(
             self.get_tree(digest), Path(dest), RemoteObjects(self, digest), None, False, progress
         )
@@ -258,6 +266,8 @@ class KaosClient:
         body: dict[str, Any] = {"digests": digests}
         if tree is not None:
             body["tree"] = tree
+        from kaos.store.stream import decode_stream
+
         try:
             with self._http.stream("POST", "/objects/fetch", json=body, timeout=300) as response:
                 if response.status_code >= 400:
