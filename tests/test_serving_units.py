@@ -193,3 +193,32 @@ def test_cpu_sets_round_up_to_whole_cpus_and_spread_endpoints_over_the_machine()
     assert cpu_set(0.5, 0, range(4)) == (0,)
     assert cpu_set(1, 5, range(4)) == (1,)
     assert cpu_set(2.5, 3, [0, 2, 4, 6]) == (0, 2, 6)
+
+
+def test_a_body_nested_too_deeply_is_a_bad_request_not_a_predict_failure():
+    body = b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(RequestError) as caught:
+        parse_request(J, body, None)
+    assert caught.value.status == 400 and "nested" in caught.value.message
+
+
+def test_a_predict_that_exits_fails_its_batch_and_the_batcher_keeps_answering():
+    def predict(rows):
+        if "exit" in rows:
+            raise SystemExit(3)
+        return [r * 2 for r in rows]
+
+    batcher = Batcher(predict, max_rows=8, max_wait_s=0.01)
+    answers: list[object] = []
+
+    def ask(rows: list[object]) -> None:
+        try:
+            answers.append(batcher(rows))
+        except SystemExit as exc:
+            answers.append(f"exit {exc.code}")
+
+    for rows in (["exit"], [4]):
+        asker = threading.Thread(target=ask, args=(rows,), daemon=True)
+        asker.start()
+        asker.join(5)
+    assert answers == ["exit 3", [8]]

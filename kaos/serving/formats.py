@@ -56,6 +56,8 @@ def _parse_json(body: bytes) -> tuple[list[Any], list[str] | None]:
         payload = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"malformed JSON ({_first_line(exc)}): {EXPECTED}") from None
+    except RecursionError:
+        raise RequestError(400, "JSON nested too deeply: send rows of plain values") from None
     if not isinstance(payload, dict):
         raise RequestError(400, f"the JSON body must be an object: {EXPECTED}")
     keys = [k for k in JSON_KEYS if k in payload]

@@ -170,6 +170,8 @@ class Batcher:
             self._run(batch)
 
     def _run(self, batch: list[_Pending]) -> None:
+        # BaseException: a predict calling sys.exit must fail its requests, not end this
+        # thread (every later request would then wait forever)
         try:
             rows = [row for pending in batch for row in pending.rows]
             out = self._predict(rows)
@@ -177,14 +179,14 @@ class Batcher:
             for pending in batch:
                 pending.result = out[start : start + len(pending.rows)]
                 start += len(pending.rows)
-        except Exception as exc:
+        except BaseException as exc:
             if len(batch) == 1:
                 batch[0].error = exc
             else:
                 for pending in batch:
                     try:
                         pending.result = self._predict(pending.rows)
-                    except Exception as single:
+                    except BaseException as single:
                         pending.error = single
         for pending in batch:
             pending.done.set()
@@ -262,7 +264,7 @@ class Handler(BaseHTTPRequestHandler):
             failed = False
         except RequestError as exc:
             self._send(exc.status, _error("BAD_REQUEST", exc.message))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a predict calling sys.exit: a 500, as any
             message = f"predict failed: {type(exc).__name__}: {exc}".splitlines()[0]
             print(f"kaos-serve: {message}", file=sys.stderr)
             traceback.print_exc()
