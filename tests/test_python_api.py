@@ -10,7 +10,7 @@ import pytest
 
 import kaos
 from kaos import Client
-from kaos.errors import BundleError
+from kaos.errors import BundleError, KaosError
 from tests.fixtures.bundles import write_data, write_source
 
 QUICK_TRAIN = (
@@ -91,6 +91,11 @@ def test_a_bundle_of_the_wrong_shape_is_refused_before_anything_is_sent(client, 
         client.deploy(source=src)
     assert client.workspace()["inputs"]["source"] is None
     assert ("uploaded", "source") not in client.reporter.events
+
+
+def test_a_grid_that_cannot_be_read_is_a_kaos_error_naming_it(client, tmp_path):
+    with pytest.raises(KaosError, match="cannot read grid"):
+        client.deploy(grid=tmp_path)  # a folder, not a JSON file
 
 
 def test_the_cli_imports_no_store_pipeline_or_executors():

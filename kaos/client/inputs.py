@@ -54,6 +54,9 @@ def read_grid(grid: GridArg) -> dict[str, Any]:
             obj = json.loads(path.read_text())
         except FileNotFoundError:
             raise KaosError(f"grid file not found: {path}") from None
+        except OSError as exc:  # a folder, no permission: the API's users get a KaosError too
+            message = f"cannot read grid {path}: {exc.strerror}"
+            raise KaosError(message, "pass a JSON file") from None
         except ValueError as exc:
             raise KaosError(f"invalid JSON in grid {path}: {exc}", "fix the file") from None
     Grid.from_json(obj, max_combinations=10**9)
