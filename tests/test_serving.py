@@ -324,17 +324,27 @@ def test_endpoints_survive_a_server_restart_and_a_crashing_process_is_restarted_
         assert invoke(url, ROW).json() == {"predictions": [9.0]}
         assert cli.ok("serve", "info", "-n", "adder", "--json").json()["url"] == direct
 
-        crashy = cli.ok("serve", "info", "-n", "crashy", "--json").json()
-        for _crash in range(4):
-            deadline = time.time() + 30
-            while time.time() < deadline:
-                try:
-                    if invoke(crashy["url"], ROW).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            with pytest.raises(httpx.TransportError):
-                invoke(crashy["url"], json.dumps({"instances": [[999, 0]]}))
+        def crash(times: int) -> None:
+            url = cli.ok("serve", "info", "-n", "crashy", "--json").json()["url"]
+            for _crash in range(times):
+                deadline = time.time() + 30
+                while time.time() < deadline:
+                    try:
+                        if invoke(url, ROW).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        time.sleep(0.1)
+                with pytest.raises(httpx.TransportError):
+                    invoke(url, json.dumps({"instances": [[999, 0]]}))
+
+        # a revision put in by rollback (or follow) gets the restarts of its own
+        cli.ok("serve", "deploy", "-m", model, "-n", "crashy")
+        crash(3)
+        assert eventually(lambda: invoke(route(cli, server, "crashy"), ROW).status_code == 200)
+        cli.ok("serve", "rollback", "-n", "crashy")
+        crash(1)
+        assert eventually(lambda: invoke(route(cli, server, "crashy"), ROW).status_code == 200)
+        crash(3)
         deadline = time.time() + 30
         while time.time() < deadline:
             info = cli.ok("serve", "info", "-n", "crashy", "--json").json()

@@ -202,7 +202,6 @@ class ServingManager:
             )
             if not live:
                 self.catalog.put_endpoint(endpoint)
-            self._restarts.pop(key, None)
             return self._move(endpoint, model, Cause.DEPLOY, parent=endpoint.revision)
 
     def rollback(self, workspace: str, name: str) -> Endpoint:
@@ -269,6 +268,8 @@ class ServingManager:
         moved = replace(endpoint, state=EndpointState.RUNNING, revision=revision.id, reason=None)
         self.catalog.put_endpoint(moved)
         self._route((endpoint.workspace, endpoint.name), revision.id)
+        with self._lock:  # each revision put in (deploy, rollback, follow) restarts on its own
+            self._restarts.pop((endpoint.workspace, endpoint.name), None)
         if old is not None and old != revision.id:
             threading.Thread(target=self._drain, args=(old,), daemon=True).start()
         return moved
