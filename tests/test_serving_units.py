@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 
@@ -78,6 +79,14 @@ def test_follow_picks_the_best_numeric_value_in_the_metrics_direction():
     assert Metric.parse("-loss").better(0.1, 0.3) and not Metric.parse("acc").better(0.5, 0.5)
     with pytest.raises(ValueError):
         Metric.parse("-")
+
+
+def test_a_diverged_model_with_a_nan_metric_is_never_followed_nor_blocks_a_better_one():
+    nan = float("nan")
+    diverged = [("nan", {"loss": nan}), ("good", {"loss": 0.5}), ("inf", {"loss": math.inf})]
+    assert best(Metric.parse("-loss"), diverged) == ("good", 0.5)
+    assert best(Metric.parse("loss"), diverged) == ("good", 0.5)
+    assert Metric.parse("-loss").value({"loss": nan}) is None  # a NaN serving model is replaced
 
 
 def test_predictions_must_be_one_per_row():

@@ -1,11 +1,12 @@
 """Which model an endpoint following a metric should serve: pure decisions from metrics.
 
-`accuracy_test` means higher is better, `-loss` lower is better. Only numbers count: a model
-without the metric (or with a non-numeric value) is never chosen.
+`accuracy_test` means higher is better, `-loss` lower is better. Only finite numbers count: a
+model without the metric (or with a non-numeric, NaN or infinite value) is never chosen.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,9 @@ class Metric:
         value = metrics.get(self.name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
-        return float(value)
+        # NaN or +-inf (a diverged train): never the best, and it compares false with every
+        # number, so taken as a value it would block every better model from being followed
+        return float(value) if math.isfinite(value) else None
 
     def better(self, candidate: float, current: float | None) -> bool:
         if current is None:

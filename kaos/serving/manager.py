@@ -174,7 +174,7 @@ class ServingManager:
         metric = _parse_metric(follow) if follow else None
         if model_prefix:
             model = self._find_model(model_prefix)
-            if metric is not None and metric.value(model.metrics) is None:
+            if metric is not None and metric.name not in model.metrics:
                 raise ServeError(  # a typo would follow nothing, silently
                     f"model {model.model_id} reports no metric {metric.name!r}",
                     "follow one it reports: " + (", ".join(sorted(model.metrics)) or "none"),
