@@ -234,6 +234,7 @@ def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, ka
     refused = cli.fails("workspace", "kill", "-n", workspace, "--yes").err
     assert "still serves 1 endpoint(s)" in refused and "kaos serve kill" in refused
     cli.ok("serve", "kill", "-n", "one")
+    assert "kaos-serve: stopped" in cli.ok("serve", "logs", "-n", "one", "-f", timeout=60).out
     answer = invoke(route(cli, kaos_server, "one"), ROW)
     assert answer.status_code == 503 and "killed" in answer.json()["detail"]
     assert "endpoint 'one' is stopped" in cli.fails("serve", "rollback", "-n", "one").err

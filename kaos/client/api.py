@@ -36,6 +36,7 @@ from kaos.client.local import connect
 from kaos.config import ClientConfig, kaos_home, stat_cache_path
 from kaos.errors import KaosError, NoWorkspace
 from kaos.pipeline.states import JobState
+from kaos.serving.records import EndpointState
 
 if TYPE_CHECKING:  # scanning parts load with the first scan (not for `kaos train list`)
     from kaos.client.bundles import Bundle
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # scanning parts load with the first scan (not for `kaos trai
     from kaos.store.state import HashCache
 
 LOG_POLL_S = 0.5
+ENDED = (EndpointState.KILLED, EndpointState.FAILED)  # a log that has nothing more to come
 
 
 @dataclass(frozen=True)
@@ -391,7 +393,8 @@ class Client:
         self, name: str, follow: bool = False, workspace: str | None = None
     ) -> Iterator[str]:
         """An endpoint's serving log (its last revision's, once stopped); with `follow`, new
-        lines as they come, and after a swap the new revision's log from its start."""
+        lines as they come, after a swap the new revision's log from its start, until the
+        endpoint is killed or failed."""
         ws = self.workspace_name(workspace)
         page = self.http.serve_logs(ws, name)
         while True:
@@ -400,10 +403,13 @@ class Client:
             if not follow:
                 return
             time.sleep(LOG_POLL_S)
-            if self.http.endpoint_detail(ws, name)["revision"] != page["revision"]:
+            detail = self.http.endpoint_detail(ws, name)
+            if detail["revision"] != page["revision"]:
                 page = self.http.serve_logs(ws, name)  # a swap: the new revision's log
             else:
                 page = self.http.serve_logs(ws, name, page["offset"])
+                if not page["text"] and detail["state"] in ENDED:
+                    return  # stopped before this read: its log has nothing more to come
 
     def get(
         self,
