@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import threading
@@ -9,10 +10,11 @@ import time
 
 import pytest
 
+from kaos.serving import runtime
 from kaos.serving.follow import Metric, best
 from kaos.serving.formats import RequestError, parse_request
 from kaos.serving.process import cpu_set
-from kaos.serving.runtime import Batcher, Stats, as_predictions, to_json
+from kaos.serving.runtime import Batcher, Stats, as_predictions, read_chunked, to_json
 
 J = "application/json"
 
@@ -231,3 +233,14 @@ def test_a_predict_that_exits_fails_its_batch_and_the_batcher_keeps_answering():
         asker.start()
         asker.join(5)
     assert answers == ["exit 3", [8]]
+
+
+def test_a_chunked_body_is_read_whole_and_refused_beyond_the_limit():
+    sent = io.BytesIO(b'5\r\n{"ins\r\n4;ext=1\r\ntanc\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT')
+    assert read_chunked(sent, 1 << 20) == b'{"instanc'
+    assert sent.read() == b"NEXT"  # the next request on the connection starts here
+    with pytest.raises(runtime.RequestError) as caught:
+        read_chunked(io.BytesIO(b"400\r\n" + b"x" * 1024 + b"\r\n0\r\n\r\n"), 100)
+    assert caught.value.status == 413
+    with pytest.raises(runtime.RequestError, match="malformed chunked body"):
+        read_chunked(io.BytesIO(b"zz\r\n"), 100)

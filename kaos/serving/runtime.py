@@ -253,11 +253,7 @@ class Handler(BaseHTTPRequestHandler):
         stats.begin()
         failed = True
         try:
-            size = _content_length(self.headers.get("Content-Length"))
-            if size > MAX_BODY:
-                self.close_connection = True
-                raise RequestError(413, f"request body over {MAX_BODY >> 20} MiB: send fewer rows")
-            body = self.rfile.read(size)
+            body = self._body()
             rows = parse_request(self.headers.get("Content-Type"), body, self.endpoint.features)
             predictions = self.endpoint.predict(rows)
             self._send(200, {"predictions": predictions})
@@ -272,6 +268,20 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             stats.end(started, failed)
 
+    def _body(self) -> bytes:
+        """The request body, sent with a Content-Length or chunked (streaming clients)."""
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        try:
+            if chunked:
+                return read_chunked(self.rfile, MAX_BODY)
+            size = _content_length(self.headers.get("Content-Length"))
+            if size > MAX_BODY:
+                raise RequestError(413, f"request body over {MAX_BODY >> 20} MiB: send fewer rows")
+            return self.rfile.read(size)
+        except RequestError:
+            self.close_connection = True  # what is left of the body must not be read as a request
+            raise
+
     def _send(self, status: int, payload: Any) -> None:
         try:
             data = to_json(payload)
@@ -285,6 +295,25 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request would drown the errors that matter
+
+
+def read_chunked(rfile: Any, limit: int) -> bytes:
+    """A `Transfer-Encoding: chunked` body (RFC 9112 7.1), refused beyond `limit` bytes."""
+    body = bytearray()
+    while True:
+        line = rfile.readline(1024)
+        try:
+            size = int(line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise RequestError(400, "malformed chunked body: send a Content-Length") from None
+        if size == 0:
+            while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(body)
+        if size < 0 or len(body) + size > limit:
+            raise RequestError(413, f"request body over {limit >> 20} MiB: send fewer rows")
+        body += rfile.read(size)
+        rfile.readline(1024)  # the CRLF after each chunk
 
 
 def _content_length(value: str | None) -> int:
