@@ -252,6 +252,11 @@ def test_a_killed_replicas_train_is_finished_by_the_other_after_the_lease(team):
     victim = next(s for s in team.servers() if s.proc.pid == runner)
     survivor = next(s for s in team.servers() if s is not victim)
     cli = team.cli_a if survivor is team.a else team.cli_b
+    # Lines reach the catalog on the heartbeat: the dead run's lines are kept once shipped.
+    wait_for(
+        lambda: "waiting for the release" in cli.ok("train", "logs", "-j", job["id"]).out,
+        message="the running train's first line to be shipped",
+    )
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait()
     killed_at = time.time()
