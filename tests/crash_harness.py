@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from kaos.executors.process import process_alive
+from kaos.pipeline.leases import process_alive
 from kaos.store import scan_folder
 from tests.cli import Cli
 from tests.conftest import KaosServer

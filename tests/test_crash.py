@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from kaos.executors.process import process_alive
+from kaos.pipeline.leases import process_alive
 from kaos.store.hashing import hash_bytes
 from tests.cli import Cli
 from tests.conftest import KaosServer

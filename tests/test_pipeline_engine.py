@@ -9,11 +9,11 @@ import pytest
 
 from kaos.errors import BundleError, JobFinished
 from kaos.executors.local import LocalExecutor
-from kaos.executors.process import process_alive
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.ids import MODEL_ID
 from kaos.pipeline.inputs import Grid, InputsChange, train_seed
+from kaos.pipeline.leases import process_alive
 from kaos.pipeline.logs import JobLogs
 from kaos.pipeline.states import JobState
 from kaos.store import ContentStore, scan_folder

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from kaos.executors.local import LocalExecutor
-from kaos.executors.process import process_alive
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.inputs import Grid, InputsChange
+from kaos.pipeline.leases import process_alive
 from kaos.pipeline.logs import JobLogs
 from kaos.pipeline.reproduce import reproduction
 from kaos.pipeline.states import JobState

@@ -18,9 +18,9 @@ import pytest
 
 from kaos.client import Client
 from kaos.client.inputs import DeployChange
-from kaos.executors.process import process_alive
 from kaos.pipeline.catalog import SqlCatalog, open_catalog
 from kaos.pipeline.inputs import TrainingInputs
+from kaos.pipeline.leases import process_alive
 from kaos.serving.records import Endpoint, EndpointState, ServeOptions
 from tests.cli import Cli
 from tests.conftest import KaosServer

@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from kaos.executors.process import process_alive
+from kaos.pipeline.leases import process_alive
 from tests.cli import Cli
 from tests.conftest import KaosServer
 from tests.fixtures.serving import write_serve_script_source

@@ -80,21 +80,6 @@ def _pump(proc: subprocess.Popen[bytes], log: JobLog, done: threading.Event) -> 
             log.write(decoder.decode(raw))
 
 
-def process_alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def start_time(pid: int) -> int | None:
     """When `pid` started (clock ticks since boot): with the pid, it names one process, even
     after the pid is reused."""

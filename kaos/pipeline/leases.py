@@ -94,4 +94,5 @@ def process_alive(pid: int) -> bool:
         return True
     with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return False  # gone between the signal and the read
     return True

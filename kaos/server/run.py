@@ -57,7 +57,7 @@ def serve(overrides: dict[str, Any]) -> None:
 def stop() -> int | None:
     """Stop the background server of this KAOS_HOME (SIGTERM, then SIGKILL after a grace);
     returns its pid, or None if it was not running."""
-    from kaos.executors.process import process_alive
+    from kaos.pipeline.leases import process_alive
 
     pid_file = server_pid_file()
     try:
