@@ -150,3 +150,33 @@ def test_a_background_server_listens_on_the_host_asked_for(tmp_path):
         assert httpx.get(f"http://127.0.0.2:{port}/health", timeout=10).json()["auth"] is True
     finally:
         subprocess.run([sys.executable, "-m", "kaos", "server", "stop"], env=env, timeout=60)
+
+
+def test_a_second_server_on_the_same_home_is_refused_and_the_first_stays_stoppable(tmp_path):
+    """A second `kaos server start` from the same KAOS_HOME used to overwrite the pid file and,
+    failing at start-up, delete it: `kaos server stop` then said no server was running while
+    the first one still was."""
+    env = {**os.environ, "KAOS_HOME": str(tmp_path)}
+    env.pop("KAOS_TOKEN", None)
+    port = str(free_port())
+    kaos = [sys.executable, "-m", "kaos"]
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*kaos, *argv], capture_output=True, text=True, env=env, timeout=120)
+
+    started = run("server", "start", "--background", "--port", port, "--no-sandbox")
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.rsplit("pid ", 1)[1].rstrip(")\n"))
+    try:
+        for extra in ([], ["--background"]):
+            second = run("server", "start", "--port", str(free_port()), *extra)
+            assert second.returncode != 0
+            assert second.stderr.strip().splitlines() == [
+                f"Error: a kaos server already runs from this KAOS_HOME (pid {pid}, "
+                f"http://127.0.0.1:{port}) (stop it with 'kaos server stop', or give this "
+                "server its own KAOS_HOME)"
+            ]
+    finally:
+        stopped = run("server", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"kaos server stopped (pid {pid})"

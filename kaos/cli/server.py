@@ -69,6 +69,9 @@ def start(
         if v is not None
     }
     if background:
+        from kaos.server.run import refuse_if_running
+
+        refuse_if_running()  # before the child: its failure would say less
         if token:  # to the child through its environment: argv is visible to every user
             os.environ["KAOS_TOKEN"] = token
         if catalog:  # a PostgreSQL URL may hold a password: the environment too

@@ -104,7 +104,7 @@ class Pipeline:
         if alive:
             raise ConfigError(
                 f"another kaos server (pid {alive[0].pid}) runs with this home",
-                "give every replica its own --home (they share the catalog and the store)",
+                "give every replica its own KAOS_HOME (they share the catalog and the store)",
             )
         self.catalog.register_replica(self.replica)
         self.executor.recover()

@@ -29,6 +29,7 @@ def serve(overrides: dict[str, Any]) -> None:
     check_executor(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     check_catalog(settings)
+    refuse_if_running()
     pid_file = server_pid_file()
     pid_file.write_text(
         json.dumps({"pid": os.getpid(), "url": f"http://{settings.host}:{settings.port}"})
@@ -52,6 +53,23 @@ def serve(overrides: dict[str, Any]) -> None:
                 pid_file.unlink()
         except (FileNotFoundError, ValueError):
             pass
+
+
+def refuse_if_running() -> None:
+    """One server per KAOS_HOME: a second one would take over the pid file (and, failing at
+    start-up, remove it), leaving the first one out of `kaos server stop`'s reach."""
+    from kaos.pipeline.leases import process_alive
+
+    try:
+        recorded = json.loads(server_pid_file().read_text())
+        pid, url = int(recorded["pid"]), str(recorded.get("url", ""))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return
+    if pid != os.getpid() and process_alive(pid):
+        raise KaosError(
+            f"a kaos server already runs from this KAOS_HOME (pid {pid}, {url})",
+            "stop it with 'kaos server stop', or give this server its own KAOS_HOME",
+        )
 
 
 def stop() -> int | None:
