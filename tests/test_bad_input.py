@@ -329,3 +329,23 @@ def test_a_2gib_file_is_streamed_never_loaded_in_memory(world, kaos_server, tmp_
     assert result.json()["inputs"]["data"]
     assert peak_mib < 400, f"the CLI peaked at {peak_mib:.0f} MiB for a 2 GiB file"
     assert before / 1024 < 400
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://kaos:secret@db:5432/kaos", "postgresql://kaos:***@db:5432/kaos"),
+        ("postgresql://kaos:p@ss@db/kaos", "postgresql://kaos:***@db/kaos"),
+        ("postgresql://kaos:a/b:c@db/kaos", "postgresql://kaos:***@db/kaos"),
+        (
+            "postgresql://db/kaos?user=kaos&password=secret",
+            "postgresql://db/kaos?user=kaos&password=***",
+        ),
+        ("postgresql://kaos@db/kaos?sslmode=require", "postgresql://kaos@db/kaos?sslmode=require"),
+        ("/var/lib/kaos/catalog.db", "/var/lib/kaos/catalog.db"),
+    ],
+)
+def test_a_catalog_url_is_shown_without_its_password(url, shown):
+    from kaos.server.settings import without_password
+
+    assert without_password(url) == shown

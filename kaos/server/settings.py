@@ -55,4 +55,19 @@ class Settings(BaseSettings):
     @property
     def catalog_shown(self) -> str:
         """The catalog's location without its password, for logs."""
-        return re.sub(r"^(\w+://[^:/@]*):[^@]*@", r"\1@", self.catalog_location)
+        return without_password(self.catalog_location)
+
+
+def without_password(url: str) -> str:
+    """A database URL as logs may show it: the password after `user:` and any `password=`
+    parameter masked. Users write passwords unescaped, so the user info ends at the *last*
+    '@' before the parameters ('user:p@ss@host' must not leak 'ss')."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    path, query_sep, query = rest.partition("?")
+    at = path.rfind("@")
+    if at >= 0 and ":" in path[:at]:
+        path = path[: path.index(":")] + ":***" + path[at:]
+    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", query)
+    return f"{scheme}{sep}{path}{query_sep}{query}"
