@@ -349,3 +349,20 @@ def test_a_catalog_url_is_shown_without_its_password(url, shown):
     from kaos.server.settings import without_password
 
     assert without_password(url) == shown
+
+
+def test_one_token_given_to_two_users_is_refused_at_start(tmp_path):
+    """The later line used to win silently: alice's token then logged her in as bob."""
+    from kaos.errors import ConfigError
+    from kaos.server.auth import TokenTable
+
+    shared = "s" * 32
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"alice {shared}\nbob {'b' * 32}\n")
+    assert TokenTable.from_settings(None, tokens).users == {"alice", "bob"}
+    tokens.write_text(f"alice {shared}\nalice {shared} admin\nbob {shared}\n")
+    with pytest.raises(ConfigError, match="the same token is given to alice and bob"):
+        TokenTable.from_settings(None, tokens)
+    tokens.write_text(f"bob {shared}\n")
+    with pytest.raises(ConfigError, match="the same token is given to root and bob"):
+        TokenTable.from_settings(f"root:{shared}", tokens)

@@ -43,13 +43,23 @@ class TokenTable:
     def from_settings(cls, token: str | None, tokens_file: Path | None) -> TokenTable:
         tokens: dict[str, str] = {}
         admins: set[str] = set()
+
+        def give(secret: str, user: str) -> None:
+            """One token, one user: a shared one would log its first owner in as the last."""
+            owner = tokens.setdefault(secret, user)
+            if owner != user:
+                raise ConfigError(
+                    f"the same token is given to {owner} and {user}",
+                    "give every user a token of their own (openssl rand -hex 20)",
+                )
+
         if token:  # the operator's own token: an admin
             user, _, secret = token.rpartition(":") if ":" in token else ("kaos", "", token)
-            tokens[secret] = user
+            give(secret, user)
             admins.add(user)
         if tokens_file:
             for user, secret, admin in read_tokens_file(tokens_file):
-                tokens[secret] = user
+                give(secret, user)
                 if admin:
                     admins.add(user)
         for secret in tokens:
