@@ -8,23 +8,21 @@ walk plus two comparisons, and a `Tree` of entry objects is built only when some
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from stat import S_ISDIR, S_ISREG
 from typing import NamedTuple
 
 import xxhash
 
-from kaos.errors import BundleError, UnsafePathError
+from kaos.errors import BundleError
 from kaos.store.hashing import hash_bytes, hash_file
-from kaos.store.ignore import IgnoreRules
 from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.snapshot import DIGEST_SIZE, STAT, UNKNOWN, Snapshot
 from kaos.store.state import HashCache, NullStatCache, StatKey
 from kaos.store.tree import HEADER, Tree, TreeEntry, entry_line
+from kaos.store.walk import PARALLEL_FROM, Walk, walk_folder
 
 _SMALL_FILE = 4 << 20
 # A file modified within this window of the scan may change again within the same mtime tick;
@@ -44,18 +42,6 @@ class ScannedFile(NamedTuple):
     abspath: str
     key: StatKey
     executable: bool
-
-
-_SURROGATE = re.compile(r"[\udc80-\udcff]")  # how os.scandir shows bytes that are not UTF-8
-_BAD_NAME = re.compile(r"[\n\r\\\udc80-\udcff]")
-
-
-class Walk(NamedTuple):
-    """A folder's files as two flat arrays: paths in walk order, one packed STAT record each."""
-
-    paths: list[str]
-    stats: bytearray
-    special: tuple[str, ...] = ()  # fifos, sockets, devices: left out, and said so
 
 
 class ScannedFolder:
@@ -111,46 +97,6 @@ class ScannedFolder:
         return self._walk.special
 
 
-def walk_folder(root: Path) -> Walk:
-    """List the bundle's files with their stat records, honouring ignores, refusing escapes."""
-    root = Path(root)
-    if not root.exists():
-        raise BundleError(f"path not found: {root}", "check the path you passed")
-    if not root.is_dir():
-        raise BundleError(f"not a folder: {root}", "pass the bundle's folder, not a file")
-    root_real = os.path.realpath(root)
-    rules = IgnoreRules.for_folder(root)
-    paths: list[str] = []
-    stats = bytearray()
-    special: list[str] = []
-    pack = STAT.pack
-    skips_file = rules.skips_file if rules.active else None
-    stack = [(str(root), "")]
-    while stack:
-        folder, prefix = stack.pop()
-        with os.scandir(folder) as it:
-            for entry in it:
-                rel = prefix + entry.name
-                if _BAD_NAME.search(rel) is not None:
-                    _refuse_name(rel)
-                if entry.is_symlink():
-                    st = _inside_symlink_stat(entry.path, root_real, rel)
-                elif entry.is_dir():
-                    if not rules.skips_dir(entry.name, rel):
-                        stack.append((entry.path, rel + "/"))
-                    continue
-                else:
-                    st = entry.stat()
-                if skips_file is not None and skips_file(rel):
-                    continue
-                if not S_ISREG(st.st_mode):
-                    special.append(rel)
-                    continue
-                paths.append(rel)
-                stats += pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode & 0o100)
-    return Walk(paths, stats, tuple(sorted(special)))
-
-
 def scan_folder(
     root: str | Path,
     cache: HashCache | None = None,
@@ -179,13 +125,13 @@ def _scan(
     on_content: ContentHook | None,
     vet: PathsHook | None,
 ) -> ScannedFolder:
-    walk = walk_folder(root)
+    real = os.path.realpath(root)
+    last = cache.last_scan(real)  # its size says whether a parallel walk pays
+    walk = walk_folder(root, parallel=last is not None and len(last.paths) >= PARALLEL_FROM)
     if not walk.paths and not allow_empty:
         raise BundleError(f"bundle is empty: {root}", "put the bundle's files in that folder")
     if vet is not None:
         vet(walk.paths)
-    real = os.path.realpath(root)
-    last = cache.last_scan(real)
     if last is not None and last.matches(walk.paths, walk.stats):
         return ScannedFolder(root, walk, last.digests, last.tree or "")
     racy_after = time.time_ns() - _RACY_WINDOW_NS
@@ -274,33 +220,3 @@ def _hash_one(f: ScannedFile, on_content: ContentHook | None = None) -> str:
     if f.key[2] <= _SMALL_FILE and on_content is not None:
         on_content(digest, data)
     return digest
-
-
-def _refuse_name(rel: str) -> None:
-    """Names become tree lines: they must be UTF-8 and free of line breaks and backslashes."""
-    shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    if _SURROGATE.search(rel):
-        raise BundleError(f"file name is not valid UTF-8: {shown!r}", "rename the file")
-    raise BundleError(f"file name has a line break or backslash: {shown!r}", "rename the file")
-
-
-def _inside_symlink_stat(path: str, root_real: str, rel: str) -> os.stat_result:
-    target = os.path.realpath(path)
-    if target != root_real and not target.startswith(root_real + os.sep):
-        raise UnsafePathError(
-            f"symlink points outside the bundle: {rel} -> {os.readlink(path)}",
-            "copy the file into the bundle instead of linking to it",
-        )
-    try:
-        st = os.stat(target)
-    except FileNotFoundError:
-        raise BundleError(f"broken symlink: {rel}", "remove it or fix its target") from None
-    except OSError as exc:  # ELOOP: links pointing at each other
-        raise BundleError(
-            f"symlink loop or unreadable link: {rel} ({exc.strerror})", "remove the link"
-        ) from None
-    if S_ISDIR(st.st_mode):
-        raise BundleError(
-            f"symlinked folders are not supported: {rel}", "replace the link with the folder"
-        )
-    return st
