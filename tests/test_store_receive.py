@@ -106,3 +106,64 @@ def test_a_pack_that_inflates_beyond_any_pack_kaos_writes_is_refused(store, monk
     assert list(store.backend.list(PACK_PREFIX)) == []
     monkeypatch.setattr(pack_format, "MAX_PACK_RAW", 2 << 20)
     assert len(store.receive_pack(pack)) == 5
+
+
+def craft(frame, entries, comp=0):
+    """A pack of one raw frame with a hand-written index (entries: digest, kind, offset,
+    length, inner offset, size), as a hostile client could send."""
+    from kaos.store.pack import _TRAILER, PACK_MAGIC, encode_index
+
+    index = encode_index(
+        [(d, k, comp, off, flen, inner, n) for d, k, off, flen, inner, n in entries]
+    )
+    return PACK_MAGIC + frame + index + _TRAILER.pack(len(index), PACK_MAGIC)
+
+
+@pytest.mark.parametrize(
+    ("kind", "offset", "length", "inner", "size", "message"),
+    [
+        (KIND_BLOB, 0, 50, 0, 50, "points outside the pack"),  # over the magic
+        (KIND_BLOB, 8, 51, 0, 50, "points outside the pack"),  # into the index
+        (KIND_BLOB, 8, 50, 10, 41, "points outside its frame"),
+        (7, 8, 50, 0, 50, "has an unknown kind 7"),
+    ],
+)
+def test_an_index_that_lies_about_its_objects_is_refused(
+    store, kind, offset, length, inner, size, message
+):
+    frame = b"f" * 50
+    digest = hash_bytes(frame)
+    with pytest.raises(IntegrityError, match=message) as caught:
+        store.receive_pack(craft(frame, [(digest, kind, offset, length, inner, size)]))
+    assert caught.value.digest == digest  # named by the object, as the client reports it
+    assert list(store.backend.list(PACK_PREFIX)) == []
+
+
+def test_objects_sharing_a_frame_offset_are_each_checked_as_their_own_entry_reads(store):
+    """Two entries at one offset but different lengths: each is read as its entry says (as a
+    later read would), so the second cannot borrow the first one's frame."""
+    frame = b"a" * 40 + b"b" * 10
+    first, second = hash_bytes(frame[:40]), hash_bytes(frame[40:])
+    entries = [(first, KIND_BLOB, 8, 50, 0, 40), (second, KIND_BLOB, 8, 40, 40, 10)]
+    with pytest.raises(IntegrityError, match=f"object {second} points outside its frame"):
+        store.receive_pack(craft(frame, entries))
+    entries[1] = (second, KIND_BLOB, 8, 50, 40, 10)
+    assert store.receive_pack(craft(frame, entries)) == [first, second]
+
+
+def test_a_chunk_list_reads_each_stored_frame_once_per_run_of_chunks(store, monkeypatch):
+    """A large tree's chunk list arrives after its 8 KiB chunks, which share stored frames:
+    its check reads a frame per run of chunks, not one per chunk."""
+    chunks = [bytes([i]) * 8192 for i in range(64)]  # two shared frames of 256 KiB
+    _id, pack, _index = pack_of(*((hash_bytes(c), KIND_BLOB, c) for c in chunks))
+    store.receive_pack(pack)
+    whole = b"".join(chunks)
+    listed = encode_chunk_list(len(whole), [(hash_bytes(c), len(c)) for c in chunks])
+    _id, pack, _index = pack_of((hash_bytes(whole), KIND_CHUNKS, listed))
+    reads = []
+    get = store.backend.get
+    monkeypatch.setattr(store.backend, "get", lambda key, *a: reads.append(key) or get(key, *a))
+    assert store.receive_pack(pack) == [hash_bytes(whole)]
+    frames_read = [key for key in reads if key.startswith(PACK_PREFIX)]
+    assert 1 <= len(frames_read) <= 2  # two windows of 32 chunks, a read each (was 64)
+    assert store.get_bytes(hash_bytes(whole)) == whole

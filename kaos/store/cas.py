@@ -224,9 +224,9 @@ class ContentStore:
     def receive_pack(self, data: bytes | bytearray) -> list[str]:
         """Store a pack uploaded by a client, once every object in it is verified."""
         with self.locks.hold(exclusive=False):
-            pack_id, index, entries = verify_pack(data, self.reader.get_bytes, self.stored_size)
+            pack_id, index, digests = verify_pack(data, self.reader.contents, self.stored_size)
             self.store_pack(pack_id, data, index)
-            return [digest for digest, _loc in entries]
+            return [digest.hex() for digest in digests]
 
     def verify(
         self, trees: Iterable[str] = (), progress: Progress | None = None, repair: bool = False

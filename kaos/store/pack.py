@@ -151,14 +151,6 @@ def index_table(pack_id: str, data: bytes) -> bytes:
     return bytes(body[start:])
 
 
-def decode_index(pack_id: str, data: bytes) -> list[tuple[str, Location]]:
-    """Parse an index, verifying its checksum; returns one `Location` per object, digest-keyed."""
-    return [
-        (bytes_to_digest(d), Location(pack_id, k, c, off, flen, inner, size))
-        for d, k, c, off, flen, inner, size in ENTRY.iter_unpack(index_table(pack_id, data))
-    ]
-
-
 def index_from_pack(pack_id: str, data: bytes | bytearray) -> bytes:
     """Recover a pack's index from its trailer (and check the pack's own hash)."""
     if hash_bytes(data) != pack_id:
@@ -194,53 +186,56 @@ def decode_frame(
 
 MAX_PACK_RAW = 8 * PACK_TARGET  # no pack kaos writes inflates to more (one seals at 32 MiB)
 
-
-class PackObject(NamedTuple):
-    digest: str
-    kind: int
-    payload: memoryview  # a view into its decoded frame (no copy)
+PackObject = tuple[bytes, int, memoryview]  # raw 16-byte digest, kind, payload (a frame view)
 
 
-def walk_pack(
-    pack_id: str,
-    data: bytes | bytearray,
-    index: bytes,
-    entries: list[tuple[str, Location]] | None = None,
-) -> Iterator[PackObject]:
+def walk_pack(pack_id: str, data: bytes | bytearray, index: bytes) -> Iterator[PackObject]:
     """Every object of a whole pack with its payload, decoding each frame once.
 
     Checks that every object lies inside the pack's body and inside its frame and has a known
     kind, and that the pack does not inflate beyond MAX_PACK_RAW (a bomb of many small frames);
-    content hashes are left to the caller (an upload refuses, a store check reports).
-    `entries` is the index already decoded, when the caller has it.
+    content hashes are left to the caller (an upload refuses, a store check reports). Digests
+    stay raw (hex costs a string per object; it is made only for what is reported), and the
+    index table is read record by record, so an object costs one tuple, not three.
     """
+    table = index_table(pack_id, index)
     body_end = len(data) - len(index) - TRAILER_SIZE
     decompressor = zstandard.ZstdDecompressor()
-    frames: dict[int, memoryview] = {}
+    frames: dict[tuple[int, int, int], memoryview] = {}  # (offset, length, comp) -> decoded
     inflated = 0
     view = memoryview(data)
-    for digest, loc in entries if entries is not None else decode_index(pack_id, index):
-        start, end = loc.frame_offset, loc.frame_offset + loc.frame_length
-        if start < len(PACK_MAGIC) or end > body_end:
-            raise IntegrityError(f"object {digest} points outside the pack", digest)
-        raw = frames.get(start)
-        if raw is None:
-            frame = view[start:end]
-            try:
-                decoded = frame if loc.comp == COMP_NONE else decode_frame(loc, frame, decompressor)
-            except IntegrityError as exc:
-                raise IntegrityError(f"object {digest}: {exc.message}", digest) from None
-            inflated += len(decoded)
-            if inflated > MAX_PACK_RAW:
-                raise IntegrityError(
-                    f"pack {pack_id} inflates beyond {MAX_PACK_RAW} bytes", pack_id
-                )
-            raw = frames[start] = memoryview(decoded)
-        if loc.inner_offset + loc.size > len(raw):
-            raise IntegrityError(f"object {digest} points outside its frame", digest)
-        if loc.kind not in (KIND_BLOB, KIND_CHUNKS):
-            raise IntegrityError(f"object {digest} has an unknown kind {loc.kind}", digest)
-        yield PackObject(digest, loc.kind, raw[loc.inner_offset : loc.inner_offset + loc.size])
+    current = (-1, 0, 0)  # the frame the previous object was in
+    raw = view[:0]
+    for digest, kind, comp, start, length, inner, size in ENTRY.iter_unpack(table):
+        if start != current[0] or length != current[1] or comp != current[2]:
+            current = (start, length, comp)
+            cached = frames.get(current)
+            if cached is None:
+                if start < len(PACK_MAGIC) or start + length > body_end:
+                    hexed = digest.hex()
+                    raise IntegrityError(f"object {hexed} points outside the pack", hexed)
+                frame = view[start : start + length]
+                if comp != COMP_NONE:
+                    loc = Location(pack_id, kind, comp, start, length, inner, size)
+                    try:
+                        frame = memoryview(decode_frame(loc, frame, decompressor))
+                    except IntegrityError as exc:
+                        hexed = digest.hex()
+                        raise IntegrityError(f"object {hexed}: {exc.message}", hexed) from None
+                inflated += len(frame)
+                if inflated > MAX_PACK_RAW:
+                    raise IntegrityError(
+                        f"pack {pack_id} inflates beyond {MAX_PACK_RAW} bytes", pack_id
+                    )
+                cached = frames[current] = frame
+            raw = cached
+        if inner + size > len(raw):
+            hexed = digest.hex()
+            raise IntegrityError(f"object {hexed} points outside its frame", hexed)
+        if kind != KIND_BLOB and kind != KIND_CHUNKS:
+            hexed = digest.hex()
+            raise IntegrityError(f"object {hexed} has an unknown kind {kind}", hexed)
+        yield digest, kind, raw[inner : inner + size]
 
 
 _CHUNK_HEAD = struct.Struct("<Q")

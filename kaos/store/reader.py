@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import BinaryIO
 
 import xxhash
@@ -18,6 +18,7 @@ from kaos.store.tree import HEADER as TREE_HEADER
 
 _MERGE_GAP = 256 << 10  # read across gaps up to this size rather than issue another request
 _MERGE_MAX = 32 << 20
+_WINDOW = 32  # objects read in order are fetched this many at a time (a frame read once each)
 MAX_TREE_BYTES = 512 << 20  # about 5 million files; anything larger is not read as a tree
 
 
@@ -148,6 +149,18 @@ class StoreReader:
         if size != total or hasher.hexdigest() != digest:
             raise self._corrupt(digest, f"object {digest} is corrupt (chunks do not add up)")
 
+    def contents(self, digests: Sequence[str]) -> Iterator[bytes]:
+        """The verified contents of `digests`, in order (the stored chunks of a chunk list):
+        blobs a window at a time, each frame read once per window; chunked ones reassembled."""
+        for start in range(0, len(digests), _WINDOW):
+            window = digests[start : start + _WINDOW]
+            if all(self.locate(d).kind == KIND_BLOB for d in window):
+                for _d, data in self.iter_blobs(window, keep_order=True):
+                    yield data
+            else:
+                for d in window:
+                    yield self.get_bytes(d)
+
     def chunk_digests(self, digest: str) -> list[str]:
         """The chunks a chunked object is made of (empty for a plain blob)."""
         loc = self.locate(digest)
@@ -171,8 +184,8 @@ class StoreReader:
         if keep_order:
             # Read in windows so a chunked file streams instead of being loaded whole; a digest
             # may repeat (the same chunk twice in one file) and is yielded each time.
-            for start in range(0, len(ordered), 32):
-                window = ordered[start : start + 32]
+            for start in range(0, len(ordered), _WINDOW):
+                window = ordered[start : start + _WINDOW]
                 found = dict(self._read_frames({d: locs[d] for d in window}))
                 for d in window:
                     yield d, found[d]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import xxhash
+
 from kaos.errors import BundleError, IntegrityError, ObjectNotFound
 from kaos.store.backends.base import Backend
-from kaos.store.hashing import hash_bytes
 from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
 from kaos.store.pack import KIND_BLOB, decode_chunk_list, index_from_pack, walk_pack
 from kaos.store.progress import NullProgress, Progress
@@ -69,13 +70,13 @@ def _verify_pack(backend: Backend, index: PackIndex, pack_id: str, report: Verif
         and backend.get(INDEX_PREFIX + pack_id) != trailer_index
     ):
         raise IntegrityError(f"index of pack {pack_id} differs from the pack", pack_id)
-    for obj in walk_pack(pack_id, data, trailer_index):
+    for digest, kind, payload in walk_pack(pack_id, data, trailer_index):
         report.objects += 1
-        if obj.kind == KIND_BLOB:
-            if hash_bytes(obj.payload) != obj.digest:
-                report.corrupt.append(obj.digest)
+        if kind == KIND_BLOB:
+            if xxhash.xxh3_128_digest(payload) != digest:
+                report.corrupt.append(digest.hex())
         else:
-            for chunk, _size in decode_chunk_list(obj.payload)[1]:
+            for chunk, _size in decode_chunk_list(payload)[1]:
                 if chunk not in index:
                     report.missing.append(chunk)
 
