@@ -201,11 +201,12 @@ class Client:
         else:
             check_folder(kind, Path(folder))
             bar = self.reporter.bar(f"Compressing {kind} bundle")
-            pushed = self.http.push_folder(folder, self._cache(), bar, vet=data_bundle_name)
-            bar.close()
-            bundle = Bundle(
-                kind, Path(folder), pushed.scanned, data_bundle_name(pushed.scanned.paths)
+            named: list[str] = []  # the name, found once from the file list before any read
+            pushed = self.http.push_folder(
+                folder, self._cache(), bar, vet=lambda paths: named.append(data_bundle_name(paths))
             )
+            bar.close()
+            bundle = Bundle(kind, Path(folder), pushed.scanned, named[0])
         self.reporter.uploaded(bundle)
         return bundle
 
