@@ -1,3 +1,5 @@
+import os
+
 from kaos.store import ContentStore, StatCache, scan_folder
 from kaos.store import scan as scan_module
 from kaos.store import writer as writer_module
@@ -11,15 +13,19 @@ def test_add_folder_reads_each_small_file_once_and_round_trips(tmp_path, kaos_ho
         (src / f"f{i}.txt").write_text(f"line {i}\n" * 40)
     (src / "big.csv").write_text("1,2,3,4,5,6,7,8\n" * 400_000)  # chunked, streamed from disk
     opened: list[str] = []
-    real_open = open
+    real_open, real_os_open = open, os.open
 
-    def counting_open(path, *args, **kwargs):
-        if str(path).startswith(str(src)) and "big" not in str(path):
-            opened.append(str(path))
-        return real_open(path, *args, **kwargs)
+    def counting(real):
+        def counted(path, *args, **kwargs):
+            if str(path).startswith(str(src)) and "big" not in str(path):
+                opened.append(str(path))
+            return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(scan_module, "open", counting_open, raising=False)
-    monkeypatch.setattr(writer_module, "open", counting_open, raising=False)
+        return counted
+
+    monkeypatch.setattr(os, "open", counting(real_os_open))  # the scan's reads
+    monkeypatch.setattr(scan_module, "open", counting(real_open), raising=False)
+    monkeypatch.setattr(writer_module, "open", counting(real_open), raising=False)
     store = ContentStore(LocalBackend(tmp_path / "store"), kaos_home)
     tree = store.add_folder(src, StatCache(kaos_home / "state.db"))
     small_opens = [p for p in opened if not p.endswith("big.csv")]

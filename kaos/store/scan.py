@@ -7,17 +7,19 @@ walk plus two comparisons, and a `Tree` of entry objects is built only when some
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import NamedTuple
 
 import xxhash
 
 from kaos.errors import BundleError
-from kaos.store.hashing import hash_bytes, hash_file
+from kaos.store.ahead import in_order
+from kaos.store.hashing import hash_file
 from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.snapshot import DIGEST_SIZE, STAT, UNKNOWN, Snapshot
 from kaos.store.state import HashCache, NullStatCache, StatKey
@@ -29,6 +31,9 @@ _SMALL_FILE = 4 << 20
 # its hash is used but not cached (git's "racily clean" problem).
 _RACY_WINDOW_NS = 2_000_000_000
 _BATCH = 50_000  # files looked up, hashed and recorded in the stat cache at a time
+_READERS = 2  # threads reading files (system calls release the GIL)
+_GROUP_FILES, _GROUP_BYTES = 64, 1 << 20  # files read per call on a reader thread
+_AHEAD = 8  # groups in flight: what is read ahead of the caller stays a few MiB
 
 
 ContentHook = Callable[[str, bytes], None]
@@ -149,19 +154,25 @@ def _scan(
         records = [STAT.unpack_from(stats, i * size_at) for i in batch]
         known = cache.lookup(_key(record) for record in records)
         fresh: list[tuple[StatKey, str]] = []
+        unread: list[tuple[int, ScannedFile]] = []
         for i, record in zip(batch, records, strict=True):
             key = _key(record)
             digest = known.get(key)
             if digest is None:
                 path = walk.paths[i]
-                found = ScannedFile(path, prefix + path, key, record[4] != 0)
-                digest = _hash_one(found, on_content)
-                if key[3] < racy_after:
-                    fresh.append((key, digest))
-                else:
-                    racy.append(i)
+                unread.append((i, ScannedFile(path, prefix + path, key, record[4] != 0)))
+                continue
             digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = bytes.fromhex(digest)
             meter.advance(key[2])
+        for (i, found), (raw, data) in zip(unread, _read_all(unread, on_content), strict=True):
+            digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = raw
+            if data is not None and on_content is not None:
+                on_content(raw.hex(), data)
+            if found.key[3] < racy_after:
+                fresh.append((found.key, raw.hex()))
+            else:
+                racy.append(i)
+            meter.advance(found.key[2])
         cache.record(fresh)
     meter.finish()
     digest = _tree_digest(walk.paths, stats, digests)
@@ -205,18 +216,59 @@ def _tree_pieces(
         yield "".join(lines).encode("utf-8")
 
 
-def _hash_one(f: ScannedFile, on_content: ContentHook | None = None) -> str:
+def _read_all(
+    files: list[tuple[int, ScannedFile]], on_content: ContentHook | None
+) -> Iterator[tuple[bytes, bytes | None]]:
+    """(raw digest, content or None) of each file, in order: read on a few threads, a group
+    of files per call, when there are enough of them to pay for it."""
+    keep = on_content is not None
+    groups: list[list[ScannedFile]] = [[]]
+    size = 0
+    for _i, found in files:
+        if len(groups[-1]) >= _GROUP_FILES or size >= _GROUP_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(found)
+        size += found.key[2]
+    if len(groups) < 2:
+        return (_hash_one(found, keep) for found in groups[0])
+    results = in_order(partial(_hash_group, keep=keep), groups, _READERS, _AHEAD)
+    return itertools.chain.from_iterable(results)
+
+
+def _hash_group(group: list[ScannedFile], keep: bool) -> list[tuple[bytes, bytes | None]]:
+    return [_hash_one(found, keep) for found in group]
+
+
+def _hash_one(f: ScannedFile, keep: bool = False) -> tuple[bytes, bytes | None]:
+    """A file's raw digest, and its content when `keep` and it is small (read whole); a file
+    whose size is not the walk's is refused (it changed while being scanned)."""
+    data: bytes | None = None
     try:
         if f.key[2] > _SMALL_FILE:
             digest, size = hash_file(f.abspath)
+            raw = bytes.fromhex(digest)
         else:
-            with open(f.abspath, "rb") as fh:
-                data = fh.read()
-            size, digest = len(data), hash_bytes(data)
+            data = _read_small(f.abspath, f.key[2])
+            size, raw = len(data), xxhash.xxh3_128_digest(data)
     except FileNotFoundError:
         raise BundleError(f"file removed while scanning: {f.path}", "scan again") from None
     if size != f.key[2]:
         raise BundleError(f"file changed while scanning: {f.path}", "scan again")
-    if f.key[2] <= _SMALL_FILE and on_content is not None:
-        on_content(digest, data)
-    return digest
+    return raw, data if keep else None
+
+
+def _read_small(path: str, size: int) -> bytes:
+    """The file's bytes, at most `size + 1` of them (one more than the walk saw tells a file
+    that grew). Plain system calls: no file object, no buffer, no isatty or seek. A regular
+    file reads short only at its end; O_NONBLOCK keeps a fifo swapped in from blocking."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        data = os.read(fd, size + 1)
+        while len(data) < size and (more := os.read(fd, size + 1 - len(data))):
+            data += more
+    except BlockingIOError:
+        return b""  # not a regular file any more: refused as changed
+    finally:
+        os.close(fd)
+    return data
