@@ -139,3 +139,40 @@ def test_a_file_removed_while_scanning_is_one_clear_error(tmp_path, monkeypatch)
     monkeypatch.setattr(scan_module, "walk_folder", walk_then_remove)
     with pytest.raises(BundleError, match=r"removed while scanning: d1/f1\.txt"):
         scan_folder(root, NullStatCache())
+
+
+def test_a_snapshot_round_trips_its_paths_and_an_empty_folder(tmp_path):
+    from kaos.store.snapshot import DIGEST_SIZE, STAT, Snapshot
+
+    snapshots = SnapshotDir(tmp_path / "scans")
+    paths = ["a/x.txt", "a/b/y.txt", "z.txt"]
+    stats = b"".join(STAT.pack(1, i, 10 * i, 5, i % 2) for i in range(3))
+    digests = bytes(range(3 * DIGEST_SIZE))
+    snapshots.save("/data", Snapshot.of(paths, stats, digests, "t" * 32))
+    loaded = snapshots.load("/data")
+    assert loaded is not None and len(loaded) == 3
+    assert loaded.paths == paths and loaded.digests == digests and loaded.tree == "t" * 32
+    assert loaded.matches(paths, stats)
+    assert not loaded.matches(["a/x.txt", "a/b/y.txt", "z.tx"], stats)
+    assert not loaded.matches([*paths[:2], "z.txt", "w.txt"], stats)
+    snapshots.save("/empty", Snapshot.of([], b"", b"", "e" * 32))
+    empty = snapshots.load("/empty")
+    assert empty is not None and empty.paths == [] and empty.matches([], b"")
+    assert snapshots.load("/other") is None  # another folder's file name, never its snapshot
+
+
+def test_a_snapshot_of_another_layout_is_ignored(tmp_path):
+    import marshal
+
+    from kaos.store.snapshot import STAT
+
+    snapshots = SnapshotDir(tmp_path / "scans")
+    stats = STAT.pack(1, 2, 3, 4, 0)
+    # version 1 kept the paths as a list; a count that disagrees with the records is damage
+    for stale in (
+        (1, "/d", ["a/x"], stats, bytes(16), "t"),
+        (2, "/d", "a/x\na/y", stats, bytes(16), "t"),
+    ):
+        (tmp_path / "scans").mkdir(exist_ok=True)
+        snapshots._file("/d").write_bytes(marshal.dumps(stale))
+        assert snapshots.load("/d") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,6 +12,9 @@ from kaos import __version__
 from kaos.cli import ui
 from kaos.cli.common import JsonOpt
 from kaos.errors import KaosError
+
+if TYPE_CHECKING:
+    from typer.models import CommandInfo
 
 app = typer.Typer(
     name="kaos",
@@ -37,13 +41,25 @@ GROUPS = {
 
 
 def add_groups(argv: list[str]) -> None:
-    """The named group for real; the others as stand-ins that only list themselves."""
+    """The named group for real; the others as stand-ins that only list themselves. In the
+    named group, only the named command is built when there is one (`kaos train deploy`:
+    building all eleven of `train`'s commands took 8 ms of the 3 that one takes)."""
     for name, summary in GROUPS.items():
         if name in argv[1:2]:
             group = import_module(f"kaos.cli.{name}").app
+            named = [c for c in group.registered_commands if _command_name(c) in argv[2:3]]
+            if named:
+                group.registered_commands = named
         else:
             group = typer.Typer(no_args_is_help=True)
         app.add_typer(group, name=name, help=summary)
+
+
+def _command_name(command: CommandInfo) -> str | None:
+    """The name typer gives a registered command: its own, else its function's, dashed."""
+    if command.name or command.callback is None:
+        return command.name
+    return command.callback.__name__.lower().replace("_", "-")
 
 
 @app.command()

@@ -7,7 +7,6 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +58,8 @@ def _lines(value: Any) -> list[str]:
 
 def http_date(epoch: float | None) -> str:
     """`Mon, 29 Jul 2019 09:18:20 GMT`, as the seed shows start times."""
+    from email.utils import formatdate  # 5 ms of start-up for the commands that show none
+
     return formatdate(epoch, usegmt=True) if epoch else "?"
 
 

@@ -36,7 +36,6 @@ from kaos.client.local import connect
 from kaos.config import ClientConfig, kaos_home, stat_cache_path
 from kaos.errors import KaosError, NoWorkspace
 from kaos.pipeline.states import JobState
-from kaos.serving.records import EndpointState
 
 if TYPE_CHECKING:  # scanning parts load with the first scan (not for `kaos train list`)
     from kaos.client.bundles import Bundle
@@ -44,7 +43,6 @@ if TYPE_CHECKING:  # scanning parts load with the first scan (not for `kaos trai
     from kaos.store.state import HashCache
 
 LOG_POLL_S = 0.5
-ENDED = (EndpointState.KILLED, EndpointState.FAILED)  # a log that has nothing more to come
 
 
 @dataclass(frozen=True)
@@ -396,6 +394,9 @@ class Client:
         """An endpoint's serving log (its last revision's, once stopped); with `follow`, new
         lines as they come, after a swap the new revision's log from its start, until the
         endpoint is killed or failed."""
+        from kaos.serving.records import EndpointState  # not at start-up: 3 ms of every command
+
+        ended = (EndpointState.KILLED, EndpointState.FAILED)  # no more log to come
         ws = self.workspace_name(workspace)
         page = self.http.serve_logs(ws, name)
         while True:
@@ -409,7 +410,7 @@ class Client:
                 page = self.http.serve_logs(ws, name)  # a swap: the new revision's log
             else:
                 page = self.http.serve_logs(ws, name, page["offset"])
-                if not page["text"] and detail["state"] in ENDED:
+                if not page["text"] and detail["state"] in ended:
                     return  # stopped before this read: its log has nothing more to come
 
     def get(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import pathspec
+from typing import TYPE_CHECKING, Any
 
 from kaos.errors import BundleError
+
+if TYPE_CHECKING:
+    import pathspec
 
 IGNORE_FILE = ".kaosignore"
 DEFAULT_IGNORED_DIRS = frozenset({".git", "__pycache__"})
@@ -31,6 +32,8 @@ class IgnoreRules:
             raise BundleError(
                 f"{ignore_file} is not UTF-8 text", "save it as UTF-8 (gitignore syntax)"
             ) from None
+        import pathspec  # only for a bundle that has rules: 10 ms of every command's start-up
+
         return cls(pathspec.PathSpec.from_lines("gitignore", lines))
 
     def skips_dir(self, name: str, rel: str) -> bool:

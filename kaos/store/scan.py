@@ -132,7 +132,7 @@ def _scan(
 ) -> ScannedFolder:
     real = os.path.realpath(root)
     last = cache.last_scan(real)  # its size says whether a parallel walk pays
-    walk = walk_folder(root, parallel=last is not None and len(last.paths) >= PARALLEL_FROM)
+    walk = walk_folder(root, parallel=last is not None and len(last) >= PARALLEL_FROM)
     if not walk.paths and not allow_empty:
         raise BundleError(f"bundle is empty: {root}", "put the bundle's files in that folder")
     if vet is not None:
@@ -180,9 +180,9 @@ def _scan(
         kept = bytearray(digests)
         for i in racy:
             kept[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = UNKNOWN
-        cache.remember_scan(real, Snapshot(walk.paths, bytes(stats), bytes(kept), None))
+        cache.remember_scan(real, Snapshot.of(walk.paths, bytes(stats), bytes(kept), None))
     else:
-        cache.remember_scan(real, Snapshot(walk.paths, bytes(stats), bytes(digests), digest))
+        cache.remember_scan(real, Snapshot.of(walk.paths, bytes(stats), bytes(digests), digest))
     return ScannedFolder(root, walk, bytes(digests), digest)
 
 

@@ -16,6 +16,7 @@ import struct
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from kaos.store.hashing import hash_bytes
@@ -23,19 +24,32 @@ from kaos.store.hashing import hash_bytes
 STAT = struct.Struct("<QQqqB")  # device, inode, size, mtime_ns, executable
 DIGEST_SIZE = 16
 UNKNOWN = bytes(DIGEST_SIZE)  # a digest slot the snapshot does not vouch for
-_VERSION = 1
+_VERSION = 2  # 1 kept the paths as a list
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    paths: list[str]  # relative paths, in walk order
+    names: str  # the relative paths in walk order, joined by line breaks (names hold none)
     stats: bytes  # one STAT record per path
     digests: bytes  # one raw xxh3-128 digest per path; UNKNOWN where not vouched for
     tree: str | None  # the folder's tree digest, when every entry is vouched for
 
+    @classmethod
+    def of(cls, paths: list[str], stats: bytes, digests: bytes, tree: str | None) -> Snapshot:
+        return cls("\n".join(paths), stats, digests, tree)
+
+    def __len__(self) -> int:
+        return len(self.stats) // STAT.size
+
+    @cached_property
+    def paths(self) -> list[str]:
+        """The paths as a list, made only for a folder that changed: one string loads in a
+        millisecond where 100,000 took 12 (and takes half the memory)."""
+        return self.names.split("\n") if self.stats else []
+
     def matches(self, paths: list[str], stats: bytes | bytearray) -> bool:
         """The walk found exactly what this snapshot recorded (compared as arrays, in C)."""
-        return self.tree is not None and self.stats == stats and self.paths == paths
+        return self.tree is not None and self.stats == stats and "\n".join(paths) == self.names
 
     def vouch(self, paths: list[str], stats: bytes | bytearray, into: bytearray) -> list[int]:
         """Copy into `into` the digest of every walked entry whose stat record is unchanged;
@@ -75,21 +89,22 @@ class SnapshotDir:
         unreadable: it is a cache, so anything odd means "scan as if for the first time"."""
         try:
             data = self._file(root).read_bytes()
-            version, recorded, paths, stats, digests, tree = marshal.loads(data)
+            version, recorded, names, stats, digests, tree = marshal.loads(data)
         except (OSError, ValueError, EOFError, TypeError):
             return None
         if (
             version != _VERSION
             or recorded != root
-            or not isinstance(paths, list)
+            or not isinstance(names, str)
             or not isinstance(stats, bytes)
             or not isinstance(digests, bytes)
-            or len(stats) != len(paths) * STAT.size
-            or len(digests) != len(paths) * DIGEST_SIZE
+            or len(stats) % STAT.size
+            or (names.count("\n") + 1 if names else 0) != len(stats) // STAT.size
+            or len(digests) != len(stats) // STAT.size * DIGEST_SIZE
             or not (tree is None or isinstance(tree, str))
         ):
             return None
-        return Snapshot(paths, stats, digests, tree)
+        return Snapshot(names, stats, digests, tree)
 
     def save(self, root: str, snapshot: Snapshot) -> None:
         """Replace the snapshot atomically (a temp file renamed over it)."""
@@ -98,7 +113,7 @@ class SnapshotDir:
             (
                 _VERSION,
                 root,
-                snapshot.paths,
+                snapshot.names,
                 bytes(snapshot.stats),
                 bytes(snapshot.digests),
                 snapshot.tree,
