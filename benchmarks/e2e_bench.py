@@ -9,7 +9,9 @@ point) talking to a real `kaos server start` process on 127.0.0.1, on the store 
 
 - `e2e_first_deploy_s`: `kaos train deploy -d DATA` to a fresh server from a fresh KAOS_HOME
   (every file read, hashed, packed, uploaded, verified and stored).
-- `e2e_noop_deploy_s`: the same command again, nothing changed.
+- `e2e_noop_deploy_s`: the same command again, nothing changed (once the first deploy's
+  writes are on disk: the kernel's write-back of its ~600 MB, left to run during the noop,
+  doubled the noop's wall time on this machine's disk).
 - `e2e_push_s`: the same command to a fresh server from a KAOS_HOME that has hashed the files
   before (the upload alone).
 - `bare_walk_s`: a minimal Python process doing `scandir` + `stat` over the folder (the floor
@@ -235,6 +237,7 @@ def bench_kaos(work: Path, data: Path, runs: int) -> dict[str, float]:
         cli.use(server)
         try:
             firsts.append(cli.run("train", "deploy", "-d", str(data)))
+            os.sync()  # the first deploy's writes reach the disk before, not during, the noop
             noops.append(cli.run("train", "deploy", "-d", str(data)))
             server_rss = max(server_rss, server.peak_rss_mb())
         finally:
