@@ -322,6 +322,25 @@ def test_a_complete_tree_is_remembered_until_gc(tmp_path, kaos_home, monkeypatch
         store.absent_from(whole.digest)
 
 
+def test_a_complete_trees_top_level_names_are_remembered_with_it(tmp_path, monkeypatch):
+    """A deploy checks its tree, then names it: the names come from the check's one read."""
+    store = ContentStore(LocalBackend(tmp_path / "store"))
+    blob = store.put_bytes(b"row\n")
+    paths = ["README", "data/b/x.csv", "data/y.csv", "extra/z", ".hidden"]
+    tree = Tree.of(TreeEntry(p, blob, 4) for p in paths)
+    digest = store.put_tree(tree)
+    expected = [".hidden", "README", "data/", "extra/"]
+    assert store.top_level(digest) == expected  # not yet known complete: read
+    assert store.absent_from(digest) == set()
+    reads = []
+    real_read = store.reader.tree_pieces
+    monkeypatch.setattr(store.reader, "tree_pieces", lambda d: reads.append(d) or real_read(d))
+    assert store.top_level(digest) == expected
+    assert reads == []
+    one = Tree.of(TreeEntry(f"data/f{i:05d}", blob, 4) for i in range(5000))  # many blocks
+    assert store.top_level(store.put_tree(one)) == ["data/"]
+
+
 def test_scan_and_push_reads_each_new_file_once_and_round_trips(tmp_path, kaos_home, monkeypatch):
     from kaos.store import StatCache
     from kaos.store.transfer import scan_and_push

@@ -61,6 +61,7 @@ def test_a_deploy_checks_names_and_serves_a_large_tree_without_holding_its_entri
 
     def check_and_name() -> None:
         assert store.absent_from(digest) == set()
+        assert data_bundle_name(store.top_level(digest)) == "features"  # what a deploy asks
         assert data_bundle_name(e.path for e in store.tree_entries(digest)) == "features"
 
     peak = traced_peak(check_and_name)

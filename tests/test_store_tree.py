@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from kaos.errors import BundleError, UnsafePathError
 from kaos.store import NullStatCache, Tree, TreeEntry, scan_folder
+from kaos.store import tree as tree_module
 from kaos.store.tree import HEADER, iter_entries
 
 names = st.text(
@@ -189,3 +190,80 @@ def test_a_streamed_tree_is_refused_as_a_parsed_one_is(data, error):
 def test_a_streamed_tree_refuses_unsafe_paths():
     with pytest.raises(UnsafePathError):
         list(iter_entries([_serialized(f"{'0' * 32} 1 - ../etc/passwd")]))
+
+
+tricky_paths = st.lists(  # components, mostly clean, joined by '/' (so '//' is an empty one)
+    st.sampled_from(
+        ["a", "b", "a b", "a-b", "é", ".a", "a."] * 3 + ["", ".", "..", "c:", "\\", "\r", "\0"]
+    ),
+    min_size=1,
+    max_size=4,
+).map("/".join)
+tricky_lines = st.tuples(  # mostly well-formed fields, so paths and order get tested
+    st.sampled_from(["0" * 32] * 8 + ["F" * 32, "0" * 31, "g" * 32]),
+    st.sampled_from(["0", "1", "5000"] * 4 + ["01", "-1", "+1", " 1"]),
+    st.sampled_from(["-", "x"] * 4 + ["y"]),
+    tricky_paths,
+).map(" ".join)
+
+
+def _outcome(pieces):
+    try:
+        return [row for rows in tree_module.iter_rows(pieces) for row in rows]
+    except BundleError as exc:
+        return type(exc), str(exc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(tricky_lines, max_size=5),
+    sort=st.booleans(),
+    size=st.integers(1, 40),
+)
+def test_a_block_checked_whole_agrees_with_the_line_by_line_check(lines, sort, size):
+    """A block is checked whole when it can be; the result (rows, or the first error) is
+    always what the line-by-line check gives, however the stream is cut."""
+    if sort:
+        lines = sorted(lines, key=lambda line: line.split(" ", 3)[-1])
+    data = _serialized(*lines)
+    whole = _outcome([data])
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    assert _outcome(pieces) == whole
+    checker = tree_module._Checker
+    original = checker._whole
+    checker._whole = lambda self, block: None  # every block line by line
+    try:
+        assert _outcome([data]) == whole
+    finally:
+        checker._whole = original
+
+
+def test_blocks_carry_the_order_and_folder_checks_across_them(monkeypatch):
+    """A file and a later path inside it may sit in different blocks (a million-file tree is
+    checked a block at a time)."""
+    monkeypatch.setattr(tree_module, "_BLOCK", 64)
+    head = [f"{'0' * 32} 1 - a"] + [f"{'0' * 32} 1 - a {i:03}" for i in range(20)]
+    with pytest.raises(BundleError, match="both a file and a folder: 'a'"):
+        list(iter_entries([_serialized(*head, f"{'0' * 32} 1 - a/b")]))
+    with pytest.raises(BundleError, match="out of order"):
+        list(iter_entries([_serialized(*head, f"{'0' * 32} 1 - a 000 0")]))
+    assert len(list(iter_entries([_serialized(*head, f"{'0' * 32} 1 - b/c")]))) == 22
+
+
+UNSAFE_PATHS = [
+    *("a//b", "/a", "a/", "./a", "../a", "a/./b", "a/../b", "a/.", "a/..", ".", ".."),
+    *("c:/x", "c:", "a\\b", "a\rb", "a\0b", ""),
+]
+
+
+@pytest.mark.parametrize("path", UNSAFE_PATHS)
+def test_a_block_of_otherwise_clean_lines_refuses_an_unsafe_path(path):
+    clean = [f"{'0' * 32} 1 - {name}" for name in ("0", "1")]  # sort before every case
+    with pytest.raises(BundleError, match=r"unsafe path|malformed"):
+        list(iter_entries([_serialized(*clean, f"{'0' * 32} 1 - {path}")]))
+
+
+def test_paths_that_only_look_unsafe_are_accepted():
+    paths = sorted([".a", "a..b", "a/.b/c", "a /b", "ab:", "a/c:d", "b./x", "é/..é"])
+    entries = list(iter_entries([_serialized(*(f"{'0' * 32} 1 - {p}" for p in paths))]))
+    assert [e.path for e in entries] == paths

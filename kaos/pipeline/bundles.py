@@ -44,7 +44,8 @@ def serve_bundle_name(tree: Tree) -> str:
 
 def data_bundle_name(tree: Tree | Iterable[str]) -> str:
     """A data bundle holds one top-level folder, e.g. `features/`. Takes a tree or just its
-    paths (a scanned folder's, so no tree of entries is built to name it)."""
+    paths (a scanned folder's, so no tree of entries is built to name it), or its top-level
+    names with folders as `name/` (`ContentStore.top_level`)."""
     return _single_top_folder(tree, "data")
 
 

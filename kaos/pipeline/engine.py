@@ -221,8 +221,9 @@ class Pipeline:
         """A bundle's folder name (and shape check): a function of its tree, so asked once."""
         if kind == "source":
             return source_bundle_name(self.store.get_tree(digest))
-        # A data tree may list a million files: streamed, never held as entries.
-        return data_bundle_name(entry.path for entry in self.store.tree_entries(digest))
+        # A data tree may list a million files: named by its top-level names, which the store
+        # remembers from the completeness check (`_check_complete`), so it is read once.
+        return data_bundle_name(self.store.top_level(digest))
 
     def _advance(
         self,

@@ -25,7 +25,7 @@ from kaos.store.repair import repair_packs
 from kaos.store.scan import ScannedFolder, scan_folder
 from kaos.store.state import HashCache
 from kaos.store.transfer import PushReport, push
-from kaos.store.tree import Tree, TreeEntry, iter_entries
+from kaos.store.tree import Row, Tree, TreeEntry, iter_entries, iter_rows
 from kaos.store.verify import VerifyReport, verify_store
 from kaos.store.writer import StoreWriter
 
@@ -58,7 +58,8 @@ class ContentStore:
         self.refs = Refs(backend)
         self.file_cache = FileCache(self.home / "cache" / "files", cache_max) if self.home else None
         self._uploads = uploads
-        self._complete: set[str] = set()  # trees with every object stored (until a gc)
+        # trees with every object stored (until a gc), with their top-level names
+        self._complete: dict[str, list[str]] = {}
         self.reader.on_corrupt = lambda _digest: self._complete.clear()
 
     @classmethod
@@ -99,25 +100,43 @@ class ContentStore:
         unknown tree). A complete tree is remembered, so asking again (an unchanged redeploy)
         reads nothing; only gc can make it incomplete again, and gc forgets them all.
 
-        The tree is read as a stream, so a million-file tree costs its current line, not a
-        million entries; a complete tree must also be true to the sizes of its files."""
+        The tree is read as a stream, so a million-file tree costs a block of lines, not a
+        million entries; a complete tree must also be true to the sizes of its files. Its
+        top-level names are remembered with it (`top_level`), so a deploy reads it once."""
         if tree_digest in self._complete:
             return set()
         lacking: dict[str, int] = {}  # digest -> declared size, of what the index lacks
         liars = _SizeProblems(tree_digest)
-        for entry in self.tree_entries(tree_digest):
-            if entry.digest in self.index:
-                liars.check(entry.digest, entry.size, self.stored_size(entry.digest))
-            else:
-                lacking[entry.digest] = entry.size
+        tops: set[str] = set()
+        for rows in iter_rows(self.reader.tree_pieces(tree_digest)):
+            tops |= _top_names(rows)
+            held = self.index.held([bytes.fromhex(digest) for digest, _s, _x, _p in rows])
+            for (digest, size, _x, _path), found in zip(rows, held, strict=True):
+                if found is None:
+                    lacking[digest] = int(size)
+                elif found[0] == KIND_BLOB:
+                    liars.check(digest, int(size), found[1])
+                else:  # a chunk list: its content's size is in the list
+                    liars.check(digest, int(size), self.stored_size(digest))
         absent = self.missing(lacking)  # picks up other writers' packs first
         if absent:
             return absent
-        for digest, size in lacking.items():
-            liars.check(digest, size, self.stored_size(digest))
+        for digest, declared in lacking.items():
+            liars.check(digest, declared, self.stored_size(digest))
         liars.raise_any()
-        self._complete.add(tree_digest)
+        self._complete[tree_digest] = sorted(tops)
         return set()
+
+    def top_level(self, tree_digest: str) -> list[str]:
+        """A stored tree's top-level names, sorted, folders with a trailing '/' (what names a
+        bundle), remembered for a complete tree by the check that found it complete."""
+        tops = self._complete.get(tree_digest)
+        if tops is not None:
+            return tops
+        found: set[str] = set()
+        for rows in iter_rows(self.reader.tree_pieces(tree_digest)):
+            found |= _top_names(rows)
+        return sorted(found)
 
     def tree_entries(self, tree_digest: str) -> Iterator[TreeEntry]:
         """A stored tree's entries, validated and streamed (one line in memory at a time)."""
@@ -181,7 +200,7 @@ class ContentStore:
         """A stored tree's serialization, checked as `get_tree` checks it but one entry at a
         time: serving a million-file tree costs its bytes, not a million entries."""
         data = self.reader.get_tree_bytes(digest)
-        for _entry in iter_entries([data]):
+        for _rows in iter_rows([data]):
             pass
         return data
 
@@ -245,6 +264,16 @@ class ContentStore:
                 )
             self._complete.clear()
         return report
+
+
+def _top_names(rows: list[Row]) -> set[str]:
+    """The top-level names of a block of a tree's rows, folders with a trailing '/'. Rows are
+    sorted, so when the first and last are in one top folder, so is every row between."""
+    first, last = rows[0][3], rows[-1][3]
+    top = first[: first.find("/") + 1]
+    if top and last.startswith(top):
+        return {top}
+    return {path[: path.find("/") + 1] or path for _d, _s, _x, path in rows}
 
 
 class _SizeProblems:

@@ -10,6 +10,7 @@ import os
 import struct
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from kaos.errors import IntegrityError, ObjectNotFound
@@ -21,6 +22,8 @@ PACK_PREFIX = "packs/"
 
 
 _DIGESTS = struct.Struct(f"<16s{ENTRY.size - 16}x")  # each ENTRY record's digest, the rest skipped
+_KIND_SIZE = struct.Struct("<16xB17xI")  # each ENTRY record's kind and size
+assert _KIND_SIZE.size == ENTRY.size
 _SLOT = 32  # a location is (pack number << _SLOT) | entry number
 
 
@@ -161,6 +164,21 @@ class PackIndex:
         raw = _raw(digest)
         slot = self._where.get(raw) if raw is not None else None
         return None if slot is None else self._location(slot)
+
+    def held(self, digests: Iterable[bytes]) -> list[tuple[int, int] | None]:
+        """(kind, size in the index) of each raw digest, None for one not held: a tree's
+        entries are checked a block at a time, without a `Location` each (a chunk list's size
+        is that of its list; its content's is in the list)."""
+        ids, tables = self._ids, self._tables
+        found: list[tuple[int, int] | None] = []
+        for slot in map(self._where.get, digests):
+            pack_id = ids[slot >> _SLOT] if slot is not None else None
+            table = tables.get(pack_id) if pack_id is not None else None
+            if slot is None or table is None:
+                found.append(None)  # not held, or forgotten meanwhile (a gc on another thread)
+            else:
+                found.append(_KIND_SIZE.unpack_from(table, (slot & _MASK) * ENTRY.size))
+        return found
 
     def __contains__(self, digest: str) -> bool:
         raw = _raw(digest)

@@ -65,7 +65,7 @@ class Parts:
             return name
         try:
             # its one top folder, read as a stream (a data tree may list a million files)
-            name = data_bundle_name(e.path for e in self.store.tree_entries(digest))
+            name = data_bundle_name(self.store.top_level(digest))
         except KaosError:  # the tree is gone, or not one folder: shown by its digest
             return None
         self.catalog.name_bundles({digest: name})
