@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
-from kaos.errors import IntegrityError, KaosError
-from kaos.store import ContentStore, scan_folder
+from kaos.errors import BundleError, IntegrityError, KaosError
+from kaos.store import ContentStore, scan_folder, transfer
 from kaos.store.backends import LocalBackend
 from kaos.store.hashing import hash_bytes
 from kaos.store.stream import decode_stream, encode_stream
-from kaos.store.transfer import push
+from kaos.store.transfer import push, scan_and_push
 
 
 class CountingDestination:
@@ -65,6 +66,57 @@ def test_pushing_what_is_there_stores_no_pack(destination, tmp_path):
     packs = destination.packs
     assert push(scan_folder(folder), destination).files_sent == 0
     assert destination.packs == packs
+
+
+def small_files(folder, n: int, salt: str = "") -> None:
+    for i in range(n):
+        path = folder / f"d{i % 4}" / f"f{i:05d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{salt}{i}\n" * (i % 20 + 1))
+
+
+def test_a_scan_and_push_asks_in_batches_off_the_scan_and_sends_each_content_once(
+    destination, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(transfer._Offer, "_FILES", 50)  # many batches in flight
+    folder = tmp_path / "data"
+    small_files(folder, 600)
+    (folder / "d0" / "copy.txt").write_text("7\n" * 8)  # the content of f00007.txt again
+    report = scan_and_push(folder, destination)
+    assert report.files_sent == 600  # the copy is sent once
+    assert destination.questions >= 12  # one question per batch
+    out = destination.store.checkout(report.tree.digest, tmp_path / "out", link=False)
+    assert scan_folder(out).digest == report.tree.digest
+    assert scan_and_push(folder, destination).files_sent == 0
+
+
+def test_a_file_changed_during_a_scan_and_push_stops_it_and_its_threads(
+    destination, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(transfer._Offer, "_FILES", 50)
+    folder = tmp_path / "data"
+    small_files(folder, 600, "v1 ")
+    threads = threading.active_count()
+
+    def grow_a_late_file(paths: list[str]) -> None:
+        (folder / paths[-5]).write_text("grown after the walk\n" * 50)
+
+    with pytest.raises(BundleError, match="changed while scanning"):
+        scan_and_push(folder, destination, vet=grow_a_late_file)
+    assert threading.active_count() == threads
+
+
+def test_a_destination_that_fails_a_question_fails_the_push(tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer._Offer, "_FILES", 50)
+    folder = tmp_path / "data"
+    small_files(folder, 300)
+
+    class Refusing(CountingDestination):
+        def missing(self, digests):
+            raise KaosError("the server is full", "free some space")
+
+    with pytest.raises(KaosError, match="the server is full"):
+        scan_and_push(folder, Refusing(ContentStore(LocalBackend(tmp_path / "store"))))
 
 
 def _pieces(frames, size):

@@ -8,7 +8,7 @@ their digests before anything is written. `kaos.client.Client` builds the use ca
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote
@@ -20,6 +20,7 @@ from kaos.errors import InputError, IntegrityError, ServerError, ServerUnreachab
 from kaos.store.hashing import hash_bytes
 
 if TYPE_CHECKING:  # the store's transfer parts load with the first push or download
+    from kaos.store.pack import Piece
     from kaos.store.progress import Progress
     from kaos.store.scan import PathsHook, ScannedFolder
     from kaos.store.state import HashCache
@@ -210,13 +211,23 @@ class KaosClient:
 
     def store_pack(self, pack_id: str, data: bytes, index: bytes) -> None:
         """Upload one sealed pack; the server verifies it before storing it."""
+        self.store_pack_pieces(pack_id, [data], index)
+
+    def store_pack_pieces(self, pack_id: str, pieces: Sequence[Piece], index: bytes) -> None:
+        """Upload a sealed pack given as its pieces, sent as they come (never joined whole)."""
         self._request(
             "POST",
             "/objects/packs",
-            content=data,
+            content=pieces,
             headers={"Content-Type": "application/octet-stream"},
             timeout=300,
         )
+
+    @property
+    def pack_level(self) -> int | None:
+        """How packs are compressed on their way: not at all to a server on this machine
+        (loopback moves bytes faster than zstd makes fewer of them), zstd level 1 otherwise."""
+        return None if self._http.loopback else 1
 
     def complete(self, tree_digest: str) -> bool:
         """Whether the server holds this tree and every object it names (one request)."""
@@ -227,7 +238,7 @@ class KaosClient:
         from kaos.store.transfer import push
         from kaos.store.writer import StoreWriter
 
-        with StoreWriter(self, uploads=2) as writer:
+        with StoreWriter(self, uploads=2, level=self.pack_level) as writer:
             return push(scanned, self, progress, writer)
 
     def push_folder(
@@ -241,7 +252,7 @@ class KaosClient:
         refuse it before anything is read or sent."""
         from kaos.store.transfer import scan_and_push
 
-        return scan_and_push(folder, self, cache, progress, vet)
+        return scan_and_push(folder, self, cache, progress, vet, level=self.pack_level)
 
     # -- downloads --------------------------------------------------------------------------
     def get_tree(self, digest: str) -> Tree:

@@ -12,6 +12,7 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import xxhash
 import zstandard
 
 from kaos.errors import IntegrityError
@@ -101,33 +102,50 @@ class PackBuilder:
             self._block_size = 0
 
 
+Piece = bytes | memoryview
+
+
 class RawPack:
     def __init__(self, frames: list[list[_Item]]) -> None:
         self._frames = frames
 
-    def encode(self, level: int = 1) -> tuple[str, bytes, bytes]:
+    def encode(self, level: int | None = 1) -> tuple[str, bytes, bytes]:
         """Compress and lay out the pack; returns (pack_id, pack bytes, index bytes)."""
-        compressor = zstandard.ZstdCompressor(level=level)
-        parts: list[bytes] = [PACK_MAGIC]
+        pack_id, pieces, index = self.encode_pieces(level)
+        return pack_id, b"".join(pieces), index
+
+    def encode_pieces(self, level: int | None = 1) -> tuple[str, list[Piece], bytes]:
+        """The pack as pieces to write or send in order (joining 32 MiB costs more than
+        sending the pieces), with its id and index. `level` None keeps every frame raw: its
+        payloads are pieces as they are, not copied, and nothing is compressed."""
+        compressor = None if level is None else zstandard.ZstdCompressor(level=level)
+        pieces: list[Piece] = [PACK_MAGIC]
+        hasher = xxhash.xxh3_128(PACK_MAGIC)
         entries: list[tuple[str, int, int, int, int, int, int]] = []
         offset = len(PACK_MAGIC)
         for items in self._frames:
-            raw = b"".join(i.payload for i in items)
-            packed = compressor.compress(raw)
-            comp = COMP_ZSTD
-            if len(packed) > len(raw) * _MIN_GAIN:
-                packed, comp = raw, COMP_NONE
+            frame: list[Piece] = [item.payload for item in items]
+            length = sum(map(len, frame))
+            comp = COMP_NONE
+            if compressor is not None:
+                raw = b"".join(frame)
+                packed = compressor.compress(raw)
+                if len(packed) <= length * _MIN_GAIN:
+                    frame, length, comp = [packed], len(packed), COMP_ZSTD
             inner = 0
             for item in items:
                 size = len(item.payload)
-                entries.append((item.digest, item.kind, comp, offset, len(packed), inner, size))
+                entries.append((item.digest, item.kind, comp, offset, length, inner, size))
                 inner += size
-            parts.append(packed)
-            offset += len(packed)
+            for piece in frame:
+                hasher.update(piece)
+            pieces += frame
+            offset += length
         index = encode_index(entries)
-        parts += [index, _TRAILER.pack(len(index), PACK_MAGIC)]
-        data = b"".join(parts)
-        return hash_bytes(data), data, index
+        tail = index + _TRAILER.pack(len(index), PACK_MAGIC)
+        hasher.update(tail)
+        pieces.append(tail)
+        return hasher.hexdigest(), pieces, index
 
 
 def encode_index(entries: list[tuple[str, int, int, int, int, int, int]]) -> bytes:

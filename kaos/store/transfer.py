@@ -8,7 +8,9 @@ all go through `push` below. An unchanged folder costs the first question alone.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -106,16 +108,21 @@ def scan_and_push(
     progress: Progress | None = None,
     vet: PathsHook | None = None,
     uploads: int = 2,
+    level: int | None = 1,
 ) -> PushReport:
     """Scan a folder and push it in one pass: every small file read to be hashed is offered to
     the destination right away, in batches (one "which do you lack?" per batch), and packed
     and uploaded on the writer's threads while the scan goes on. A first push thus reads each
     file once; an unchanged folder still costs its walk and one question. `vet(paths)` may
-    refuse the folder before anything is read or sent."""
-    with StoreWriter(destination, uploads=uploads) as writer:
+    refuse the folder before anything is read or sent. `level`: the packs' zstd level, None to
+    send them raw."""
+    with StoreWriter(destination, uploads=uploads, level=level) as writer:
         offer = _Offer(writer)
-        scanned = scan_folder(root, cache, progress, on_content=offer, vet=vet)
-        offer.flush()
+        try:
+            scanned = scan_folder(root, cache, progress, on_content=offer, vet=vet)
+            offer.flush()
+        finally:
+            offer.close()
         report = push(scanned, destination, None, writer)
     return replace(
         report,
@@ -126,30 +133,66 @@ def scan_and_push(
 
 
 class _Offer:
-    """Collects (digest, content) pairs from a scan; asks which are missing per batch."""
+    """Collects (digest, content) pairs from a scan and hands them on a batch at a time to a
+    thread of its own, which asks the destination which it lacks and packs those: the scan
+    never waits for an answer (a server busy verifying packs is slow to give one), only for a
+    free place when `_QUEUED` batches are already waiting. Until `flush` returns, only that
+    thread touches the writer."""
 
     _FILES = 2_000
     _BYTES = 16 << 20
+    _QUEUED = 2
 
     def __init__(self, writer: StoreWriter) -> None:
         self._writer = writer
-        self._batch: dict[str, bytes] = {}
+        self._digests: list[str] = []
+        self._contents: list[bytes] = []
         self._bytes = 0
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kaos-offer")
+        self._queued: deque[Future[tuple[int, int]]] = deque()
         self.files = 0  # sent so far
         self.bytes = 0
 
     def __call__(self, digest: str, data: bytes) -> None:
-        if len(data) > FILE_CHUNKS.threshold or self._writer.has(digest):
+        if len(data) > FILE_CHUNKS.threshold:
             return  # large content is chunked by the push that follows
-        self._batch[digest] = data
+        self._digests.append(digest)
+        self._contents.append(data)
         self._bytes += len(data)
-        if len(self._batch) >= self._FILES or self._bytes >= self._BYTES:
-            self.flush()
+        if len(self._digests) >= self._FILES or self._bytes >= self._BYTES:
+            self._hand_on()
 
     def flush(self) -> None:
-        batch, self._batch, self._bytes = self._batch, {}, 0
-        if batch:
-            for digest in self._writer.probe(batch):
-                self._writer.add_raw(digest, KIND_BLOB, batch[digest])  # hashed by the scan
-                self.files += 1
-                self.bytes += len(batch[digest])
+        """Wait until every batch is asked about and packed (raising what went wrong)."""
+        if self._digests:
+            self._hand_on()
+        while self._queued:
+            self._count(self._queued.popleft())
+
+    def close(self) -> None:
+        """Drop batches not started and wait for the running one (after an error)."""
+        self._thread.shutdown(wait=True, cancel_futures=True)
+
+    def _hand_on(self) -> None:
+        if len(self._queued) >= self._QUEUED:
+            self._count(self._queued.popleft())
+        batch = self._thread.submit(self._pack, self._digests, self._contents)
+        self._queued.append(batch)
+        self._digests, self._contents, self._bytes = [], [], 0
+
+    def _count(self, batch: Future[tuple[int, int]]) -> None:
+        files, size = batch.result()
+        self.files += files
+        self.bytes += size
+
+    def _pack(self, digests: list[str], contents: list[bytes]) -> tuple[int, int]:
+        """On the offer thread: add what the destination lacks, in walk order, once each."""
+        absent = self._writer.probe(digests)  # skips what this session has added already
+        files = size = 0
+        for digest, data in zip(digests, contents, strict=True):
+            if digest in absent:
+                absent.discard(digest)
+                self._writer.add_raw(digest, KIND_BLOB, data)  # hashed by the scan
+                files += 1
+                size += len(data)
+        return files, size

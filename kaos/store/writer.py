@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import xxhash
 
@@ -23,7 +23,14 @@ from kaos.errors import BundleError, IntegrityError
 from kaos.store.chunking import FILE_CHUNKS, ChunkParams, split_buffer, split_file, split_pieces
 from kaos.store.hashing import hash_bytes
 from kaos.store.locks import StoreLocks
-from kaos.store.pack import KIND_BLOB, KIND_CHUNKS, PackBuilder, RawPack, encode_chunk_list
+from kaos.store.pack import (
+    KIND_BLOB,
+    KIND_CHUNKS,
+    PackBuilder,
+    Piece,
+    RawPack,
+    encode_chunk_list,
+)
 
 if TYPE_CHECKING:
     from kaos.store.transfer import Destination
@@ -37,11 +44,20 @@ class Known(Protocol):
     def __contains__(self, digest: str, /) -> bool: ...
 
 
+@runtime_checkable
+class SendsPieces(Protocol):
+    """A destination that takes a pack as its pieces (the HTTP client sends them as they are),
+    sparing the join of 32 MiB into one buffer."""
+
+    def store_pack_pieces(self, pack_id: str, pieces: Sequence[Piece], index: bytes) -> None: ...
+
+
 class StoreWriter:
     """Use as a context manager: on a clean exit every object added is stored and indexed.
 
     `known` answers "is this digest already stored?" without asking (the local store's index);
     whatever else the writer needs to know it asks the destination with `probe`, in batches.
+    `level` is the zstd level of the packs' frames; None sends them raw (no compression).
     """
 
     def __init__(
@@ -50,8 +66,10 @@ class StoreWriter:
         known: Known = frozenset(),
         locks: StoreLocks | None = None,
         uploads: int = 4,
+        level: int | None = 1,
     ) -> None:
         self._sink = destination
+        self._level = level
         self._known = known
         self._present: set[str] = set()
         self._locks = locks
@@ -199,10 +217,13 @@ class StoreWriter:
     def _upload(self, raw: RawPack) -> None:
         """Compress on this worker thread, then hand the pack to the sink."""
         try:
-            pack_id, data, index = raw.encode()
-            self._sink.store_pack(pack_id, data, index)
+            pack_id, pieces, index = raw.encode_pieces(self._level)
+            if isinstance(self._sink, SendsPieces):
+                self._sink.store_pack_pieces(pack_id, pieces, index)
+            else:
+                self._sink.store_pack(pack_id, b"".join(pieces), index)
             with self._count_lock:
-                self.bytes_uploaded += len(data) + len(index)
+                self.bytes_uploaded += sum(map(len, pieces)) + len(index)
         finally:
             self._slots.release()
 

@@ -1,0 +1,85 @@
+"""Uploads to a real server: packs travel raw to a server on this machine (compressing costs
+more than loopback saves) and zstd-compressed to any other; either way the server verifies
+them and a checkout gives back the same bytes."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kaos.client.http import KaosClient
+from kaos.client.transport import Transport
+from kaos.store.pack import COMP_NONE, COMP_ZSTD, ENTRY, index_from_pack, index_table
+
+FILES = 300
+
+
+def csv_folder(root: Path, salt: str) -> Path:
+    """Compressible files (zstd makes them several times smaller), in two folders; `salt`
+    makes them new to a server that has seen other tests' files."""
+    for i in range(FILES):
+        path = root / "data" / f"part{i % 2}" / f"rows{i:04d}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(salt + "".join(f"{i},{j},{(i * j) % 97}\n" for j in range(200)))
+    return root / "data"
+
+
+def stored_compressions(home: Path, before: set[str]) -> set[int]:
+    """The compression flag of every object in the packs the server stored since `before`."""
+    flags: set[int] = set()
+    for name in set(os.listdir(home / "store" / "packs")) - before:
+        data = (home / "store" / "packs" / name).read_bytes()
+        table = index_table(name, index_from_pack(name, data))
+        flags |= {comp for _d, _k, comp, *_rest in ENTRY.iter_unpack(table)}
+    return flags
+
+
+def packs(home: Path) -> set[str]:
+    folder = home / "store" / "packs"
+    return set(os.listdir(folder)) if folder.exists() else set()
+
+
+@pytest.mark.parametrize(
+    ("url", "level"),
+    [
+        ("http://127.0.0.1:8585", None),
+        ("http://127.9.0.1:8585", None),
+        ("http://localhost:8585", None),
+        ("http://[::1]:8585", None),
+        ("http://10.0.0.7:8585", 1),
+        ("https://kaos.example.org", 1),
+    ],
+)
+def test_packs_are_compressed_unless_the_server_is_on_this_machine(url, level):
+    assert KaosClient(url).pack_level == level
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["loopback-raw", "remote-zstd"])
+def test_a_pushed_folder_is_stored_as_sent_and_checks_out_identical(
+    kaos_server, tmp_path, monkeypatch, remote
+):
+    folder = csv_folder(tmp_path, f"{remote}\n")
+    raw_bytes = sum(p.stat().st_size for p in folder.rglob("*.csv"))
+    if remote:  # the same real server, taken for one across a network
+        monkeypatch.setattr(Transport, "loopback", property(lambda _self: False))
+    before = packs(kaos_server.home)
+    client = KaosClient(kaos_server.url)
+    try:
+        report = client.push_folder(folder)
+        assert report.files_sent == FILES
+        if remote:
+            assert stored_compressions(kaos_server.home, before) == {COMP_ZSTD}
+            assert report.bytes_uploaded < raw_bytes / 2
+        else:
+            assert stored_compressions(kaos_server.home, before) == {COMP_NONE}
+            assert report.bytes_uploaded > raw_bytes
+        out = client.checkout(report.tree.digest, tmp_path / "out")
+    finally:
+        client.close()
+    for path in folder.rglob("*.csv"):
+        assert (out / path.relative_to(folder)).read_bytes() == path.read_bytes()
+    again = KaosClient(kaos_server.url)
+    try:
+        assert again.push_folder(folder).files_sent == 0  # a second push sends nothing
+    finally:
+        again.close()
