@@ -131,8 +131,8 @@ def test_a_file_removed_while_scanning_is_one_clear_error(tmp_path, monkeypatch)
     root = bundle(tmp_path / "b")
     real_walk = scan_module.walk_folder
 
-    def walk_then_remove(folder, parallel=False):
-        walk = real_walk(folder, parallel)
+    def walk_then_remove(folder, **kwargs):
+        walk = real_walk(folder, **kwargs)
         (root / "d1" / "f1.txt").unlink()  # gone between the walk and the read
         return walk
 

@@ -3,6 +3,7 @@ order, the same stat records, ignores and special files, the same error for a ba
 either half, and the same snapshot and tree digest."""
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -10,20 +11,20 @@ import pytest
 
 from kaos.errors import BundleError, UnsafePathError
 from kaos.store import StatCache, scan_folder
-from kaos.store import scan as scan_module
 from kaos.store import walk as walk_module
-from kaos.store.walk import split, walk_folder
+from kaos.store.walk import split, still_to_walk, walk_folder
 
-pytestmark = pytest.mark.skipif(
-    not walk_module.can_fork(), reason="the split walk forks: Linux, one thread only"
-)
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the split walk forks on Linux")
 FOLDERS = 6
 
 
 class Forks:
-    """Counts the forks the walk makes (the child is real; the count is the parent's)."""
+    """Counts the forks the walk makes (the child is real; the count is the parent's). The
+    walk forks only while its process runs no other thread; the test session may run one (a
+    moto server), so the check is passed here: the child only walks and writes, it takes no
+    lock such a thread could hold."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, safe: bool = True) -> None:
         self.count = 0
         real_fork = os.fork
 
@@ -32,6 +33,8 @@ class Forks:
             return real_fork()
 
         monkeypatch.setattr(os, "fork", fork)
+        if safe:
+            monkeypatch.setattr(walk_module, "can_fork", lambda: True)
 
 
 def data_bundle(root: Path) -> Path:
@@ -61,7 +64,7 @@ def test_the_split_walk_is_the_serial_walk(tmp_path, monkeypatch):
     forks = Forks(monkeypatch)
     serial = walk_folder(root)
     assert forks.count == 0
-    parallel = walk_folder(root, parallel=True)
+    parallel = walk_folder(root, split_from=0)
     assert forks.count == 1
     assert parallel.paths == serial.paths  # the same order, not just the same set
     assert parallel.stats == serial.stats
@@ -77,38 +80,60 @@ def test_the_child_takes_the_folders_the_serial_walk_reaches_last():
     assert len(theirs) == 2
 
 
+@pytest.mark.parametrize(
+    ("expect", "files", "folders", "pending", "rest"),
+    [
+        (100_000, 0, 2, 100, 100_000),  # the last snapshot says, before any file is seen
+        (0, 0, 2, 100, 0),  # nothing known, nothing seen: no split yet
+        (0, 1_000, 3, 97, 97 * 1_000 / 3),  # from the files per folder so far
+        (50, 1_000, 3, 97, 97 * 1_000 / 3),  # a folder grown since its snapshot
+        (100_000, 99_000, 90, 10, 11_000),
+    ],
+)
+def test_the_files_still_to_walk_are_estimated_from_the_snapshot_or_the_walk_so_far(
+    expect, files, folders, pending, rest
+):
+    assert still_to_walk(expect, files, folders, pending) == pytest.approx(rest)
+
+
 @pytest.mark.parametrize("bad", range(FOLDERS))
-def test_an_escaping_symlink_in_either_half_is_refused_as_serially(tmp_path, bad):
+def test_an_escaping_symlink_in_either_half_is_refused_as_serially(tmp_path, monkeypatch, bad):
     root = data_bundle(tmp_path / "b")
     (tmp_path / "secret").write_text("s")
     (root / "samples" / f"part{bad}" / "leak").symlink_to(tmp_path / "secret")
     with pytest.raises(UnsafePathError) as serial:
         walk_folder(root)
+    forks = Forks(monkeypatch)
     with pytest.raises(UnsafePathError) as parallel:
-        walk_folder(root, parallel=True)
+        walk_folder(root, split_from=0)
+    assert forks.count == 1
     assert str(parallel.value) == str(serial.value)
     assert f"part{bad}/leak" in str(parallel.value)
 
 
 @pytest.mark.parametrize("bad", range(FOLDERS))
-def test_a_bad_name_in_either_half_is_refused_as_serially(tmp_path, bad):
+def test_a_bad_name_in_either_half_is_refused_as_serially(tmp_path, monkeypatch, bad):
     root = data_bundle(tmp_path / "b")
     (root / "samples" / f"part{bad}" / "two\nlines").write_text("x")
     with pytest.raises(BundleError, match="line break") as serial:
         walk_folder(root)
+    forks = Forks(monkeypatch)
     with pytest.raises(BundleError, match="line break") as parallel:
-        walk_folder(root, parallel=True)
+        walk_folder(root, split_from=0)
+    assert forks.count == 1
     assert str(parallel.value) == str(serial.value)
 
 
-def test_two_bad_entries_raise_the_one_the_serial_walk_meets_first(tmp_path):
+def test_two_bad_entries_raise_the_one_the_serial_walk_meets_first(tmp_path, monkeypatch):
     root = data_bundle(tmp_path / "b")
     for d in range(FOLDERS):
         (root / "samples" / f"part{d}" / "dangling").symlink_to("nowhere")
     with pytest.raises(BundleError, match="broken symlink") as serial:
         walk_folder(root)
+    forks = Forks(monkeypatch)
     with pytest.raises(BundleError, match="broken symlink") as parallel:
-        walk_folder(root, parallel=True)
+        walk_folder(root, split_from=0)
+    assert forks.count == 1
     assert str(parallel.value) == str(serial.value)
 
 
@@ -117,7 +142,7 @@ def test_a_child_that_dies_leaves_the_parent_to_walk_its_part(tmp_path, monkeypa
     serial = walk_folder(root)
     forks = Forks(monkeypatch)
     monkeypatch.setattr(walk_module._Walker, "part", lambda self, pending: os._exit(3))
-    parallel = walk_folder(root, parallel=True)
+    parallel = walk_folder(root, split_from=0)
     assert forks.count == 1
     assert parallel == serial
 
@@ -125,18 +150,20 @@ def test_a_child_that_dies_leaves_the_parent_to_walk_its_part(tmp_path, monkeypa
 def test_a_child_that_writes_garbage_leaves_the_parent_to_walk_its_part(tmp_path, monkeypatch):
     root = data_bundle(tmp_path / "b")
     serial = walk_folder(root)
+    forks = Forks(monkeypatch)
     monkeypatch.setattr(walk_module._Walker, "part", lambda self, pending: b"\x00garbage")
-    assert walk_folder(root, parallel=True) == serial
+    assert walk_folder(root, split_from=0) == serial
+    assert forks.count == 1
 
 
 def test_no_fork_while_another_thread_runs(tmp_path, monkeypatch):
     root = data_bundle(tmp_path / "b")
-    forks = Forks(monkeypatch)
+    forks = Forks(monkeypatch, safe=False)
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
     thread.start()
     try:
-        walked = walk_folder(root, parallel=True)
+        walked = walk_folder(root, split_from=0)
     finally:
         stop.set()
         thread.join()
@@ -155,7 +182,7 @@ def test_a_rescan_walked_in_two_processes_keeps_the_snapshot_and_sees_every_chan
     snapshots = kaos_home / "scans"
     (saved,) = snapshots.iterdir()
     before = saved.read_bytes()
-    monkeypatch.setattr(scan_module, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(walk_module, "SPLIT_FROM", 0)
     forks = Forks(monkeypatch)
     again = scan_folder(root, cache)
     assert forks.count == 1

@@ -24,7 +24,7 @@ from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.snapshot import DIGEST_SIZE, STAT, UNKNOWN, Snapshot
 from kaos.store.state import HashCache, NullStatCache, StatKey
 from kaos.store.tree import HEADER, Tree, TreeEntry, entry_line
-from kaos.store.walk import PARALLEL_FROM, Walk, walk_folder
+from kaos.store.walk import Walk, walk_folder
 
 _SMALL_FILE = 4 << 20
 # A file modified within this window of the scan may change again within the same mtime tick;
@@ -131,8 +131,8 @@ def _scan(
     vet: PathsHook | None,
 ) -> ScannedFolder:
     real = os.path.realpath(root)
-    last = cache.last_scan(real)  # its size says whether a parallel walk pays
-    walk = walk_folder(root, parallel=last is not None and len(last) >= PARALLEL_FROM)
+    last = cache.last_scan(real)  # its size says early whether a split walk pays
+    walk = walk_folder(root, expect=len(last) if last is not None else 0)
     if not walk.paths and not allow_empty:
         raise BundleError(f"bundle is empty: {root}", "put the bundle's files in that folder")
     if vet is not None:

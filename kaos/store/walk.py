@@ -1,14 +1,15 @@
 """A bundle folder's walk: every file's relative path and packed stat record, in walk order.
 
 `stat` is most of an unchanged deploy, and one core stats about 300,000 files a second. A big
-folder (the caller knows from its last snapshot) is walked by two processes on Linux: the walk
-goes down to the first level with several folders, a forked child walks the half of them the
-serial walk would reach last, and its part is appended to the parent's. Each pending folder's
-subtree is walked in one piece, so the merged order is the serial walk's, byte for byte. The
-child only walks and writes its part to a pipe (`marshal`); if it fails in any way the parent
-walks that part itself, so an error (an escaping symlink, a bad name, a vanished folder) is
-raised exactly as the serial walk raises it. Threads make no difference here (the GIL), and a
-fork is only safe while no other thread runs, so a process with threads walks serially.
+folder is walked by two processes on Linux: once the walk has several folders pending and
+expects enough files in them (from the folder's last snapshot, else from the files per folder
+so far), a forked child walks the half of them the serial walk would reach last, and its part
+is appended to the parent's. Each pending folder's subtree is walked in one piece, so the
+merged order is the serial walk's, byte for byte. The child only walks and writes its part to
+a pipe (`marshal`); if it fails in any way the parent walks that part itself, so an error (an
+escaping symlink, a bad name, a vanished folder) is raised exactly as the serial walk raises
+it. Threads make no difference here (the GIL), and a fork is only safe while no other thread
+runs, so a process with threads walks serially.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from kaos.errors import BundleError, UnsafePathError
 from kaos.store.ignore import IgnoreRules
 from kaos.store.snapshot import STAT
 
-PARALLEL_FROM = 20_000  # files in a folder's last snapshot from which a second process pays
+SPLIT_FROM = 10_000  # files still to walk from which a second process pays for its fork
 
 _SURROGATE = re.compile(r"[\udc80-\udcff]")  # how os.scandir shows bytes that are not UTF-8
 _BAD_NAME = re.compile(r"[\n\r\\\udc80-\udcff]")
@@ -47,9 +48,10 @@ class Walk(NamedTuple):
     special: tuple[str, ...] = ()  # fifos, sockets, devices: left out, and said so
 
 
-def walk_folder(root: Path, parallel: bool = False) -> Walk:
-    """List the bundle's files with their stat records, honouring ignores, refusing escapes;
-    `parallel` (for a big folder) splits the walk with a forked child where that is safe."""
+def walk_folder(root: Path, expect: int = 0, split_from: int | None = None) -> Walk:
+    """List the bundle's files with their stat records, honouring ignores, refusing escapes.
+    `expect`: the files the folder had last time (0: unknown); the walk is split with a forked
+    child, where that is safe, once `split_from` files (default SPLIT_FROM) are still to come."""
     root = Path(root)
     if not root.exists():
         raise BundleError(f"path not found: {root}", "check the path you passed")
@@ -57,22 +59,34 @@ def walk_folder(root: Path, parallel: bool = False) -> Walk:
         raise BundleError(f"not a folder: {root}", "pass the bundle's folder, not a file")
     walker = _Walker(os.path.realpath(root), IgnoreRules.for_folder(root))
     pending: Pending = [(str(root), "")]
-    if parallel and can_fork():
-        while len(pending) == 1:  # down to the first level with several folders
-            walker.folder(*pending.pop(), pending)
-        if len(pending) >= 2:
-            theirs, pending = split(pending)
-            child = Forked(lambda: walker.part(theirs))
-            try:
-                walker.walk(pending)  # the parent's own errors come first, as serially
-            except BaseException:
-                child.kill()
-                raise
-            if not walker.add_part(child.result()):
-                walker.walk(theirs)  # the child failed: walk its part here, errors and all
-            return walker.result()
-    walker.walk(pending)
+    threshold = SPLIT_FROM if split_from is None else split_from
+    splits = can_fork()
+    while pending:
+        if splits and len(pending) >= 2:
+            rest = still_to_walk(expect, len(walker.paths), walker.folders, len(pending))
+            if rest >= threshold:
+                return _split_walk(walker, pending)
+        walker.folder(*pending.pop(), pending)
     return walker.result()
+
+
+def _split_walk(walker: _Walker, pending: Pending) -> Walk:
+    theirs, mine = split(pending)
+    child = Forked(lambda: walker.part(theirs))
+    try:
+        walker.walk(mine)  # the parent's own errors come first, as serially
+    except BaseException:
+        child.kill()
+        raise
+    if not walker.add_part(child.result()):
+        walker.walk(theirs)  # the child failed: walk its part here, errors and all
+    return walker.result()
+
+
+def still_to_walk(expect: int, files: int, folders: int, pending: int) -> float:
+    """About how many files the walk has still to see: what the last snapshot had beyond
+    those seen so far, or the pending folders at the files per folder walked so far."""
+    return max(expect - files, pending * files / max(folders, 1))
 
 
 def can_fork() -> bool:
@@ -96,6 +110,7 @@ class _Walker:
         self.paths: list[str] = []
         self.stats = bytearray()
         self.special: list[str] = []
+        self.folders = 0  # walked so far
 
     def walk(self, pending: Pending) -> None:
         while pending:
@@ -103,6 +118,7 @@ class _Walker:
 
     def folder(self, folder: str, prefix: str, pending: Pending) -> None:
         """One folder's files, in the order the OS lists them; its subfolders become pending."""
+        self.folders += 1
         paths, stats, special, pack = self.paths, self.stats, self.special, STAT.pack
         rules, root_real, bad_name = self.rules, self.root_real, _BAD_NAME.search
         skips_file = rules.skips_file if rules.active else None
