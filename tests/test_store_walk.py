@@ -156,6 +156,20 @@ def test_a_child_that_writes_garbage_leaves_the_parent_to_walk_its_part(tmp_path
     assert forks.count == 1
 
 
+def test_a_fork_that_fails_leaves_the_parent_to_walk_alone(tmp_path, monkeypatch):
+    root = data_bundle(tmp_path / "b")
+    serial = walk_folder(root)
+    Forks(monkeypatch)
+    open_before = len(os.listdir("/proc/self/fd"))
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert walk_folder(root, split_from=0) == serial
+    assert len(os.listdir("/proc/self/fd")) == open_before  # the pipe is closed again
+
+
 def test_no_fork_while_another_thread_runs(tmp_path, monkeypatch):
     root = data_bundle(tmp_path / "b")
     forks = Forks(monkeypatch, safe=False)

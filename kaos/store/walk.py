@@ -72,7 +72,12 @@ def walk_folder(root: Path, expect: int = 0, split_from: int | None = None) -> W
 
 def _split_walk(walker: _Walker, pending: Pending) -> Walk:
     theirs, mine = split(pending)
-    child = Forked(lambda: walker.part(theirs))
+    try:
+        child = Forked(lambda: walker.part(theirs))
+    except OSError:  # no process or pipe to spare: the serial walk (its order: mine, theirs)
+        walker.walk(mine)
+        walker.walk(theirs)
+        return walker.result()
     try:
         walker.walk(mine)  # the parent's own errors come first, as serially
     except BaseException:
@@ -184,7 +189,12 @@ class Forked:
         read_end, write_end = os.pipe()
         with contextlib.suppress(OSError):  # fewer wake-ups for a part of a few MB
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_end)
+            os.close(write_end)
+            raise
         if pid == 0:
             _child(work, read_end, write_end)
         os.close(write_end)
