@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from kaos.errors import BundleError, IntegrityError, KaosError
-from kaos.store import ContentStore, scan_folder, transfer
+from kaos.store import ContentStore, StatCache, scan_folder, transfer
 from kaos.store.backends import LocalBackend
 from kaos.store.hashing import hash_bytes
 from kaos.store.stream import decode_stream, encode_stream
@@ -88,6 +88,19 @@ def test_a_scan_and_push_asks_in_batches_off_the_scan_and_sends_each_content_onc
     out = destination.store.checkout(report.tree.digest, tmp_path / "out", link=False)
     assert scan_folder(out).digest == report.tree.digest
     assert scan_and_push(folder, destination).files_sent == 0
+
+
+def test_files_the_scan_did_not_offer_are_read_again_by_the_push(destination, tmp_path, kaos_home):
+    folder = tmp_path / "data"
+    small_files(folder, 200, "hashed before ")
+    cache = StatCache(kaos_home / "state.db")
+    scan_folder(folder, cache)  # every file vouched for by the cache from now on
+    (folder / "big.bin").write_bytes(os.urandom(3 << 20))  # chunked: never offered
+    report = scan_and_push(folder, destination, cache)
+    assert report.files_sent == 201
+    out = destination.store.checkout(report.tree.digest, tmp_path / "out", link=False)
+    assert (out / "big.bin").read_bytes() == (folder / "big.bin").read_bytes()
+    assert scan_folder(out).digest == report.tree.digest
 
 
 def test_a_file_changed_during_a_scan_and_push_stops_it_and_its_threads(

@@ -57,17 +57,33 @@ def push(
     destination: Destination,
     progress: Progress | None = None,
     writer: StoreWriter | None = None,
+    files_held: bool = False,
 ) -> PushReport:
     """Send every file of `scanned` the destination lacks, then the tree (after its files).
 
     Large files are chunked and only chunks the destination lacks are sent, so an appended data
-    file costs its new rows. Pass `writer` to share one write session (and its lock).
+    file costs its new rows. Pass `writer` to share one write session (and its lock);
+    `files_held` says it already holds or has asked about every file (a scan that read them
+    all offered them), so only the tree is left.
     """
     if destination.complete(scanned.digest):  # unchanged since it was pushed: no tree is built
         return PushReport(scanned, 0, 0, 0)
     if writer is None:
         with StoreWriter(destination) as session:
             return push(scanned, destination, progress, session)
+    sent = sent_bytes = 0
+    if not files_held:
+        sent, sent_bytes = _push_files(scanned, writer, progress)
+    if writer.probe([scanned.digest]):
+        writer.put_stream(scanned.serialized(), TREE_CHUNKS)
+    writer.flush()
+    return PushReport(scanned, sent, sent_bytes, writer.bytes_uploaded)
+
+
+def _push_files(
+    scanned: ScannedFolder, writer: StoreWriter, progress: Progress | None
+) -> tuple[int, int]:
+    """Read and add the files the destination lacks; returns (files, bytes) sent."""
     todo, total = _absent_files(scanned, writer)
     meter = Throttled(progress or NullProgress(), "upload", total, step=max(total // 200, 1 << 20))
     sent = sent_bytes = done = 0
@@ -78,11 +94,8 @@ def push(
                 meter.advance(size)
                 sent, sent_bytes = sent + 1, sent_bytes + size
         done += len(batch)
-    if writer.probe([scanned.digest]):
-        writer.put_stream(scanned.serialized(), TREE_CHUNKS)
-    writer.flush()
     meter.finish()
-    return PushReport(scanned, sent, sent_bytes, writer.bytes_uploaded)
+    return sent, sent_bytes
 
 
 def _absent_files(scanned: ScannedFolder, writer: StoreWriter) -> tuple[bytearray, int]:
@@ -123,7 +136,7 @@ def scan_and_push(
             offer.flush()
         finally:
             offer.close()
-        report = push(scanned, destination, None, writer)
+        report = push(scanned, destination, None, writer, files_held=offer.seen == len(scanned))
     return replace(
         report,
         files_sent=report.files_sent + offer.files,
@@ -152,10 +165,12 @@ class _Offer:
         self._queued: deque[Future[tuple[int, int]]] = deque()
         self.files = 0  # sent so far
         self.bytes = 0
+        self.seen = 0  # files offered (none larger than a chunk)
 
     def __call__(self, digest: str, data: bytes) -> None:
         if len(data) > FILE_CHUNKS.threshold:
             return  # large content is chunked by the push that follows
+        self.seen += 1
         self._digests.append(digest)
         self._contents.append(data)
         self._bytes += len(data)
