@@ -103,6 +103,27 @@ def test_files_the_scan_did_not_offer_are_read_again_by_the_push(destination, tm
     assert scan_folder(out).digest == report.tree.digest
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p.write_text("same size?"), "changed since it was hashed"),
+        (lambda p: p.write_text(p.read_text() + "grown"), "changed since it was hashed"),
+        (lambda p: p.unlink(), "removed since it was hashed"),
+    ],
+    ids=["rewritten", "grown", "removed"],
+)
+def test_a_file_changed_between_scan_and_push_is_refused(destination, tmp_path, change, message):
+    folder = tmp_path / "data"
+    small_files(folder, 300)  # read on threads by the push
+    scanned = scan_folder(folder)
+    victim = folder / scanned.paths[-7]
+    change(victim)
+    with pytest.raises(BundleError) as refused:
+        push(scanned, destination)
+    assert refused.value.message == f"file {message}: {victim}"
+    assert destination.packs == 0  # the tree never went
+
+
 def test_a_file_changed_during_a_scan_and_push_stops_it_and_its_threads(
     destination, tmp_path, monkeypatch
 ):

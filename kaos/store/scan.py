@@ -7,18 +7,17 @@ walk plus two comparisons, and a `Tree` of entry objects is built only when some
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
 import xxhash
 
 from kaos.errors import BundleError
-from kaos.store.ahead import in_order
+from kaos.store.ahead import read_ahead, read_small
 from kaos.store.hashing import hash_file
 from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.snapshot import DIGEST_SIZE, STAT, UNKNOWN, Snapshot
@@ -31,9 +30,6 @@ _SMALL_FILE = 4 << 20
 # its hash is used but not cached (git's "racily clean" problem).
 _RACY_WINDOW_NS = 2_000_000_000
 _BATCH = 50_000  # files looked up, hashed and recorded in the stat cache at a time
-_READERS = 2  # threads reading files (system calls release the GIL)
-_GROUP_FILES, _GROUP_BYTES = 64, 1 << 20  # files read per call on a reader thread
-_AHEAD = 8  # groups in flight: what is read ahead of the caller stays a few MiB
 
 
 ContentHook = Callable[[str, bytes], None]
@@ -219,25 +215,9 @@ def _tree_pieces(
 def _read_all(
     files: list[tuple[int, ScannedFile]], on_content: ContentHook | None
 ) -> Iterator[tuple[bytes, bytes | None]]:
-    """(raw digest, content or None) of each file, in order: read on a few threads, a group
-    of files per call, when there are enough of them to pay for it."""
+    """(raw digest, content or None) of each file, in order, read on a few threads."""
     keep = on_content is not None
-    groups: list[list[ScannedFile]] = [[]]
-    size = 0
-    for _i, found in files:
-        if len(groups[-1]) >= _GROUP_FILES or size >= _GROUP_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(found)
-        size += found.key[2]
-    if len(groups) < 2:
-        return (_hash_one(found, keep) for found in groups[0])
-    results = in_order(partial(_hash_group, keep=keep), groups, _READERS, _AHEAD)
-    return itertools.chain.from_iterable(results)
-
-
-def _hash_group(group: list[ScannedFile], keep: bool) -> list[tuple[bytes, bytes | None]]:
-    return [_hash_one(found, keep) for found in group]
+    return read_ahead(lambda item: _hash_one(item[1], keep), files, lambda item: item[1].key[2])
 
 
 def _hash_one(f: ScannedFile, keep: bool = False) -> tuple[bytes, bytes | None]:
@@ -249,26 +229,10 @@ def _hash_one(f: ScannedFile, keep: bool = False) -> tuple[bytes, bytes | None]:
             digest, size = hash_file(f.abspath)
             raw = bytes.fromhex(digest)
         else:
-            data = _read_small(f.abspath, f.key[2])
+            data = read_small(f.abspath, f.key[2])
             size, raw = len(data), xxhash.xxh3_128_digest(data)
     except FileNotFoundError:
         raise BundleError(f"file removed while scanning: {f.path}", "scan again") from None
     if size != f.key[2]:
         raise BundleError(f"file changed while scanning: {f.path}", "scan again")
     return raw, data if keep else None
-
-
-def _read_small(path: str, size: int) -> bytes:
-    """The file's bytes, at most `size + 1` of them (one more than the walk saw tells a file
-    that grew). Plain system calls: no file object, no buffer, no isatty or seek. A regular
-    file reads short only at its end; O_NONBLOCK keeps a fifo swapped in from blocking."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        data = os.read(fd, size + 1)
-        while len(data) < size and (more := os.read(fd, size + 1 - len(data))):
-            data += more
-    except BlockingIOError:
-        return b""  # not a regular file any more: refused as changed
-    finally:
-        os.close(fd)
-    return data

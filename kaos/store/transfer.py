@@ -15,7 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from kaos.errors import BundleError
+from kaos.store.ahead import read_ahead, read_small
 from kaos.store.chunking import FILE_CHUNKS, TREE_CHUNKS
+from kaos.store.hashing import hash_bytes
 from kaos.store.pack import KIND_BLOB
 from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.scan import PathsHook, ScannedFolder, scan_folder
@@ -83,19 +86,43 @@ def push(
 def _push_files(
     scanned: ScannedFolder, writer: StoreWriter, progress: Progress | None
 ) -> tuple[int, int]:
-    """Read and add the files the destination lacks; returns (files, bytes) sent."""
+    """Read and add the files the destination lacks (small ones on reader threads, in walk
+    order; large ones chunked); returns (files, bytes) sent."""
     todo, total = _absent_files(scanned, writer)
     meter = Throttled(progress or NullProgress(), "upload", total, step=max(total // 200, 1 << 20))
     sent = sent_bytes = done = 0
     for batch in scanned.files():
+        small: list[tuple[str, str, int]] = []
         for i, (path, digest, size, _executable) in enumerate(batch, done):
-            if todo[i] and not writer.has(digest):  # a copy in an earlier batch went already
+            if not todo[i]:
+                continue
+            if size > FILE_CHUNKS.threshold:
                 writer.put_file(scanned.abspath(path), digest)
                 meter.advance(size)
                 sent, sent_bytes = sent + 1, sent_bytes + size
+            else:
+                small.append((scanned.abspath(path), digest, size))
         done += len(batch)
+        for (path, digest, size), data in zip(small, read_ahead(_read, small, _size), strict=True):
+            if hash_bytes(data) != digest:
+                raise BundleError(f"file changed since it was hashed: {path}", "deploy again")
+            if not writer.has(digest):  # a copy of it went already
+                writer.add_raw(digest, KIND_BLOB, data)
+                meter.advance(size)
+                sent, sent_bytes = sent + 1, sent_bytes + size
     meter.finish()
     return sent, sent_bytes
+
+
+def _read(file: tuple[str, str, int]) -> bytes:
+    try:
+        return read_small(file[0], file[2])
+    except FileNotFoundError:
+        raise BundleError(f"file removed since it was hashed: {file[0]}", "deploy again") from None
+
+
+def _size(file: tuple[str, str, int]) -> int:
+    return file[2]
 
 
 def _absent_files(scanned: ScannedFolder, writer: StoreWriter) -> tuple[bytearray, int]:
