@@ -185,6 +185,29 @@ def test_no_fork_while_another_thread_runs(tmp_path, monkeypatch):
     assert walked == walk_folder(root)
 
 
+def test_no_fork_beside_a_thread_threading_does_not_know_of(tmp_path, monkeypatch):
+    import _thread  # a thread started outside `threading`, as a native library's would be
+
+    root = data_bundle(tmp_path / "b")
+    forks = Forks(monkeypatch, safe=False)
+    started, stop = _thread.allocate_lock(), _thread.allocate_lock()
+    started.acquire()
+    stop.acquire()
+
+    def hold() -> None:
+        started.release()
+        stop.acquire()
+
+    _thread.start_new_thread(hold, ())
+    started.acquire()
+    try:
+        walked = walk_folder(root, split_from=0)
+    finally:
+        stop.release()
+    assert forks.count == 0
+    assert walked == walk_folder(root)
+
+
 def test_a_rescan_walked_in_two_processes_keeps_the_snapshot_and_sees_every_change(
     tmp_path, kaos_home, monkeypatch
 ):

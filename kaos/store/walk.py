@@ -95,8 +95,15 @@ def still_to_walk(expect: int, files: int, folders: int, pending: int) -> float:
 
 
 def can_fork() -> bool:
-    """A fork is safe (and cheap) on Linux while this process runs no other thread."""
-    return sys.platform == "linux" and threading.active_count() == 1
+    """A fork is safe (and cheap) on Linux while this process runs no other thread: none of
+    Python's, and none started by a native library (a file watcher, a BLAS pool), which the
+    kernel's list of this process's tasks shows as well."""
+    if sys.platform != "linux" or threading.active_count() != 1:
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:  # no /proc: no way to tell
+        return False
 
 
 def split(pending: Pending) -> tuple[Pending, Pending]:
