@@ -72,6 +72,45 @@ def test_a_truncated_upload_is_refused(kaos_server):
     assert response.status_code == 422
 
 
+def test_packs_received_into_reused_buffers_are_each_stored_intact(api, kaos_server):
+    """A server receives pack bodies into buffers it uses again: a long pack, then a short
+    one, then a bad one, then a long one: each is stored (or refused) as it was sent."""
+    contents = [os.urandom(300_000), os.urandom(1000), os.urandom(200_000)]
+    for i, content in enumerate(contents):
+        builder = PackBuilder()
+        builder.add(hash_bytes(content), KIND_BLOB, content)
+        _id, data, _index = builder.seal().encode()
+        response = httpx.post(kaos_server.url + "/objects/packs", content=data)
+        assert response.status_code == 201, response.text
+        if i == 1:
+            bad = bytearray(data)
+            bad[-60] ^= 1  # in the index: the pack's own hash no longer matches
+            response = httpx.post(kaos_server.url + "/objects/packs", content=bytes(bad))
+            assert response.status_code == 422
+    assert api.missing(hash_bytes(c) for c in contents) == set()
+    fetched = {d: b"".join(pieces) for d, _n, pieces in api.fetch(list(map(hash_bytes, contents)))}
+    assert fetched == {hash_bytes(c): c for c in contents}
+
+
+def test_missing_asked_in_raw_digests_answers_as_the_json_route(api, kaos_server):
+    held = os.urandom(5000)
+    builder = PackBuilder()
+    builder.add(hash_bytes(held), KIND_BLOB, held)
+    _id, data, _index = builder.seal().encode()
+    assert httpx.post(kaos_server.url + "/objects/packs", content=data).status_code == 201
+    unknown = [hash_bytes(os.urandom(64)) for _ in range(3)]
+    asked = [unknown[2], hash_bytes(held), unknown[0], unknown[2], unknown[1]]
+    response = httpx.post(
+        kaos_server.url + "/objects/missing/raw", content=b"".join(bytes.fromhex(d) for d in asked)
+    )
+    assert response.status_code == 200
+    assert response.content == b"".join(bytes.fromhex(d) for d in [unknown[2], *unknown[:2]])
+    assert api.missing(asked) == set(unknown)
+    response = httpx.post(kaos_server.url + "/objects/missing/raw", content=b"x" * 17)
+    assert response.status_code == 400
+    assert "whole 16-byte digests" in response.json()["detail"]
+
+
 def test_deploy_of_an_incompletely_uploaded_bundle_is_refused(api, workspace, tmp_path):
     src = write_source(tmp_path / "src", kernel=uuid.uuid4().hex)  # content the server never saw
     scanned = scan_folder(src)

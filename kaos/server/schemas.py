@@ -22,6 +22,7 @@ def _check_digest(value: str) -> str:
 
 
 Digest = Annotated[str, AfterValidator(_check_digest)]
+MAX_DIGESTS = 100_000  # per `missing` or `fetch` request
 
 
 class WorkspaceIn(BaseModel):
@@ -68,7 +69,7 @@ class ShareIn(BaseModel):
 class DigestsIn(BaseModel):
     """A list of digests: which are missing (`/objects/missing`), or to fetch."""
 
-    digests: list[Digest] = Field(max_length=100_000)
+    digests: list[Digest] = Field(max_length=MAX_DIGESTS)
 
 
 class FetchIn(DigestsIn):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from kaos.errors import IntegrityError, ObjectNotFound
@@ -75,11 +75,19 @@ class ContentStore:
     # -- queries -------------------------------------------------------------------------
     def missing(self, digests: Iterable[str]) -> set[str]:
         """The digests the store does not hold (after picking up other writers' packs)."""
-        wanted = set(digests)
-        absent = {d for d in wanted if d not in self.index}
+        absent = self.index.absent(set(digests))
         if absent:
             self.index.refresh()
-            absent = {d for d in absent if d not in self.index}
+            absent = self.index.absent(absent)
+        return absent
+
+    def lacking(self, digests: Sequence[bytes]) -> list[bytes]:
+        """The raw (16-byte) digests the store does not hold, in the order asked (after
+        picking up other writers' packs): `missing` without a string per digest."""
+        absent = self.index.lacking(digests)
+        if absent:
+            self.index.refresh()
+            absent = self.index.lacking(absent)
         return absent
 
     def __contains__(self, digest: str) -> bool:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
+from kaos.server.bodies import BufferPool, TooLarge
 from kaos.server.routes import Objects, User
 from kaos.server.schemas import CompleteOut, DigestsIn, FetchIn, MissingOut, PackOut
 from kaos.store.hashing import is_digest
@@ -18,6 +19,15 @@ def missing(body: DigestsIn, objects: Objects, user: User) -> MissingOut:
     return objects.missing(user, body.digests)
 
 
+@router.post("/objects/missing/raw")
+async def missing_raw(request: Request, objects: Objects, user: User) -> Response:
+    """`/objects/missing` in raw 16-byte digests, concatenated, both ways (no JSON string per
+    digest): the body asks, the answer is those the store lacks, in the order asked."""
+    body = await request.body()  # capped by the middleware, as JSON bodies are
+    absent = await run_in_threadpool(objects.missing_raw, user, body)
+    return Response(absent, media_type="application/octet-stream")
+
+
 @router.post("/objects/packs", status_code=201)
 async def upload_pack(request: Request, objects: Objects, user: User) -> PackOut:
     """A pack built by the client (see docs/store-format.md); stored only if fully verified."""
@@ -25,14 +35,19 @@ async def upload_pack(request: Request, objects: Objects, user: User) -> PackOut
     declared = request.headers.get("content-length")
     if declared is not None and int(declared) > limit:
         raise HTTPException(413, f"pack larger than {limit} bytes")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise HTTPException(413, f"pack larger than {limit} bytes")
-    if declared is not None and int(declared) != len(body):
-        raise HTTPException(400, "truncated upload")
-    return await run_in_threadpool(objects.receive_pack, user, body)  # no copy of the pack
+    try:
+        body = await _BODIES.receive(request.stream(), limit)
+    except TooLarge:
+        raise HTTPException(413, f"pack larger than {limit} bytes") from None
+    try:
+        if declared is not None and int(declared) != len(body):
+            raise HTTPException(400, "truncated upload")
+        return await run_in_threadpool(objects.receive_pack, user, body)  # no copy of the pack
+    finally:
+        _BODIES.release(body)
+
+
+_BODIES = BufferPool()  # pack bodies are received into buffers used again (kaos.server.bodies)
 
 
 @router.get("/trees/{digest}/complete")
