@@ -2,6 +2,7 @@
 order, the same stat records, ignores and special files, the same error for a bad entry in
 either half, and the same snapshot and tree digest."""
 
+import contextlib
 import os
 import sys
 import threading
@@ -206,6 +207,25 @@ def test_no_fork_beside_a_thread_threading_does_not_know_of(tmp_path, monkeypatc
         stop.release()
     assert forks.count == 0
     assert walked == walk_folder(root)
+
+
+def test_a_file_gone_before_its_stat_is_named_by_its_full_path(tmp_path, monkeypatch):
+    root = data_bundle(tmp_path / "b")
+    victim = root / "samples" / "part2" / "f3.txt"
+    real_scandir = os.scandir
+
+    @contextlib.contextmanager
+    def listing(fd):  # the folder is listed, then the file goes before the walk stats it
+        with real_scandir(fd) as it:
+            entries = list(it)
+        if os.readlink(f"/proc/self/fd/{fd}") == str(victim.parent):
+            victim.unlink()
+        yield iter(entries)
+
+    monkeypatch.setattr(os, "scandir", listing)
+    with pytest.raises(FileNotFoundError) as gone:
+        walk_folder(root)
+    assert gone.value.filename == str(victim)
 
 
 def test_a_rescan_walked_in_two_processes_keeps_the_snapshot_and_sees_every_change(

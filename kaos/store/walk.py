@@ -149,7 +149,11 @@ class _Walker:
                             pending.append((os.path.join(folder, name), rel + "/"))
                         continue
                     else:
-                        st = entry.stat()
+                        try:
+                            st = entry.stat()
+                        except OSError as exc:  # named by its full path, as before the fd
+                            path = os.path.join(folder, name)
+                            raise type(exc)(exc.errno, exc.strerror, path) from None
                     if skips_file is not None and skips_file(rel):
                         continue
                     if not S_ISREG(st.st_mode):
