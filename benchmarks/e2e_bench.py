@@ -302,6 +302,7 @@ def bench_dvc(root: Path, work: Path, data: Path, runs: int) -> dict[str, float]
     for i in range(runs):
         repo = fresh_repo(i)
         adds.append(run([dvc, "add", "-q", "data"], repo))
+    os.sync()  # as for kaos: the add's writes reach the disk before, not during, the status
     run([dvc, "status", "-q"], repo)
     out = {
         **medians(adds, "dvc_add"),
