@@ -169,9 +169,10 @@ def index_table(pack_id: str, data: bytes) -> bytes:
     return bytes(body[start:])
 
 
-def index_from_pack(pack_id: str, data: bytes | bytearray) -> bytes:
-    """Recover a pack's index from its trailer (and check the pack's own hash)."""
-    if hash_bytes(data) != pack_id:
+def index_from_pack(pack_id: str, data: bytes | bytearray, hashed: bool = False) -> bytes:
+    """Recover a pack's index from its trailer (and check the pack's own hash, unless the
+    caller just computed `pack_id` from `data`: `hashed`)."""
+    if not hashed and hash_bytes(data) != pack_id:
         raise IntegrityError(f"pack {pack_id} is corrupt", pack_id)
     length, magic = _TRAILER.unpack_from(data, len(data) - _TRAILER.size)
     if magic != PACK_MAGIC:

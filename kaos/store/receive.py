@@ -49,7 +49,7 @@ def verify_pack(
     chunk_lists: list[tuple[bytes, memoryview]] = []
     trees: list[tuple[bytes, memoryview]] = []
     try:
-        index = index_from_pack(pack_id, data)
+        index = index_from_pack(pack_id, data, hashed=True)  # its id is its hash, from above
         for obj in walk_pack(pack_id, data, index):
             objects.append(obj)
             digest, kind, payload = obj
