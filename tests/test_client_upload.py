@@ -1,14 +1,20 @@
-"""Uploads to a real server: packs travel raw to a server on this machine (compressing costs
-more than loopback saves) and zstd-compressed to any other; either way the server verifies
-them and a checkout gives back the same bytes."""
+"""Uploads to a real server, and its answer to "which do you lack?" (in raw digests): packs
+travel raw to a server on this machine (compressing costs more than loopback saves) and
+zstd-compressed to any other; either way the server verifies them and a checkout gives back
+the same bytes."""
 
+import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from kaos.client.http import KaosClient
 from kaos.client.transport import Transport
+from kaos.errors import InputError
 from kaos.store.pack import COMP_NONE, COMP_ZSTD, ENTRY, index_from_pack, index_table
 
 FILES = 300
@@ -83,3 +89,57 @@ def test_a_pushed_folder_is_stored_as_sent_and_checks_out_identical(
         assert again.push_folder(folder).files_sent == 0  # a second push sends nothing
     finally:
         again.close()
+
+
+def test_missing_is_asked_in_raw_digests_and_answers_as_json_did(kaos_server, tmp_path):
+    folder = csv_folder(tmp_path, "asked\n")
+    client = KaosClient(kaos_server.url)
+    try:
+        stored = {entry.digest for entry in client.push_folder(folder).tree.entries}
+        unknown = {xxhash.xxh3_128_hexdigest(f"never stored {i}".encode()) for i in range(5)}
+        assert client.missing(stored | unknown) == unknown
+        json_answer = client._json(
+            "POST", "/objects/missing", json={"digests": sorted(stored | unknown)}
+        )
+        assert set(json_answer["missing"]) == unknown
+        with pytest.raises(InputError, match="not a digest"):
+            client.missing(["abc"])
+    finally:
+        client.close()
+
+
+class OlderServer(BaseHTTPRequestHandler):
+    """A server from before `POST /objects/missing/raw`: it answers the JSON route only."""
+
+    paths: list[str] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        OlderServer.paths.append(self.path)
+        if self.path != "/objects/missing":
+            self.send_error(404)
+            return
+        asked = json.loads(body)["digests"]
+        answer = json.dumps({"missing": asked[::2]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_a_server_without_the_raw_route_is_asked_in_json_from_then_on():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OlderServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = KaosClient(f"http://127.0.0.1:{server.server_address[1]}")
+    asked = sorted(xxhash.xxh3_128_hexdigest(str(i).encode()) for i in range(6))
+    try:
+        assert client.missing(asked) == set(asked[::2])
+        assert client.missing(asked) == set(asked[::2])
+    finally:
+        client.close()
+        server.shutdown()
+    assert OlderServer.paths == ["/objects/missing/raw", "/objects/missing", "/objects/missing"]
