@@ -267,3 +267,19 @@ def test_paths_that_only_look_unsafe_are_accepted():
     paths = sorted([".a", "a..b", "a/.b/c", "a /b", "ab:", "a/c:d", "b./x", "é/..é"])
     entries = list(iter_entries([_serialized(*(f"{'0' * 32} 1 - {p}" for p in paths))]))
     assert [e.path for e in entries] == paths
+
+
+def test_a_line_without_end_is_refused_once_longer_than_any_path_could_make_it():
+    """A hostile object of many pieces with no line end is refused after about a MiB, not
+    joined piece by piece to its end (quadratic in its size)."""
+    seen = []
+
+    def pieces():
+        yield HEADER + b"0" * 32 + b" 1 - "
+        for _ in range(100_000):  # 3 GiB if read to the end
+            seen.append(1)
+            yield b"a" * 32768
+
+    with pytest.raises(BundleError, match="no line end"):
+        list(iter_entries(pieces()))
+    assert len(seen) < 40

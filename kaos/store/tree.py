@@ -146,6 +146,7 @@ def iter_rows(pieces: Iterable[bytes]) -> Iterator[list[Row]]:
 
 
 _BLOCK = 256 << 10
+LONGEST_LINE = 1 << 20
 # A whole line, as `entry_line` writes it, for a path that does not start unsafely (absolute,
 # a drive, a `.` or `..` component); the rest of `check_relative_path` is checked per block.
 _LINE = re.compile(
@@ -157,7 +158,9 @@ _SLASH = re.compile(r"/[/.\n]")  # one scan for them all (a hidden file, `a/.x`,
 
 def _blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
     """Whole lines (each ending in a line end), in blocks of about `_BLOCK` bytes; the stream's
-    last line must have its line end."""
+    last line must have its line end, and none may be longer than `LONGEST_LINE` (a path is at
+    most a few KiB; an object of hundreds of MB without a line end would otherwise be joined
+    piece by piece, in time quadratic in its size)."""
     rest = b""
     for piece in pieces:
         data = rest + piece if rest else bytes(piece)
@@ -173,6 +176,8 @@ def _blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
             yield data[start:cut]
             start = cut
         rest = data[start:]
+        if len(rest) > LONGEST_LINE:
+            break
     if rest:
         raise BundleError(f"malformed tree line: {rest[:200]!r} (no line end)")
 
