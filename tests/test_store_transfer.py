@@ -11,6 +11,7 @@ from kaos.errors import BundleError, IntegrityError, KaosError
 from kaos.store import ContentStore, StatCache, scan_folder, transfer
 from kaos.store.backends import LocalBackend
 from kaos.store.hashing import hash_bytes
+from kaos.store.pack import walk_pack
 from kaos.store.stream import decode_stream, encode_stream
 from kaos.store.transfer import push, scan_and_push
 
@@ -88,6 +89,25 @@ def test_a_scan_and_push_asks_in_batches_off_the_scan_and_sends_each_content_onc
     out = destination.store.checkout(report.tree.digest, tmp_path / "out", link=False)
     assert scan_folder(out).digest == report.tree.digest
     assert scan_and_push(folder, destination).files_sent == 0
+
+
+def test_content_in_batches_asked_about_at_once_is_sent_once(destination, tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer._Offer, "_FILES", 10)  # questions overlap across batches
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(400):
+        (folder / f"f{i:03d}.txt").write_text(f"content {i % 40}\n")  # 40 contents, 10 times
+    sent: list[str] = []
+    real_store = destination.store_pack
+
+    def store_pack(pack_id, data, index):
+        sent.extend(digest for digest, *_ in walk_pack(pack_id, data, index))
+        real_store(pack_id, data, index)
+
+    destination.store_pack = store_pack
+    report = scan_and_push(folder, destination)
+    assert report.files_sent == 40
+    assert len(sent) == len(set(sent)) == 41  # each content once, and the tree
 
 
 def test_files_the_scan_did_not_offer_are_read_again_by_the_push(destination, tmp_path, kaos_home):

@@ -133,7 +133,7 @@ def _absent_files(scanned: ScannedFolder, writer: StoreWriter) -> tuple[bytearra
     for batch in scanned.files():
         absent = writer.probe(digest for _path, digest, _size, _x in batch)
         for i, (_path, digest, size, _executable) in enumerate(batch, done):
-            if digest in absent:
+            if digest in absent and not writer.has(digest):
                 absent.discard(digest)  # the first file with that content sends it
                 todo[i] = 1
                 total += size
@@ -173,22 +173,24 @@ def scan_and_push(
 
 
 class _Offer:
-    """Collects (digest, content) pairs from a scan and hands them on a batch at a time to a
-    thread of its own, which asks the destination which it lacks and packs those: the scan
-    never waits for an answer (a server busy verifying packs is slow to give one), only for a
-    free place when `_QUEUED` batches are already waiting. Until `flush` returns, only that
-    thread touches the writer."""
+    """Collects (digest, content) pairs from a scan and hands them on a batch at a time: two
+    threads ask the destination which it lacks (a server busy verifying packs is slow to
+    answer, so questions overlap) and one packs what it lacks, batch after batch in walk
+    order. The scan waits for neither, only for a free place when `_QUEUED` batches are
+    already waiting. Until `flush` returns, only these threads touch the writer."""
 
     _FILES = 2_000
     _BYTES = 16 << 20
     _QUEUED = 2
+    _ASKING = 2
 
     def __init__(self, writer: StoreWriter) -> None:
         self._writer = writer
         self._digests: list[str] = []
         self._contents: list[bytes] = []
         self._bytes = 0
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kaos-offer")
+        self._askers = ThreadPoolExecutor(self._ASKING, thread_name_prefix="kaos-ask")
+        self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kaos-offer")
         self._queued: deque[Future[tuple[int, int]]] = deque()
         self.files = 0  # sent so far
         self.bytes = 0
@@ -212,29 +214,34 @@ class _Offer:
             self._count(self._queued.popleft())
 
     def close(self) -> None:
-        """Drop batches not started and wait for the running one (after an error)."""
-        self._thread.shutdown(wait=True, cancel_futures=True)
+        """Drop batches not started and wait for the running ones (after an error)."""
+        self._packer.shutdown(wait=True, cancel_futures=True)
+        self._askers.shutdown(wait=True, cancel_futures=True)
 
     def _hand_on(self) -> None:
+        digests, contents = self._digests, self._contents
+        self._digests, self._contents, self._bytes = [], [], 0
+        asked = self._askers.submit(self._writer.probe, digests)
         if len(self._queued) >= self._QUEUED:
             self._count(self._queued.popleft())
-        batch = self._thread.submit(self._pack, self._digests, self._contents)
-        self._queued.append(batch)
-        self._digests, self._contents, self._bytes = [], [], 0
+        self._queued.append(self._packer.submit(self._pack, digests, contents, asked))
 
     def _count(self, batch: Future[tuple[int, int]]) -> None:
         files, size = batch.result()
         self.files += files
         self.bytes += size
 
-    def _pack(self, digests: list[str], contents: list[bytes]) -> tuple[int, int]:
-        """On the offer thread: add what the destination lacks, in walk order, once each."""
-        absent = self._writer.probe(digests)  # skips what this session has added already
+    def _pack(
+        self, digests: list[str], contents: list[bytes], asked: Future[set[str]]
+    ) -> tuple[int, int]:
+        """On the packing thread: add what the destination lacks, in walk order, once each
+        (an earlier batch, asked about at the same time, may have added it already)."""
+        absent = asked.result()
+        writer = self._writer
         files = size = 0
         for digest, data in zip(digests, contents, strict=True):
-            if digest in absent:
-                absent.discard(digest)
-                self._writer.add_raw(digest, KIND_BLOB, data)  # hashed by the scan
+            if digest in absent and not writer.has(digest):
+                writer.add_raw(digest, KIND_BLOB, data)  # hashed by the scan
                 files += 1
                 size += len(data)
         return files, size
