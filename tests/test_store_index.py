@@ -60,3 +60,39 @@ def test_a_hundred_thousand_objects_cost_a_fraction_of_decoded_locations(tmp_pat
         tracemalloc.stop()
     assert len(index.digests()) == 100_000
     assert peak < 24 << 20, f"{peak / (1 << 20):.0f} MiB"
+
+
+class _ListingWhileStored(LocalBackend):
+    """A backend whose listing is overtaken by another thread's upload: `during` runs between
+    the listing's start and its end (a pack stored and remembered meanwhile)."""
+
+    during = None
+
+    def list(self, prefix):
+        listed = list(super().list(prefix))
+        if self.during is not None:
+            during, self.during = self.during, None
+            during()
+        yield from listed
+
+
+def test_a_pack_stored_while_a_refresh_lists_the_backend_is_not_forgotten(tmp_path):
+    """A first deploy asks 'missing' (a refresh) while its packs are received: a pack stored
+    during the listing was taken for deleted and its objects reported missing."""
+    backend = _ListingWhileStored(tmp_path / "store")
+    digest = "e" * 32
+    index = PackIndex(backend, None)
+    table = index_of([(digest, 10, 1)])
+
+    def store():
+        backend.put(INDEX_PREFIX + "p1", table)
+        index.remember("p1", table)
+
+    backend.during = store
+    index.refresh()
+    assert digest in index and index.locate(digest).pack == "p1"
+    index.refresh()  # the next listing has it: still known
+    assert index.packs() == {"p1": [digest]}
+    backend.delete(INDEX_PREFIX + "p1")
+    index.refresh()  # deleted for real: forgotten
+    assert digest not in index

@@ -44,7 +44,11 @@ class PackIndex:
         self.refresh()
 
     def refresh(self) -> None:
-        """Load indexes written since the last refresh; forget packs that were deleted."""
+        """Load indexes written since the last refresh; forget packs that were deleted. Only a
+        pack known before the listing began can be gone: one stored (and remembered) by another
+        thread while the backend was listed is simply not in the listing yet."""
+        with self._lock:
+            before = set(self._tables)
         listed = {
             info.key[len(INDEX_PREFIX) :]
             for info in self._backend.list(INDEX_PREFIX)
@@ -54,7 +58,7 @@ class PackIndex:
             known = set(self._tables)
         for pack_id in listed - known:
             self._load(pack_id)
-        gone = known - listed
+        gone = before - listed
         if gone:
             with self._lock:
                 for pack_id in gone:
