@@ -126,8 +126,10 @@ class Server:
     def __init__(self, home: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        shutil.rmtree(home, ignore_errors=True)  # a failed run's, its log's tail printed then
         home.mkdir(parents=True)
-        self.log = open(home / "server.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.log_path = home / "server.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [KAOS, "server", "start", "--port", str(self.port)],
             env={**os.environ, "KAOS_HOME": str(home)},
@@ -155,6 +157,13 @@ class Server:
                 return int(line.split()[1]) / 1024
         return 0.0
 
+    def log_tail(self, lines: int = 80) -> str:
+        """The end of the server's log (a failed command's traceback is there, not in the
+        command's output, which says only "Internal Server Error")."""
+        self.log.flush()
+        tail = self.log_path.read_bytes().decode(errors="replace").splitlines()[-lines:]
+        return f"server log ({self.log_path}, kept), last {len(tail)} lines:\n" + "\n".join(tail)
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
@@ -179,7 +188,10 @@ class Client:
     def run(self, *argv: str) -> Timing:
         """Run `kaos ARGV`; its CPU time includes the server's during the command."""
         before = self.server.cpu()
-        proc = Proc([KAOS, *argv], self.env, self.cwd)
+        try:
+            proc = Proc([KAOS, *argv], self.env, self.cwd)
+        except SystemExit as exc:  # the server's side of the failure, before it is stopped
+            raise SystemExit(f"{exc}\n{self.server.log_tail()}") from None
         self.peak_rss_mb = max(self.peak_rss_mb, proc.rss_mb)
         return Timing(proc.seconds, proc.cpu + self.server.cpu() - before)
 
