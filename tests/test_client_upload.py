@@ -54,6 +54,9 @@ def packs(home: Path) -> set[str]:
         ("http://[::1]:8585", None),
         ("http://10.0.0.7:8585", 1),
         ("https://kaos.example.org", 1),
+        ("https://127.example.org", 1),  # a remote name that starts like a loopback address
+        ("http://127.0.0.1.example.org:8585", 1),
+        ("http://[::ffff:10.0.0.7]:8585", 1),
     ],
 )
 def test_packs_are_compressed_unless_the_server_is_on_this_machine(url, level):

@@ -95,7 +95,14 @@ class Transport:
     def loopback(self) -> bool:
         """Whether the server is on this machine, reached over the loopback interface."""
         host = self._host.lower()
-        return host == "localhost" or host == "::1" or host.startswith("127.")
+        if host == "localhost":
+            return True
+        import ipaddress  # only when a pack is sent: not on every command's start-up
+
+        try:  # an address, not a name that merely starts like one ("127.example.org")
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     def close(self) -> None:
         with self._lock:
