@@ -275,3 +275,35 @@ def test_a_catalog_without_recorded_bundle_names_shows_the_trees_top_folder(
     with sqlite3.connect(kaos_server.home / "catalog.db") as db:
         recorded = db.execute("SELECT name FROM bundles WHERE digest = ?", (tree,)).fetchall()
     assert recorded == [("features",)]
+
+
+def test_a_client_gone_mid_upload_leaves_no_traceback_and_the_next_upload_is_stored(
+    api, kaos_server
+):
+    """A deploy killed while it sends a pack: the server logs no 'Exception in ASGI
+    application' (a traceback a user hunting a real error would take for one), stores nothing,
+    and the next upload is received and stored whole."""
+    import socket
+    import time
+
+    log = kaos_server.home.parent / f"server-{kaos_server.port}.log"
+    before = log.stat().st_size
+    with socket.create_connection(("127.0.0.1", kaos_server.port)) as sock:
+        sock.sendall(
+            b"POST /objects/packs HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n"
+            + b"KPK" * 1000
+        )
+        time.sleep(0.3)  # the server is reading the body when the client goes
+    payload = os.urandom(5000)
+    builder = PackBuilder()
+    builder.add(hash_bytes(payload), KIND_BLOB, payload)
+    _id, data, _index = builder.seal().encode()
+    response = httpx.post(kaos_server.url + "/objects/packs", content=data)
+    assert response.status_code == 201, response.text
+    fetched = {d: b"".join(pieces) for d, _n, pieces in api.fetch([hash_bytes(payload)])}
+    assert fetched == {hash_bytes(payload): payload}
+    time.sleep(0.3)
+    with open(log, "rb") as f:
+        f.seek(before)
+        assert b"Traceback" not in f.read()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from kaos.server.bodies import BufferPool, TooLarge
 from kaos.server.routes import Objects, User
@@ -39,6 +40,8 @@ async def upload_pack(request: Request, objects: Objects, user: User) -> PackOut
         body = await _BODIES.receive(request.stream(), limit)
     except TooLarge:
         raise HTTPException(413, f"pack larger than {limit} bytes") from None
+    except ClientDisconnect:  # the client went mid-upload (killed): nothing stored, no traceback
+        raise HTTPException(400, "upload cut short: the client went") from None
     try:
         if declared is not None and int(declared) != len(body):
             raise HTTPException(400, "truncated upload")
