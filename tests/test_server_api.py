@@ -292,7 +292,8 @@ def test_a_client_gone_mid_upload_leaves_no_traceback_and_the_next_upload_is_sto
         sock.sendall(
             b"POST /objects/packs HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n"
-            + b"KPK" * 1000
+            + b"KPK"
+            * 1000
         )
         time.sleep(0.3)  # the server is reading the body when the client goes
     payload = os.urandom(5000)
