@@ -60,7 +60,45 @@ def packs(home: Path) -> set[str]:
     ],
 )
 def test_packs_are_compressed_unless_the_server_is_on_this_machine(url, level):
-    assert KaosClient(url).pack_level == level
+    assert Transport(url, {}, 1).loopback is (level is None)
+    if level is not None:  # a remote server is not even asked
+        assert KaosClient(url).pack_level == level
+
+
+def test_a_server_on_this_machine_storing_in_s3_gets_compressed_packs(
+    tmp_path, s3_endpoint, s3_bucket
+):
+    """Raw packs pay only into the server's own disk: into S3 they would be sent, and kept,
+    at about three times the bytes."""
+    import boto3
+
+    from tests.conftest import KaosServer
+
+    home = tmp_path / "home"
+    home.mkdir()
+    store = ["--store", f"s3://{s3_bucket}/kaos", "--s3-endpoint-url", s3_endpoint]
+    server = KaosServer(home, store)
+    client = KaosClient(server.url)
+    try:
+        assert client.health()["store_on_disk"] is False
+        folder = csv_folder(tmp_path, "s3\n")
+        report = client.push_folder(folder)
+        assert report.bytes_uploaded < sum(p.stat().st_size for p in folder.rglob("*.csv")) / 2
+        s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+        listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix="kaos/packs/")["Contents"]
+        flags: set[int] = set()
+        for item in listed:
+            name = item["Key"].rsplit("/", 1)[1]
+            data = s3.get_object(Bucket=s3_bucket, Key=item["Key"])["Body"].read()
+            table = index_table(name, index_from_pack(name, data))
+            flags |= {comp for _d, _k, comp, *_rest in ENTRY.iter_unpack(table)}
+        assert COMP_ZSTD in flags
+        out = client.checkout(report.tree.digest, tmp_path / "out")
+        for path in folder.rglob("*.csv"):
+            assert (out / path.relative_to(folder)).read_bytes() == path.read_bytes()
+    finally:
+        client.close()
+        server.stop()
 
 
 @pytest.mark.parametrize("remote", [False, True], ids=["loopback-raw", "remote-zstd"])

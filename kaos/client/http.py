@@ -57,6 +57,7 @@ class KaosClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._raw_missing = True  # until a server says it has no raw `missing` route
+        self._store_on_disk: bool | None = None  # asked once a pack is to be sent
         try:
             self._http = Transport(self.endpoint, headers, timeout)
         except ValueError:
@@ -257,8 +258,15 @@ class KaosClient:
     @property
     def pack_level(self) -> int | None:
         """How packs are compressed on their way: not at all to a server on this machine
-        (loopback moves bytes faster than zstd makes fewer of them), zstd level 1 otherwise."""
-        return None if self._http.loopback else 1
+        whose store is on its disk (loopback moves bytes faster than zstd makes fewer of them,
+        and the disk keeps them as DVC's cache does), zstd level 1 otherwise (a remote server,
+        or one storing in S3). Asked of the server once, when the first pack is sealed, so an
+        unchanged deploy never asks."""
+        if not self._http.loopback:
+            return 1
+        if self._store_on_disk is None:
+            self._store_on_disk = bool(self.health().get("store_on_disk", True))
+        return None if self._store_on_disk else 1
 
     def complete(self, tree_digest: str) -> bool:
         """Whether the server holds this tree and every object it names (one request)."""
@@ -269,7 +277,7 @@ class KaosClient:
         from kaos.store.transfer import push
         from kaos.store.writer import StoreWriter
 
-        with StoreWriter(self, uploads=2, level=self.pack_level) as writer:
+        with StoreWriter(self, uploads=2, level=lambda: self.pack_level) as writer:
             return push(scanned, self, progress, writer)
 
     def push_folder(
@@ -283,7 +291,7 @@ class KaosClient:
         refuse it before anything is read or sent."""
         from kaos.store.transfer import scan_and_push
 
-        return scan_and_push(folder, self, cache, progress, vet, level=self.pack_level)
+        return scan_and_push(folder, self, cache, progress, vet, level=lambda: self.pack_level)
 
     # -- downloads --------------------------------------------------------------------------
     def get_tree(self, digest: str) -> Tree:

@@ -24,7 +24,7 @@ from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.scan import PathsHook, ScannedFolder, scan_folder
 from kaos.store.state import HashCache
 from kaos.store.tree import Tree
-from kaos.store.writer import StoreWriter
+from kaos.store.writer import Level, StoreWriter
 
 
 class Destination(Protocol):
@@ -148,7 +148,7 @@ def scan_and_push(
     progress: Progress | None = None,
     vet: PathsHook | None = None,
     uploads: int = 2,
-    level: int | None = 1,
+    level: Level = 1,
 ) -> PushReport:
     """Scan a folder and push it in one pass: every small file read to be hashed is offered to
     the destination right away, in batches (one "which do you lack?" per batch), and packed

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -35,6 +35,8 @@ from kaos.store.pack import (
 if TYPE_CHECKING:
     from kaos.store.transfer import Destination
 
+Level = int | None | Callable[[], int | None]  # a zstd level, None for raw, or who knows it
+
 PROBE_BYTES = 32 << 20  # ask the destination about a large file's chunks this much at a time
 
 
@@ -57,7 +59,8 @@ class StoreWriter:
 
     `known` answers "is this digest already stored?" without asking (the local store's index);
     whatever else the writer needs to know it asks the destination with `probe`, in batches.
-    `level` is the zstd level of the packs' frames; None sends them raw (no compression).
+    `level` is the zstd level of the packs' frames; None sends them raw (no compression);
+    a callable is asked when the first pack is sent (it may have to ask the destination).
     """
 
     def __init__(
@@ -66,7 +69,7 @@ class StoreWriter:
         known: Known = frozenset(),
         locks: StoreLocks | None = None,
         uploads: int = 4,
-        level: int | None = 1,
+        level: Level = 1,
     ) -> None:
         self._sink = destination
         self._level = level
@@ -217,7 +220,8 @@ class StoreWriter:
     def _upload(self, raw: RawPack) -> None:
         """Compress on this worker thread, then hand the pack to the sink."""
         try:
-            pack_id, pieces, index = raw.encode_pieces(self._level)
+            level = self._level() if callable(self._level) else self._level
+            pack_id, pieces, index = raw.encode_pieces(level)
             if isinstance(self._sink, SendsPieces):
                 self._sink.store_pack_pieces(pack_id, pieces, index)
             else:

@@ -14,4 +14,7 @@ def health(request: Request) -> dict[str, str | int | bool]:
         "version": __version__,
         "max_combinations": settings.max_combinations,
         "auth": request.app.state.tokens.enabled,
+        # Raw packs pay only into a store on this server's own disk (an S3 store would be
+        # sent, and would keep, about three times the bytes): clients on this machine ask.
+        "store_on_disk": not settings.store_url.startswith("s3://"),
     }
