@@ -82,6 +82,21 @@ def test_a_chunk_list_that_lies_about_its_content_is_refused(store):
         store.receive_pack(pack)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [b"abc", encode_chunk_list(1000, [(hash_bytes(b"a" * 1000), 1000)]) + b"extra"],
+    ids=["shorter-than-its-header", "a-partial-item"],
+)
+def test_a_chunk_list_too_short_to_decode_is_refused_as_malformed(store, payload):
+    """A client sends a chunk list's bytes unhashed: ones that are no list at all are a 422
+    naming the object, not a struct.error (an Internal Server Error)."""
+    digest = hash_bytes(b"whatever it claims")
+    _id, pack, _index = pack_of((digest, KIND_CHUNKS, payload))
+    with pytest.raises(IntegrityError, match=f"chunk list {digest} is malformed"):
+        store.receive_pack(pack)
+    assert list(store.backend.list(PACK_PREFIX)) == []
+
+
 def test_a_decompression_bomb_is_refused(store):
     big = b"\0" * (64 << 20)  # compresses to almost nothing
     digest = hash_bytes(big[: 1 << 16])

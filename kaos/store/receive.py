@@ -106,7 +106,7 @@ def _verify_chunk_list(
 ) -> int:
     try:
         total, chunks = decode_chunk_list(payload)  # checks the sizes add up to the total
-    except (IntegrityError, ValueError) as exc:
+    except (IntegrityError, ValueError, struct.error) as exc:  # struct: too short to decode
         raise IntegrityError(f"chunk list {digest} is malformed: {exc}", digest) from None
     hasher = xxhash.xxh3_128()
     for chunk, size, content in _contents(chunks, blobs, lookup):
