@@ -120,6 +120,26 @@ class Proc:
                 raise SystemExit(f"{' '.join(argv)} failed:\n{message}")
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux). A port
+    from `free_port` can be taken by another process (tests and benches share this machine)
+    before the server binds it; /health would then be answered by that other server."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True  # no /proc: cannot tell
+    sockets = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            sockets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+            return f"socket:[{inode}]" in sockets
+    return False
+
+
 class Server:
     """A real `kaos server start` on 127.0.0.1 with its own KAOS_HOME."""
 
@@ -140,10 +160,12 @@ class Server:
         while True:
             try:
                 urllib.request.urlopen(self.url + "/health", timeout=1)
-                return
+                if listens(self.proc.pid, self.port):
+                    return
+                raise OSError("another process answers on the port")  # ours may yet fail to bind
             except OSError:
                 if self.proc.poll() is not None or time.time() > deadline:
-                    raise SystemExit(f"server did not start, see {home / 'server.log'}") from None
+                    raise SystemExit(f"server did not start\n{self.log_tail()}") from None
                 time.sleep(0.1)
 
     def cpu(self) -> float:
