@@ -389,3 +389,22 @@ def test_the_file_cache_lets_the_least_recently_used_go_first(tmp_path):
     assert cache.trim() == 1000
     assert cache.lookup("b" * 32, 1000, False) is None
     assert cache.lookup("a" * 32, 1000, False) and cache.lookup("c" * 32, 1000, False)
+
+
+def test_a_tree_found_complete_is_asked_again_once_another_replica_deleted_its_packs(
+    store, tmp_path, kaos_home
+):
+    """A complete tree is remembered; packs deleted by another replica's gc (seen by the
+    next refresh) make it a question again, so a push is not skipped for content gone."""
+    scanned = scan_folder(make_bundle(tmp_path / "src"))
+    store.push(scanned)
+    assert store.complete(scanned.digest)
+    other = ContentStore(store.backend, kaos_home / "other")  # the other replica
+    for info in list(other.backend.list(PACK_PREFIX)) + list(other.backend.list(INDEX_PREFIX)):
+        other.backend.delete(info.key)  # what its gc does to packs it found dead
+    assert store.complete(scanned.digest)  # remembered: nothing was read to say so
+    with pytest.raises(ObjectNotFound):  # a build reads the bundle: its pack is gone
+        store.checkout(scanned.digest, tmp_path / "out", link=False)
+    assert not store.complete(scanned.digest)  # asked again, so the push below is not skipped
+    assert store.push(scanned).files_sent == 31
+    assert store.complete(scanned.digest)

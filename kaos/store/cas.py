@@ -61,6 +61,7 @@ class ContentStore:
         # trees with every object stored (until a gc), with their top-level names
         self._complete: dict[str, list[str]] = {}
         self.reader.on_corrupt = lambda _digest: self._complete.clear()
+        self.index.on_gone = self._complete.clear  # another replica's gc: ask again
 
     @classmethod
     def from_url(

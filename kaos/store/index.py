@@ -10,7 +10,7 @@ import os
 import struct
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from kaos.errors import IntegrityError, ObjectNotFound
@@ -41,6 +41,8 @@ class PackIndex:
         self._numbers: dict[str, int] = {}  # pack id -> pack number
         self._ids: list[str | None] = []  # pack number -> pack id (None once forgotten)
         self._bad: set[tuple[str, str]] = set()  # (pack id, digest) copies found corrupt
+        # told when a refresh finds packs deleted by someone else (another replica's gc)
+        self.on_gone: Callable[[], None] | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -63,6 +65,8 @@ class PackIndex:
             with self._lock:
                 for pack_id in gone:
                     self._forget(pack_id)
+            if self.on_gone is not None:
+                self.on_gone()
 
     def _load(self, pack_id: str) -> None:
         data = self._read_cached(pack_id)

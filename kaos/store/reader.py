@@ -45,6 +45,16 @@ class StoreReader:
             raise self._corrupt(digest, f"object {digest} is corrupt and was not served")
         return data
 
+    def _pack_range(self, pack_id: str, offset: int, length: int, digest: str) -> bytes:
+        """Bytes of a pack. A pack the index names but the backend lacks was deleted by
+        someone else (another replica's gc): the index forgets it (and the store what it made
+        complete), so the next push sends its content again instead of failing the same way."""
+        try:
+            return self._backend.get(PACK_PREFIX + pack_id, offset, length)
+        except ObjectNotFound:
+            self._index.refresh()
+            raise ObjectNotFound(digest) from None
+
     def locate(self, digest: str) -> Location:
         loc = self._index.locate(digest)
         if loc is None and not self._index.was_discarded(digest):
@@ -62,7 +72,7 @@ class StoreReader:
 
     def payload(self, digest: str) -> tuple[Location, bytes]:
         loc = self.locate(digest)
-        frame = self._backend.get(PACK_PREFIX + loc.pack, loc.frame_offset, loc.frame_length)
+        frame = self._pack_range(loc.pack, loc.frame_offset, loc.frame_length, digest)
         try:
             raw = decode_frame(loc, frame, zstandard.ZstdDecompressor())
         except IntegrityError as exc:
@@ -201,7 +211,7 @@ class StoreReader:
         decompressor = zstandard.ZstdDecompressor()
         for pack_id, frames in by_pack.items():
             for start, end, offsets in _coalesce(frames):
-                data = self._backend.get(PACK_PREFIX + pack_id, start, end - start)
+                data = self._pack_range(pack_id, start, end - start, next(iter(locs)))
                 for offset in offsets:
                     members = frames[offset]
                     first = members[0][1]
