@@ -8,8 +8,10 @@ all go through `push` below. An unchanged folder costs the first question alone.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -141,6 +143,24 @@ def _absent_files(scanned: ScannedFolder, writer: StoreWriter) -> tuple[bytearra
     return todo, total
 
 
+_YOUNG_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run Python's cycle collector less often during a scan and push: by default it runs every
+    700 new container objects, about 1,200 times (0.28-0.37 CPU s, its full passes walking
+    every object alive) in a 100k-file first deploy; every 50,000, 35 times (0.09-0.14 s).
+    It still runs, so memory stays bounded, and a push makes almost no cyclic garbage (the
+    same 96 objects at 10k and 100k files; upload buffers are freed by reference counting)."""
+    old = gc.get_threshold()
+    gc.set_threshold(_YOUNG_THRESHOLD, *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def scan_and_push(
     root: str | Path,
     destination: Destination,
@@ -156,7 +176,7 @@ def scan_and_push(
     file once; an unchanged folder still costs its walk and one question. `vet(paths)` may
     refuse the folder before anything is read or sent. `level`: the packs' zstd level, None to
     send them raw."""
-    with StoreWriter(destination, uploads=uploads, level=level) as writer:
+    with _fewer_collections(), StoreWriter(destination, uploads=uploads, level=level) as writer:
         offer = _Offer(writer)
         try:
             scanned = scan_folder(root, cache, progress, on_content=offer, vet=vet)
