@@ -97,45 +97,40 @@ def test_the_files_still_to_walk_are_estimated_from_the_snapshot_or_the_walk_so_
     assert still_to_walk(expect, files, folders, pending) == pytest.approx(rest)
 
 
+def refused_as_serially(
+    root: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception], match: str = ""
+) -> str:
+    """The split walk (one fork) refuses `root` with the serial walk's exact error; returns it."""
+    with pytest.raises(error, match=match) as serial:
+        walk_folder(root)
+    forks = Forks(monkeypatch)
+    with pytest.raises(error, match=match) as parallel:
+        walk_folder(root, split_from=0)
+    assert forks.count == 1
+    assert str(parallel.value) == str(serial.value)
+    return str(parallel.value)
+
+
 @pytest.mark.parametrize("bad", range(FOLDERS))
 def test_an_escaping_symlink_in_either_half_is_refused_as_serially(tmp_path, monkeypatch, bad):
     root = data_bundle(tmp_path / "b")
     (tmp_path / "secret").write_text("s")
     (root / "samples" / f"part{bad}" / "leak").symlink_to(tmp_path / "secret")
-    with pytest.raises(UnsafePathError) as serial:
-        walk_folder(root)
-    forks = Forks(monkeypatch)
-    with pytest.raises(UnsafePathError) as parallel:
-        walk_folder(root, split_from=0)
-    assert forks.count == 1
-    assert str(parallel.value) == str(serial.value)
-    assert f"part{bad}/leak" in str(parallel.value)
+    assert f"part{bad}/leak" in refused_as_serially(root, monkeypatch, UnsafePathError)
 
 
 @pytest.mark.parametrize("bad", range(FOLDERS))
 def test_a_bad_name_in_either_half_is_refused_as_serially(tmp_path, monkeypatch, bad):
     root = data_bundle(tmp_path / "b")
     (root / "samples" / f"part{bad}" / "two\nlines").write_text("x")
-    with pytest.raises(BundleError, match="line break") as serial:
-        walk_folder(root)
-    forks = Forks(monkeypatch)
-    with pytest.raises(BundleError, match="line break") as parallel:
-        walk_folder(root, split_from=0)
-    assert forks.count == 1
-    assert str(parallel.value) == str(serial.value)
+    refused_as_serially(root, monkeypatch, BundleError, "line break")
 
 
 def test_two_bad_entries_raise_the_one_the_serial_walk_meets_first(tmp_path, monkeypatch):
     root = data_bundle(tmp_path / "b")
     for d in range(FOLDERS):
         (root / "samples" / f"part{d}" / "dangling").symlink_to("nowhere")
-    with pytest.raises(BundleError, match="broken symlink") as serial:
-        walk_folder(root)
-    forks = Forks(monkeypatch)
-    with pytest.raises(BundleError, match="broken symlink") as parallel:
-        walk_folder(root, split_from=0)
-    assert forks.count == 1
-    assert str(parallel.value) == str(serial.value)
+    refused_as_serially(root, monkeypatch, BundleError, "broken symlink")
 
 
 def test_a_child_that_dies_leaves_the_parent_to_walk_its_part(tmp_path, monkeypatch):
