@@ -1,8 +1,12 @@
 import os
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from kaos.store import StatCache, scan_folder
 from kaos.store import scan as scan_module
+from kaos.store.state import open_stat_cache
 
 
 class CountingReads:
@@ -80,3 +84,32 @@ def test_recently_modified_files_are_not_cached(tmp_path, kaos_home, monkeypatch
     reads = CountingReads(monkeypatch)
     scan_folder(tmp_path / "b", cache)
     assert reads.paths == ["fresh.txt"]  # could change again within the same mtime tick
+
+
+def test_rows_are_written_before_the_process_ends_even_right_after_a_scan(tmp_path, kaos_home):
+    """The stat cache writes in the background; a process that ends as soon as its scan
+    returns (a CLI command) still leaves every row behind."""
+    (tmp_path / "b").mkdir()
+    make_old_files(tmp_path / "b", 3000)
+    script = "import sys; from pathlib import Path; from kaos.store import StatCache, scan_folder;"
+    script += "scan_folder(sys.argv[1], StatCache(Path(sys.argv[2])))"
+    subprocess.run([sys.executable, "-c", script, tmp_path / "b", kaos_home / "s.db"], check=True)
+    with sqlite3.connect(kaos_home / "s.db") as db:
+        assert db.execute("SELECT count(*) FROM state").fetchone() == (3000,)
+
+
+def test_a_failed_background_write_makes_the_cache_give_up_quietly(
+    tmp_path, kaos_home, monkeypatch
+):
+    (tmp_path / "b").mkdir()
+    make_old_files(tmp_path / "b", 5)
+    cache = open_stat_cache(kaos_home / "state.db")
+    scan_folder(tmp_path / "b", cache)  # a snapshot and five rows
+    cache.record([((1, 10, 5, 1), "a" * 32)])  # waits for the scan's rows
+    with sqlite3.connect(kaos_home / "state.db") as db:
+        db.execute("DROP TABLE state")
+    cache.record([((1, 11, 5, 1), "b" * 32)])  # fails, in the background
+    cache.record([((1, 12, 5, 1), "c" * 32)])  # raises that failure: the cache gives up
+    reads = CountingReads(monkeypatch)
+    assert len(scan_folder(tmp_path / "b", cache)) == 5  # scans go on...
+    assert len(reads.paths) == 5  # ...reading every file (the snapshot is not used any more)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from kaos.errors import BundleError, UnsafePathError
 from kaos.store import NullStatCache, Tree, TreeEntry, scan_folder
+from kaos.store import scan as scan_module
 from kaos.store import tree as tree_module
 from kaos.store.tree import HEADER, iter_entries
 
@@ -153,7 +154,12 @@ def test_a_tree_streamed_in_any_pieces_parses_as_a_whole(tmp_path):
         (tmp_path / f"d{i % 7}" / f"f{i}.txt").write_text(f"file {i % 3}")
     scanned = scan_folder(tmp_path)
     data = scanned.tree.serialize()
-    assert b"".join(scanned.serialized()) == data  # what a push uploads, made from the arrays
+    assert b"".join(scanned.serialized()) == data  # what a push uploads, kept from the hashing
+    assert b"".join(scanned.serialized()) == data  # and again: the kept pieces are not used up
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scan_module, "_KEEP_TREE", 299)  # too many files to keep: made again
+        made_again = scan_folder(tmp_path)
+    assert b"".join(made_again.serialized()) == data  # made from the arrays
     for size in (1, 7, 64, 4096, len(data)):
         pieces = [data[i : i + size] for i in range(0, len(data), size)]
         assert tuple(iter_entries(pieces)) == scanned.tree.entries

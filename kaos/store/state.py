@@ -76,6 +76,10 @@ class StatCache:
             " dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,"
             " PRIMARY KEY (dev, ino)) WITHOUT ROWID"
         )
+        self._path = path
+        self._writer: sqlite3.Connection | None = None  # its own, so lookups never wait for it
+        self._writing: threading.Thread | None = None
+        self._failed: BaseException | None = None
 
     def lookup(self, keys: Iterable[StatKey]) -> dict[StatKey, str]:
         by_dev: dict[int, dict[int, StatKey]] = {}
@@ -97,11 +101,40 @@ class StatCache:
         return found
 
     def record(self, items: Iterable[tuple[StatKey, str]]) -> None:
+        """Write in the background, one batch at a time, on a connection of its own: a first
+        scan's 100k rows cost 0.15-0.3 s (the insert and SQLite's checkpoints), which then
+        overlap the reading of the next batch and the upload that follows instead of stalling
+        them. A lookup meanwhile may miss rows still being written; the file is then read
+        again (the cache only saves work). The thread is not a daemon, so the process ends
+        once the rows are written; a failed write is raised by the next `record` or `close`
+        (where a best-effort cache gives up)."""
         rows = [(k[0], k[1], k[2], k[3], d) for k, d in items]
         if not rows:
             return
-        with self._lock, self._db:
-            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?,?,?,?,?)", rows)
+        self._settle()
+        if self._writer is None:
+            self._writer = sqlite3.connect(self._path, check_same_thread=False, timeout=30)
+            self._writer.execute("PRAGMA synchronous=NORMAL")
+        self._writing = threading.Thread(
+            target=self._write, args=(self._writer, rows), name="kaos-stat-cache"
+        )
+        self._writing.start()
+
+    def _write(self, db: sqlite3.Connection, rows: list[tuple[int, int, int, int, str]]) -> None:
+        try:
+            with db:
+                db.executemany("INSERT OR REPLACE INTO state VALUES (?,?,?,?,?)", rows)
+        except BaseException as exc:  # handed to the caller's thread by _settle
+            self._failed = exc
+
+    def _settle(self) -> None:
+        """Wait for the write in flight; raise what it failed with."""
+        if self._writing is not None:
+            self._writing.join()
+            self._writing = None
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
 
     def last_scan(self, root: str) -> Snapshot | None:
         return self._snapshots.load(root)
@@ -110,7 +143,12 @@ class StatCache:
         self._snapshots.save(root, snapshot)
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._settle()
+        finally:
+            self._db.close()
+            if self._writer is not None:
+                self._writer.close()
 
 
 def open_stat_cache(path: Path) -> HashCache:
