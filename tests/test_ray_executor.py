@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -54,10 +55,17 @@ def models(pipeline: Pipeline):
 
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
+    """Ray started the way a server in the background starts it (`nohup kaos server start &`,
+    `... &` in a script): with SIGINT ignored, which its processes and workers inherit. How
+    pytest itself was launched then makes no difference to what these tests cover."""
     root = tmp_path_factory.mktemp("ray-local")
     store = ContentStore(LocalBackend(root / "store"), root / "home")
     settings = RaySettings(node_home=str(root / "node"), num_cpus=2)
-    executor = RayExecutor(store, root / "home", str(root / "store"), None, settings)
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        executor = RayExecutor(store, root / "home", str(root / "store"), None, settings)
+    finally:
+        signal.signal(signal.SIGINT, handler)
     yield root, store, executor
     executor.close()
 
@@ -100,6 +108,8 @@ def test_a_failing_combination_fails_only_itself(local_ray, tmp_path):
 
 
 def test_kill_cancels_the_ray_tasks_and_their_processes(local_ray, tmp_path):
+    """Also when the workers inherited SIGINT ignored (the fixture): a cancel interrupts a
+    task by a simulated SIGINT, which the task must take for the kill to land."""
     root, store, executor = local_ray
     nap = unique_nap()
     src = write_source(tmp_path / "src", kernel="linear", sleep=nap, tag=uuid.uuid4().hex)
@@ -116,7 +126,7 @@ def test_kill_cancels_the_ray_tasks_and_their_processes(local_ray, tmp_path):
     pids = [*sleepers(nap), parent_pid(sleepers(nap)[0])]  # the child and the train script
     (job,) = pipeline.catalog.jobs("w", "train")
     pipeline.kill(job.id)
-    pipeline.wait_all(timeout=120)
+    pipeline.wait_all(timeout=60)
     assert pipeline.catalog.job(job.id).state == JobState.KILLED
     time.sleep(1)
     assert not any(process_alive(pid) for pid in pids)

@@ -10,6 +10,8 @@ bundle bytes to nodes. Logs stream back through a small actor pinned to the serv
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -284,6 +286,8 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
 
     from kaos.pipeline.inputs import Resources
 
+    take_interrupts()
+
     home = Path(spec["node_home"])
     store = ContentStore.from_url(
         spec["store_url"], home, spec["s3_endpoint_url"], spec.get("cache_max")
@@ -307,6 +311,21 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
         "metrics": outcome.metrics,
         "node": ray.get_runtime_context().get_node_id(),
     }
+
+
+def take_interrupts() -> None:
+    """Let a kill reach this task: `ray.cancel` interrupts a running task by simulating SIGINT
+    in its worker (a KeyboardInterrupt, which `run_logged` answers by ending the train's process
+    group), and Python drops that while SIGINT is ignored. A worker inherits SIG_IGN from
+    whatever started Ray in the background (`nohup kaos server start ... &`, `ray start` in a
+    script), so restore the handler such a worker has when Ray is started from a terminal.
+    No terminal Ctrl-C reaches the worker through it: Ray starts its processes with SIGINT
+    blocked."""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _running(node_home: Path, owner: str) -> Path:
