@@ -1,8 +1,10 @@
-"""A two-node Ray cluster on 127.0.0.1 with the store on a real HTTP S3 endpoint."""
+"""A two-node Ray cluster on 127.0.0.1 with the store on a real HTTP S3 endpoint, started
+with SIGINT ignored (as a script's `ray start ... &` starts it)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -14,13 +16,17 @@ from kaos.errors import ConfigError
 from kaos.pipeline.catalog import SqliteCatalog
 from kaos.pipeline.engine import Pipeline
 from kaos.pipeline.inputs import Grid, InputsChange
+from kaos.pipeline.leases import process_alive
 from kaos.pipeline.logs import JobLogs
 from kaos.pipeline.states import JobState
 from kaos.store import ContentStore, scan_folder
 from kaos.store.backends import LocalBackend
 from kaos.store.backends.s3 import S3Backend
-from tests.conftest import free_port
+from tests.cli import Cli
+from tests.conftest import KaosServer, free_port
 from tests.fixtures.bundles import write_data, write_source
+from tests.processes import parent_pid, sleepers, unique_nap
+from tests.test_replicas import job_state, train_job, wait_for
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'kaos[ray]')")
 from kaos.executors.ray import RayExecutor, RaySettings  # noqa: E402
@@ -29,8 +35,17 @@ pytestmark = pytest.mark.slow
 
 
 def ray_cli(*args: str, env: dict[str, str]) -> None:
+    """`ray ARGS` with SIGINT ignored, which the Ray processes it starts (and their workers)
+    inherit, as when a script starts the cluster in the background."""
     exe = str(Path(sys.executable).parent / "ray")
-    subprocess.run([exe, *args], env=env, check=True, capture_output=True, timeout=180)
+    subprocess.run(
+        [exe, *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=180,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +117,32 @@ def test_a_local_store_is_refused_for_a_multi_node_cluster(cluster, tmp_path):
         RayExecutor(
             store, tmp_path / "home", str(tmp_path / "store"), None, RaySettings(address=cluster)
         )
+
+
+def test_train_kill_through_the_cli_ends_the_task_and_its_train_process(
+    cluster, s3_endpoint, s3_bucket, tmp_path
+):
+    """A server on the cluster: `kaos train kill` lands although the workers ignore SIGINT
+    (a Ray cancel interrupts a task by a simulated SIGINT)."""
+    (tmp_path / "home").mkdir()
+    store = ["--store", f"s3://{s3_bucket}/kaos", "--s3-endpoint-url", s3_endpoint]
+    server = KaosServer(
+        tmp_path / "home",
+        ["--executor", "ray", "--ray-address", cluster, *store],
+        env={"KAOS_RAY_NODE_HOME": str(tmp_path / "nodes")},
+    )
+    try:
+        cli = Cli(tmp_path / "client", tmp_path, server.url)
+        cli.ok("workspace", "create", "-n", "w")
+        nap = unique_nap()
+        write_source(tmp_path / "src", kernel="linear", sleep=nap, tag=uuid.uuid4().hex)
+        write_data(tmp_path / "data", train_rows=50)
+        cli.ok("train", "deploy", "-s", "src", "-d", "data")
+        wait_for(lambda: sleepers(nap), 180, "the task to start the train script")
+        pids = [*sleepers(nap), parent_pid(sleepers(nap)[0])]  # the child and the train script
+        job = train_job(cli)["id"]
+        cli.ok("train", "kill", "-j", job)
+        wait_for(lambda: job_state(cli, job) == "JOB_KILLED", 60, "the kill")
+        wait_for(lambda: not any(process_alive(pid) for pid in pids), 10, "the train to end")
+    finally:
+        server.stop()

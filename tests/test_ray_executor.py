@@ -55,9 +55,9 @@ def models(pipeline: Pipeline):
 
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
-    """Ray started the way a server in the background starts it (`nohup kaos server start &`,
-    `... &` in a script): with SIGINT ignored, which its processes and workers inherit. How
-    pytest itself was launched then makes no difference to what these tests cover."""
+    """Ray started with SIGINT ignored, as a script's `ray start --head &` starts a cluster:
+    its processes and workers inherit that. How pytest itself was launched then makes no
+    difference to what these tests cover."""
     root = tmp_path_factory.mktemp("ray-local")
     store = ContentStore(LocalBackend(root / "store"), root / "home")
     settings = RaySettings(node_home=str(root / "node"), num_cpus=2)

@@ -316,11 +316,11 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
 def take_interrupts() -> None:
     """Let a kill reach this task: `ray.cancel` interrupts a running task by simulating SIGINT
     in its worker (a KeyboardInterrupt, which `run_logged` answers by ending the train's process
-    group), and Python drops that while SIGINT is ignored. A worker inherits SIG_IGN from
-    whatever started Ray in the background (`nohup kaos server start ... &`, `ray start` in a
-    script), so restore the handler such a worker has when Ray is started from a terminal.
-    No terminal Ctrl-C reaches the worker through it: Ray starts its processes with SIGINT
-    blocked."""
+    group), and Python drops that while SIGINT is ignored. Workers inherit SIG_IGN from the
+    Ray processes when these were started so (`ray start --head &` in a script, or a driver
+    that ignores SIGINT starting a local instance), so restore the handler a worker has when
+    Ray is started from a terminal. No terminal Ctrl-C reaches the worker through it: Ray
+    starts its processes with SIGINT blocked."""
     if (
         threading.current_thread() is threading.main_thread()
         and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
