@@ -81,6 +81,7 @@ def test_a_server_on_this_machine_storing_in_s3_gets_compressed_packs(
     client = KaosClient(server.url)
     try:
         assert client.health()["store_on_disk"] is False
+        assert "inbox" not in client.health()  # only a store on the server's disk has one
         folder = csv_folder(tmp_path, "s3\n")
         report = client.push_folder(folder)
         assert report.bytes_uploaded < sum(p.stat().st_size for p in folder.rglob("*.csv")) / 2

@@ -53,6 +53,8 @@ def test_every_route_but_health_needs_a_valid_token(secured):
         ok = httpx.get(secured.url + "/workspaces", headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200
     assert httpx.post(secured.url + "/objects/missing", json={"digests": []}).status_code == 401
+    inbox = httpx.post(secured.url + "/objects/packs/inbox", json={"name": "x"})
+    assert inbox.status_code == 401
 
 
 def test_the_token_names_the_author_whatever_the_client_claims(secured, tmp_path):

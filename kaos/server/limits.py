@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_LIMIT = 1 << 20
 LIMITS = {  # path prefix -> cap in bytes (None: the route streams and caps on its own)
+    "/objects/packs/inbox": DEFAULT_LIMIT,  # a file name
     "/objects/packs": None,
     "/objects/": 8 << 20,  # up to 100,000 digests per call
     "/workspaces/": 12 << 20,  # a deploy may carry an 8 MiB manifest

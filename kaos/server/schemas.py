@@ -87,6 +87,12 @@ class CompleteOut(BaseModel):
     complete: bool
 
 
+class InboxIn(BaseModel):
+    """A pack left in the server's inbox folder, by its file name (`kaos.store.inbox`)."""
+
+    name: str = Field(max_length=128)
+
+
 class PackOut(BaseModel):
     stored: int
 

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     sandbox: bool = True  # local and ray: every train in bubblewrap (--no-sandbox turns it off)
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20
+    # Clients on this machine leave packs in the store's inbox folder (kaos/store/inbox.py)
+    # rather than sending them over loopback; KAOS_INBOX=off makes them all use HTTP.
+    inbox: bool = True
     gc_grace_seconds: float = 3600  # gc never touches anything younger (uploads in flight)
     cache_max: ByteSize | None = None  # executors' file cache limit, e.g. KAOS_CACHE_MAX=20GiB
     # Build settings, for networks that mirror PyPI or intercept TLS, and sites without a

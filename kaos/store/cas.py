@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from kaos.errors import IntegrityError, ObjectNotFound
+from kaos.errors import InputError, IntegrityError, ObjectNotFound
 from kaos.store.backends.base import Backend
 from kaos.store.backends.local import LocalBackend
 from kaos.store.backends.url import backend_from_url
@@ -14,6 +14,7 @@ from kaos.store.chunking import FILE_CHUNKS, TREE_CHUNKS
 from kaos.store.filecache import FileCache
 from kaos.store.gc import GcReport, collect_garbage
 from kaos.store.hashing import hash_bytes
+from kaos.store.inbox import Delivery, inbox_folder
 from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
 from kaos.store.locks import StoreLocks
 from kaos.store.pack import KIND_BLOB
@@ -254,6 +255,22 @@ class ContentStore:
         with self.locks.hold(exclusive=False):
             pack_id, index, digests = verify_pack(data, self.reader.contents, self.stored_size)
             self.store_pack(pack_id, data, index)
+            return [digest.hex() for digest in digests]
+
+    def adopt_pack(self, name: str, max_bytes: int) -> list[str]:
+        """Store a pack a client on this machine left in the inbox (`kaos.store.inbox`), once
+        every object in it is verified as `receive_pack` verifies an upload: the same checks,
+        the same pack then index. The inbox file is gone afterwards, stored or refused."""
+        if not isinstance(self.backend, LocalBackend):
+            raise InputError("this store has no inbox", "send packs with POST /objects/packs")
+        folder = inbox_folder(self.backend.root)
+        with Delivery(folder, name, max_bytes) as delivery, self.locks.hold(exclusive=False):
+            pack_id, index, digests = verify_pack(
+                delivery.view, self.reader.contents, self.stored_size
+            )
+            delivery.adopt(self.backend, PACK_PREFIX + pack_id)
+            self.backend.put(INDEX_PREFIX + pack_id, index)
+            self.index.remember(pack_id, index)
             return [digest.hex() for digest in digests]
 
     def verify(

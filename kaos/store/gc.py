@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from kaos.store.backends.base import Backend
 from kaos.store.backends.local import LocalBackend
+from kaos.store.inbox import inbox_folder, sweep
 from kaos.store.index import INDEX_PREFIX, PACK_PREFIX, PackIndex
 from kaos.store.reader import StoreReader
 from kaos.store.tree import Tree
@@ -26,7 +27,7 @@ class GcReport:
     packs_rewritten: int = 0
     objects_removed: int = 0
     bytes_freed: int = 0
-    temp_files_removed: int = 0  # left by writers that crashed mid-upload
+    temp_files_removed: int = 0  # left by writers that crashed mid-upload, and in the inbox
     dry_run: bool = False
 
 
@@ -78,6 +79,9 @@ def collect_garbage(
             writer.add_raw(d, loc.kind, payload)
         doomed.append(pack_id)
     removed, freed = _stale_temporaries(backend, cutoff, dry_run)
+    if isinstance(backend, LocalBackend):  # packs a killed client left in the inbox
+        swept, swept_bytes = sweep(inbox_folder(backend.root), cutoff, dry_run)
+        removed, freed = removed + swept, freed + swept_bytes
     report.temp_files_removed, report.bytes_freed = removed, report.bytes_freed + freed
     if dry_run:
         return report

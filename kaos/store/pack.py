@@ -169,7 +169,9 @@ def index_table(pack_id: str, data: bytes) -> bytes:
     return bytes(body[start:])
 
 
-def index_from_pack(pack_id: str, data: bytes | bytearray, hashed: bool = False) -> bytes:
+def index_from_pack(
+    pack_id: str, data: bytes | bytearray | memoryview, hashed: bool = False
+) -> bytes:
     """Recover a pack's index from its trailer (and check the pack's own hash, unless the
     caller just computed `pack_id` from `data`: `hashed`)."""
     if not hashed and hash_bytes(data) != pack_id:
@@ -208,7 +210,9 @@ MAX_PACK_RAW = 8 * PACK_TARGET  # no pack kaos writes inflates to more (one seal
 PackObject = tuple[bytes, int, memoryview]  # raw 16-byte digest, kind, payload (a frame view)
 
 
-def walk_pack(pack_id: str, data: bytes | bytearray, index: bytes) -> Iterator[PackObject]:
+def walk_pack(
+    pack_id: str, data: bytes | bytearray | memoryview, index: bytes
+) -> Iterator[PackObject]:
     """Every object of a whole pack with its payload, decoding each frame once.
 
     Checks that every object lies inside the pack's body and inside its frame and has a known

@@ -36,13 +36,16 @@ _TREE_START = TREE_HEADER[0]
 
 
 def verify_pack(
-    data: bytes | bytearray, lookup: LookupBlobs, stored_size: StoredSize = lambda _d: None
+    data: bytes | bytearray | memoryview,
+    lookup: LookupBlobs,
+    stored_size: StoredSize = lambda _d: None,
 ) -> tuple[str, bytes, list[bytes]]:
     """Check an uploaded pack; returns (pack id, index bytes, the raw digests it holds).
     Payloads are views into the decoded frames, so a pack costs its bytes and its decoded
-    frames, no more."""
+    frames, no more; none outlives the call (a pack left in the inbox is a view of a mapped
+    file, unmapped after)."""
     pack_id = hash_bytes(data)
-    if not data.startswith(PACK_MAGIC):
+    if data[: len(PACK_MAGIC)] != PACK_MAGIC:
         raise IntegrityError("upload is not a kaos pack", pack_id)
     digest_of = xxhash.xxh3_128_digest
     objects: list[PackObject] = []

@@ -1,15 +1,16 @@
 from fastapi import APIRouter, Request
 
 from kaos import __version__
+from kaos.server.routes import Objects
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(request: Request) -> dict[str, str | int | bool]:
+def health(request: Request, objects: Objects) -> dict[str, str | int | bool]:
     """Liveness, and the limits a client checks before uploading anything."""
     settings = request.app.state.settings
-    return {
+    answer: dict[str, str | int | bool] = {
         "status": "ok",
         "version": __version__,
         "max_combinations": settings.max_combinations,
@@ -18,3 +19,8 @@ def health(request: Request) -> dict[str, str | int | bool]:
         # sent, and would keep, about three times the bytes): clients on this machine ask.
         "store_on_disk": not settings.store_url.startswith("s3://"),
     }
+    # A client on this machine may leave packs in this folder instead of sending them.
+    inbox = objects.inbox(request.client.host if request.client else None)
+    if inbox is not None:
+        answer["inbox"] = inbox
+    return answer

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kaos.errors import InputError
+from kaos.errors import InputError, NotFound
 from kaos.server.schemas import MAX_DIGESTS, CompleteOut, MissingOut, PackOut
 from kaos.server.service.parts import Parts
+from kaos.store.backends.local import LocalBackend
+from kaos.store.inbox import inbox_folder
 from kaos.store.stream import encode_stream
 
 RAW_DIGEST = 16
@@ -43,6 +45,21 @@ class ObjectService:
         """A pack built by the client (docs/store-format.md); stored only if fully verified."""
         return PackOut(stored=len(self._parts.store.receive_pack(pack)))
 
+    def inbox(self, client_host: str | None) -> str | None:
+        """The inbox folder, told only to a client on this machine (a loopback address) of a
+        server whose store is a local folder; None when off or for anyone else."""
+        if not self._parts.settings.inbox or not is_loopback(client_host):
+            return None
+        backend = self._parts.store.backend
+        return str(inbox_folder(backend.root)) if isinstance(backend, LocalBackend) else None
+
+    def adopt_pack(self, user: str, name: str) -> PackOut:
+        """A pack a client on this machine left in the inbox: verified as an upload is, then
+        moved into the store; removed if refused."""
+        if not self._parts.settings.inbox:
+            raise NotFound("this server's inbox is off", "send packs with POST /objects/packs")
+        return PackOut(stored=len(self._parts.store.adopt_pack(name, self.max_upload_bytes)))
+
     def complete(self, user: str, digest: str) -> CompleteOut:
         """Whether the tree and every object it names are stored (remembered, so cheap)."""
         return CompleteOut(complete=self._parts.store.complete(digest))
@@ -61,3 +78,17 @@ class ObjectService:
         for digest in digests:
             reader.locate(digest)
         return encode_stream(digests, reader.open_content)
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a request came from this machine, by the address it came from."""
+    if not host:
+        return False
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack socket
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)

@@ -19,6 +19,8 @@ from kaos.server.guard import Guard
 from kaos.server.settings import Settings
 from kaos.serving.manager import ServingManager
 from kaos.store import ContentStore
+from kaos.store.backends.local import LocalBackend
+from kaos.store.inbox import open_inbox
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Parts:
         store = ContentStore.from_url(
             settings.store_url, home, settings.s3_endpoint_url, settings.cache_max
         )
+        if settings.inbox and isinstance(store.backend, LocalBackend):
+            open_inbox(store.backend.root)  # and sweep what killed clients left in it
         catalog = open_catalog(settings.catalog_location)
         logs = JobLogs(home / "logs", catalog)  # shipped to the catalog: every replica reads
         executor = make_executor(settings, store)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from kaos.errors import ObjectNotFound
+from kaos.errors import IntegrityError, ObjectNotFound
 from kaos.store.backends.base import ObjectInfo
 from kaos.store.paths import check_relative_path
+
+_AGAIN = "send it again"
 
 
 class LocalBackend:
@@ -34,6 +38,26 @@ class LocalBackend:
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def adopt(self, key: str, folder: int, name: str, fd: int) -> None:
+        """Move in a file already verified through `fd` (named `name` in the folder open as
+        `folder`, on this store's filesystem): fsynced, renamed to a temporary name, checked to
+        be that very file (not one put in its place since), then renamed to `key`, so readers
+        see all or none, as with `put`."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.fsync(fd)
+        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+        os.rename(name, tmp, src_dir_fd=folder)
+        try:
+            moved, held = os.lstat(tmp), os.fstat(fd)
+            if (moved.st_dev, moved.st_ino) != (held.st_dev, held.st_ino):
+                raise IntegrityError(f"{name} was replaced while it was verified", fix=_AGAIN)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
             raise
 
     def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:

@@ -1,0 +1,181 @@
+"""The inbox: a folder in a local store where a client on the same machine leaves a sealed pack
+for the server to adopt, instead of sending its bytes through a loopback socket.
+
+Only a transport, as git's local clone is: the server verifies the file exactly as an uploaded
+pack (`verify_pack`, read through a mapping of the file, no copy), then fsyncs and renames it
+into place; the store's format does not change. The client names its file
+`<pack id>-<16 hex>.pack`; the server opens nothing else, never through a symbolic link, and
+refuses a file that has another name too (a hard link): the inbox can neither adopt nor delete
+any other file. Whatever it refuses it removes; files a killed client left behind are swept at
+start-up and by gc (nothing here is ever listed as a pack: its keys are under `inbox/`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import mmap
+import os
+import re
+import stat
+import time
+import traceback
+from pathlib import Path
+from types import TracebackType
+
+from kaos.errors import InputError, IntegrityError, NotFound
+from kaos.store.backends.local import LocalBackend
+
+INBOX = "inbox"  # under the store's root, beside packs/ and index/
+STALE_S = 3600.0  # older files were left by a client killed mid-write
+_NAME = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}\.pack")
+_HTTP = "send the pack with POST /objects/packs"
+
+
+class TooLarge(InputError):
+    http_status = 413
+
+
+def inbox_folder(root: Path) -> Path:
+    return root / INBOX
+
+
+def open_inbox(root: Path, stale_s: float = STALE_S) -> Path:
+    """Make the inbox (only this user may enter it) and sweep what killed clients left."""
+    folder = inbox_folder(root)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    sweep(folder, time.time() - stale_s)
+    return folder
+
+
+def sweep(folder: Path, cutoff: float, dry_run: bool = False) -> tuple[int, int]:
+    """Remove inbox entries last changed before `cutoff` (folders are left alone); returns
+    their count and size."""
+    count = size = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0, 0
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode) or st.st_mtime > cutoff:
+                continue
+            if not dry_run:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        count, size = count + 1, size + st.st_size
+    return count, size
+
+
+class Delivery:
+    """One file of the inbox, opened without following links and mapped read-only; as a
+    context manager it removes the file on the way out unless it was adopted."""
+
+    def __init__(self, folder: Path, name: str, max_bytes: int) -> None:
+        if not _NAME.fullmatch(name):
+            raise InputError(
+                f"{name!r} is not an inbox file name", f"name it <pack id>-<16 hex>.pack; {_HTTP}"
+            )
+        self.name = name
+        self._max_bytes = max_bytes
+        try:
+            self._folder = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound("this server has no inbox folder", _HTTP) from None
+        self.fd = -1
+        self._map: mmap.mmap | None = None
+        self.view = memoryview(b"")  # the file's bytes, once entered
+        self.adopted = False
+
+    def __enter__(self) -> Delivery:
+        try:
+            self.fd = self._open()
+            self._map = self._mapped()
+            self.view = memoryview(self._map)
+        except BaseException:
+            self._close(None)
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: object, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close(exc)
+
+    def _open(self) -> int:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.name, flags, dir_fd=self._folder)
+        except FileNotFoundError:
+            raise NotFound(
+                f"no {self.name} in the server's inbox (not a filesystem shared with it)", _HTTP
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InputError(f"{self.name} in the inbox is a symbolic link", _HTTP) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{self.name} in the inbox is not a regular file", _HTTP)
+            if st.st_nlink != 1:
+                raise InputError(f"{self.name} in the inbox has other names (a hard link)", _HTTP)
+            if st.st_uid != os.geteuid():
+                raise InputError(f"{self.name} in the inbox is not the server user's", _HTTP)
+            if st.st_size > self._max_bytes:
+                raise TooLarge(
+                    f"pack larger than {self._max_bytes} bytes", "seal packs of at most that"
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _mapped(self) -> mmap.mmap:
+        """The whole file, read-only, its pages mapped at once (the client has just written
+        them, so they are in the page cache: no copy, no fault per page)."""
+        size = os.fstat(self.fd).st_size
+        if size == 0:  # mmap refuses an empty file
+            raise IntegrityError("upload is not a kaos pack")
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        return mmap.mmap(self.fd, size, flags=flags, prot=mmap.PROT_READ)
+
+    def _close(self, exc: BaseException | None) -> None:
+        """Unmap (after dropping the views a failed check's traceback still holds), close,
+        and remove the file unless it was adopted (its name only: never a link's target)."""
+        try:
+            self.view.release()
+            if self._map is not None:
+                _drop_frames(exc)
+                with contextlib.suppress(BufferError):  # a view still alive: unmapped with it
+                    self._map.close()
+                self._map = None
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+            if not self.adopted:
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    os.unlink(self.name, dir_fd=self._folder)  # a folder stays: swept never
+        finally:
+            os.close(self._folder)
+
+    def adopt(self, backend: LocalBackend, key: str) -> None:
+        """Move the (verified) file into the store as `key`."""
+        try:
+            backend.adopt(key, self._folder, self.name, self.fd)
+        except FileNotFoundError:  # the client removed it meanwhile (interrupted)
+            raise NotFound(f"{self.name} left the inbox before it was stored", _HTTP) from None
+        self.adopted = True
+
+
+def _drop_frames(exc: BaseException | None) -> None:
+    """Clear the locals of finished frames in `exc`'s tracebacks (and its context's), which
+    hold views into the mapping."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+        exc = exc.__context__
+        seen += 1

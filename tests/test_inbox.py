@@ -1,0 +1,239 @@
+"""The inbox: a client on the server's machine leaves packs as files in the store's inbox
+folder, and the server verifies and adopts them (kaos/store/inbox.py). It must store exactly
+what an HTTP upload stores, never touch a file outside the inbox through a name in it, leave
+nothing behind, and fall back to HTTP whenever the server cannot see the client's file."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kaos.client.http import KaosClient
+from kaos.client.inbox import rest_after
+from kaos.errors import ServerError
+from kaos.server.service.objects import is_loopback
+from kaos.store.backends.local import LocalBackend
+from kaos.store.cas import ContentStore
+from kaos.store.hashing import hash_bytes
+from kaos.store.inbox import open_inbox
+from kaos.store.pack import KIND_BLOB, PackBuilder
+from tests.conftest import KaosServer
+
+FILES = 120
+
+
+def folder_of_files(root: Path, salt: str) -> Path:
+    for i in range(FILES):
+        path = root / "data" / f"part{i % 3}" / f"f{i:04d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{salt} {i}\n" * (i + 1))
+    return root / "data"
+
+
+def one_pack(content: bytes) -> tuple[str, bytes]:
+    builder = PackBuilder()
+    builder.add(hash_bytes(content), KIND_BLOB, content)
+    pack_id, data, _index = builder.seal().encode()
+    return pack_id, data
+
+
+class Spy:
+    """Records the routes a client asks (the real requests still go out)."""
+
+    def __init__(self, client: KaosClient) -> None:
+        self.paths: list[str] = []
+        send = client._send
+
+        def recorded(method: str, path: str, **kwargs):
+            self.paths.append(path)
+            return send(method, path, **kwargs)
+
+        client._send = recorded  # type: ignore[method-assign]
+
+
+def push(server_url: str, folder: Path, tmp_path: Path, name: str) -> tuple[str, list[str]]:
+    """Push `folder`, check it out again; returns its tree digest and the routes used."""
+    client = KaosClient(server_url)
+    spy = Spy(client)
+    try:
+        report = client.push_folder(folder)
+        out = client.checkout(report.tree.digest, tmp_path / name)
+        assert client.verify_store()["ok"] is True
+    finally:
+        client.close()
+    for path in folder.rglob("*.txt"):
+        assert (out / path.relative_to(folder)).read_bytes() == path.read_bytes()
+    return report.tree.digest, spy.paths
+
+
+@pytest.fixture
+def http_only_server(tmp_path):
+    home = tmp_path / "http-home"
+    home.mkdir()
+    server = KaosServer(home, env={"KAOS_INBOX": "off"})
+    yield server
+    server.stop()
+
+
+def test_packs_through_the_inbox_store_what_http_uploads_store(
+    kaos_server, http_only_server, tmp_path
+):
+    folder = folder_of_files(tmp_path, f"same {time.time_ns()}")
+    inbox = Path(httpx.get(kaos_server.url + "/health").json()["inbox"])
+    assert inbox == kaos_server.home / "store" / "inbox" and inbox.is_dir()
+    assert "inbox" not in httpx.get(http_only_server.url + "/health").json()
+
+    tree, routes = push(kaos_server.url, folder, tmp_path, "out-inbox")
+    assert "/objects/packs/inbox" in routes and "/objects/packs" not in routes
+    assert os.listdir(inbox) == []
+    same, routes = push(http_only_server.url, folder, tmp_path, "out-http")
+    assert "/objects/packs" in routes and "/objects/packs/inbox" not in routes
+    assert same == tree
+    sent = set(os.listdir(http_only_server.home / "store" / "packs"))
+    assert sent <= set(os.listdir(kaos_server.home / "store" / "packs"))  # the very same packs
+    answer = httpx.post(http_only_server.url + "/objects/packs/inbox", json={"name": "x"})
+    assert answer.status_code == 404 and "off" in answer.json()["detail"]
+
+
+def test_names_outside_the_inbox_links_and_hard_links_are_refused_untouched(kaos_server, tmp_path):
+    inbox = kaos_server.home / "store" / "inbox"
+    victim = tmp_path / "victim.pack"  # a valid pack, so only the name checks can refuse it
+    pack_id, data = one_pack(os.urandom(5000))
+    victim.write_bytes(data)
+    linked, hard = f"{pack_id}-{'1' * 16}.pack", f"{pack_id}-{'2' * 16}.pack"
+    os.symlink(victim, inbox / linked)
+    os.link(victim, inbox / hard)
+    fifo, folder = f"{pack_id}-{'7' * 16}.pack", f"{pack_id}-{'8' * 16}.pack"
+    os.mkfifo(inbox / fifo)
+    (inbox / folder).mkdir()
+    url = kaos_server.url + "/objects/packs/inbox"
+    for name, status, words in [
+        ("../victim.pack", 400, "not an inbox file name"),
+        (str(victim), 400, "not an inbox file name"),
+        (f"../{pack_id}-{'0' * 16}.pack", 400, "not an inbox file name"),
+        (linked, 400, "symbolic link"),
+        (hard, 400, "hard link"),
+        (fifo, 400, "not a regular file"),
+        (folder, 400, "not a regular file"),
+        (f"{pack_id}-{'3' * 16}.pack", 404, "no "),
+    ]:
+        answer = httpx.post(url, json={"name": name})
+        assert answer.status_code == status, (name, answer.text)
+        assert words in answer.json()["detail"] and answer.json()["fix"]
+    assert victim.read_bytes() == data and os.stat(victim).st_nlink == 1
+    assert os.listdir(inbox) == [folder]  # the links' own names went, nothing else
+    (inbox / folder).rmdir()
+    assert not (kaos_server.home / "store" / "packs" / pack_id).exists()
+
+
+def test_a_corrupt_pack_in_the_inbox_is_refused_removed_and_nothing_stored(kaos_server):
+    inbox = kaos_server.home / "store" / "inbox"
+    content = os.urandom(20_000)
+    pack_id, data = one_pack(content)
+    bad = bytearray(data)
+    bad[len(bad) // 3] ^= 1
+    name = f"{pack_id}-{'4' * 16}.pack"
+    (inbox / name).write_bytes(bytes(bad))
+    answer = httpx.post(kaos_server.url + "/objects/packs/inbox", json={"name": name})
+    assert answer.status_code == 422, answer.text
+    assert os.listdir(inbox) == []
+    client = KaosClient(kaos_server.url)
+    try:
+        assert client.missing([hash_bytes(content)]) == {hash_bytes(content)}
+        (inbox / name).write_bytes(data)  # the intact pack under that name is taken
+        answer = httpx.post(kaos_server.url + "/objects/packs/inbox", json={"name": name})
+        assert answer.status_code == 201 and answer.json() == {"stored": 1}
+        assert client.missing([hash_bytes(content)]) == set()
+    finally:
+        client.close()
+    assert os.listdir(inbox) == []
+    assert (kaos_server.home / "store" / "packs" / pack_id).read_bytes() == data
+
+
+@pytest.mark.parametrize("seen_as", ["another-folder", "no-folder"])
+def test_an_inbox_the_client_cannot_share_falls_back_to_http(
+    kaos_server, tmp_path, monkeypatch, seen_as
+):
+    """A client in another mount namespace sees another folder (or none) at the inbox's
+    path: the server answers 404, the pack goes over HTTP, and nothing is left behind."""
+    elsewhere = tmp_path / "elsewhere"
+    if seen_as == "another-folder":
+        elsewhere.mkdir()
+    monkeypatch.setattr(KaosClient, "_inbox", lambda self: None if self._inbox_off else elsewhere)
+    folder = folder_of_files(tmp_path, f"{seen_as} {time.time_ns()}")
+    _tree, routes = push(kaos_server.url, folder, tmp_path, "out")
+    assert "/objects/packs" in routes
+    asked = routes.count("/objects/packs/inbox")  # by the first packs only, then HTTP
+    assert asked >= 1 if seen_as == "another-folder" else asked == 0
+    assert not elsewhere.exists() or os.listdir(elsewhere) == []
+    assert os.listdir(kaos_server.home / "store" / "inbox") == []
+
+
+def test_a_client_interrupted_or_refused_leaves_no_file(kaos_server, tmp_path, monkeypatch):
+    inbox = kaos_server.home / "store" / "inbox"
+    client = KaosClient(kaos_server.url)
+
+    send = KaosClient._send
+
+    def interrupted(self, method, path, **kwargs):
+        if path != "/objects/packs/inbox":
+            return send(self, method, path, **kwargs)
+        assert os.listdir(inbox)  # the pack is there when the server is asked
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(KaosClient, "_send", interrupted)
+    _id, data = one_pack(os.urandom(3000))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.store_pack_pieces(_id, [memoryview(data)], b"")
+        monkeypatch.undo()
+        bad = bytearray(data)
+        bad[20] ^= 1
+        with pytest.raises(ServerError) as refused:
+            client.store_pack_pieces(hash_bytes(bytes(bad)), [bytes(bad)], b"")
+        assert refused.value.status == 422
+    finally:
+        client.close()
+    assert os.listdir(inbox) == []
+
+
+def test_stale_inbox_files_are_swept_and_never_taken_for_packs(tmp_path):
+    root = tmp_path / "store"
+    store = ContentStore(LocalBackend(root))
+    store.put_bytes(b"kept")
+    inbox = open_inbox(root)
+    pack_id, data = one_pack(os.urandom(1000))
+    stale, fresh = inbox / f"{pack_id}-{'5' * 16}.pack", inbox / f"{pack_id}-{'6' * 16}.pack"
+    for path in (stale, fresh):
+        path.write_bytes(data)
+    hours_ago = time.time() - 7200
+    os.utime(stale, (hours_ago, hours_ago))
+    report = store.verify()
+    assert report.ok and report.packs == 1  # inbox files are not packs
+    assert store.gc([], dry_run=True).temp_files_removed == 1 and stale.exists()
+    assert store.gc([]).temp_files_removed == 1
+    assert not stale.exists() and fresh.exists()
+    os.utime(fresh, (hours_ago, hours_ago))
+    open_inbox(root)  # a server starting sweeps too
+    assert os.listdir(inbox) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [("127.0.0.1", True), ("127.3.0.1", True), ("::1", True), ("::ffff:127.0.0.1", True),
+     ("10.0.0.7", False), ("192.0.2.2", False), ("testclient", False), (None, False)],
+)  # fmt: skip
+def test_only_clients_on_a_loopback_address_are_told_the_inbox(host, local):
+    assert is_loopback(host) is local
+
+
+def test_short_writes_resume_where_they_stopped():
+    pieces: list[bytes | memoryview] = [b"abc", b"", b"defg", b"h"]
+    assert rest_after(pieces, 0) == pieces
+    assert [bytes(p) for p in rest_after(pieces, 2)] == [b"c", b"", b"defg", b"h"]
+    assert [bytes(p) for p in rest_after(pieces, 5)] == [b"fg", b"h"]
+    assert rest_after(pieces, 8) == []
