@@ -59,8 +59,9 @@ class KaosClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._raw_missing = True  # until a server says it has no raw `missing` route
-        self._here: dict[str, Any] | None = None  # a server on this machine's health, asked
-        self._inbox_off = False  # once a pack is to be sent; its inbox, until it fails us
+        # the health of a server on this machine, asked once a pack is to be sent
+        self._here: dict[str, Any] | None = None
+        self._inbox_off = False  # its inbox failed this client: packs go over HTTP from then
         try:
             self._http = Transport(self.endpoint, headers, timeout)
         except ValueError:
