@@ -132,6 +132,39 @@ def test_kill_cancels_the_ray_tasks_and_their_processes(local_ray, tmp_path):
     assert not any(process_alive(pid) for pid in pids)
 
 
+def test_a_task_that_cannot_take_the_interrupt_is_killed_with_what_it_recorded(local_ray):
+    """The kill's fallback: a task still running `force_after` seconds after the interrupt
+    has its worker killed, and the process group it recorded (its own session, which outlives
+    the worker) ended on its node."""
+    import subprocess
+
+    from kaos.executors.process import record_process
+    from kaos.executors.ray import _running
+
+    root, _store, executor = local_ray
+    nap, task = unique_nap(), uuid.uuid4().hex
+    running = _running(root / "node", executor.owner, task)
+
+    def stubborn() -> None:  # its group's leader is its child, `sleep` a grandchild (a train's)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        group = subprocess.Popen(["sh", "-c", f"sleep {nap}; exit 0"], start_new_session=True)
+        record_process(running / "group", group.pid)
+        time.sleep(600)
+
+    ref = ray.remote(max_retries=0)(stubborn).remote()
+    deadline = time.time() + 60
+    while not sleepers(nap) and time.time() < deadline:
+        time.sleep(0.1)
+    assert sleepers(nap), "the task never started its process"
+    executor.cancel(ref, task, force_after=1)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=60)
+    deadline = time.time() + 30
+    while (sleepers(nap) or running.exists()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not sleepers(nap) and not running.exists()
+
+
 def test_recover_ends_on_every_node_what_a_crashed_servers_tasks_left_running(local_ray):
     """A train process a Ray task started outlives a SIGKILLed driver (it runs in its own
     session); the next server's recover ends it through a task on each node."""
@@ -142,7 +175,7 @@ def test_recover_ends_on_every_node_what_a_crashed_servers_tasks_left_running(lo
 
     root, _store, executor = local_ray
     left = subprocess.Popen(["sleep", "600"], start_new_session=True)
-    record_process(_running(root / "node", executor.owner) / "left", left.pid)
+    record_process(_running(root / "node", executor.owner, "a-task") / "left", left.pid)
     other = subprocess.Popen(["sleep", "600"], start_new_session=True)  # another server's
     record_process(_running(root / "node", "another-server") / "other", other.pid)
     try:

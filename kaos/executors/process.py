@@ -117,14 +117,20 @@ def kill_leftover(pid_file: Path) -> bool:
 
 
 def end_recorded(folder: Path) -> int:
-    """End every process group recorded in `folder` (one pid file each) and forget them."""
+    """End every process group recorded in `folder` (one pid file each, or a folder of them)
+    and forget them."""
     if not folder.is_dir():
         return 0
     ended = 0
-    for pid_file in folder.iterdir():
-        ended += kill_leftover(pid_file)
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            ended += end_recorded(entry)
+            with contextlib.suppress(OSError):
+                entry.rmdir()
+            continue
+        ended += kill_leftover(entry)
         with contextlib.suppress(OSError):
-            pid_file.unlink()
+            entry.unlink()
     return ended
 
 

@@ -9,9 +9,11 @@ bundle bytes to nodes. Logs stream back through a small actor pinned to the serv
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,10 @@ from kaos.pipeline.inputs import memory_bytes
 from kaos.store import ContentStore
 from kaos.store.backends.local import LocalBackend
 from kaos.store.hashing import hash_bytes
+
+# How long a killed task has to end itself (its train's group gets KILL_GRACE_S, its log
+# pump as long) before its worker is killed instead.
+FORCE_AFTER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -98,11 +104,17 @@ class RayExecutor:
         dead replica with that home started."""
         self.local.recover(home)
         owner = self.owner if home is None else hash_bytes(str(Path(home).resolve()).encode())[:16]
+        self._end_on_nodes(owner)
+
+    def _end_on_nodes(self, owner: str, task: str | None = None) -> None:
+        """End, on every live node, the processes recorded for `owner`'s tasks (or one task)."""
         ray = _ray()
-        task = ray.remote(num_cpus=0)(end_on_node)
+        end = ray.remote(num_cpus=0)(end_on_node)
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
         refs = [
-            task.options(scheduling_strategy=_pinned(node)).remote(self.settings.node_home, owner)
+            end.options(scheduling_strategy=_pinned(node)).remote(
+                self.settings.node_home, owner, task
+            )
             for node in nodes
         ]
         ray.get(refs, timeout=60)
@@ -118,6 +130,7 @@ class RayExecutor:
             },
             **self.node_spec(),
             "owner": self.owner,
+            "task": uuid.uuid4().hex,  # names the folder where the task records its processes
             "sandbox": self.sandbox.enabled,
             "log_path": str(log.path),
             "log_prefix": log.prefix,
@@ -128,7 +141,7 @@ class RayExecutor:
         if request.resources.memory:
             options["memory"] = memory_bytes(request.resources.memory)
         ref = _train_task(ray).options(**options).remote(spec, self._relay)
-        cancel.on_kill(lambda: ray.cancel(ref, force=False))
+        cancel.on_kill(lambda: self.cancel(ref, spec["task"]))
         try:
             result = ray.get(ref)
         except exceptions.TaskCancelledError:
@@ -144,6 +157,8 @@ class RayExecutor:
             exceptions.NodeDiedError,
             exceptions.ObjectLostError,
         ) as exc:
+            if cancel.killed:
+                raise Killed() from None
             raise TrainFailed(
                 f"the Ray node running this model was lost ({type(exc).__name__})"
             ) from None
@@ -154,6 +169,25 @@ class RayExecutor:
                 f"ray could not run this model ({type(exc).__name__}: {exc})"
             ) from None
         return TrainOutcome(result["output_tree"], result["metrics"], result["node"])
+
+    def cancel(self, ref: Any, task: str, force_after: float = FORCE_AFTER_S) -> None:
+        """Interrupt a train task, which then ends its train's process group itself; if it has
+        not ended after `force_after` seconds (it could not take the interrupt), kill its
+        worker and end the processes it recorded, which live on in their own sessions."""
+        ray = _ray()
+        ray.cancel(ref, force=False)
+
+        def force() -> None:
+            try:
+                if ray.wait([ref], timeout=force_after, fetch_local=False)[0]:
+                    return
+                ray.cancel(ref, force=True)
+                ray.wait([ref], timeout=30, fetch_local=False)  # its worker is gone: no new ones
+                self._end_on_nodes(self.owner, task)
+            except Exception:  # Ray shut down with the server: the next one's recover ends it
+                return
+
+        threading.Thread(target=force, name="kaos-ray-cancel", daemon=True).start()
 
     def node_spec(self) -> dict[str, Any]:
         """What a task or actor needs to reach the store and make environments on its node."""
@@ -292,20 +326,23 @@ def train_on_node(spec: dict[str, Any], relay: Any) -> dict[str, Any]:
     store = ContentStore.from_url(
         spec["store_url"], home, spec["s3_endpoint_url"], spec.get("cache_max")
     )
-    executor = LocalExecutor(
-        store, home, BuildSettings(**spec["build"]), spec["sandbox"], _running(home, spec["owner"])
-    )
+    running = _running(home, spec["owner"], spec["task"])
+    executor = LocalExecutor(store, home, BuildSettings(**spec["build"]), spec["sandbox"], running)
     log = _RelayLog(relay, spec["log_path"], spec["log_prefix"])
     fields = dict(spec["request"])
     fields["resources"] = Resources(**fields["resources"])
     request = TrainRequest(**fields)
     cancel = Cancel()
-    built = executor.build(
-        BuildRequest(request.job_id, request.source, request.bundle_name, lock=request.lock),
-        log,
-        cancel,
-    )
-    outcome = executor.train(TrainRequest(**{**fields, "image": built.ref}), log, cancel)
+    try:
+        built = executor.build(
+            BuildRequest(request.job_id, request.source, request.bundle_name, lock=request.lock),
+            log,
+            cancel,
+        )
+        outcome = executor.train(TrainRequest(**{**fields, "image": built.ref}), log, cancel)
+    finally:
+        with contextlib.suppress(OSError):
+            running.rmdir()  # empty: every process recorded there has ended
     return {
         "output_tree": outcome.output_tree,
         "metrics": outcome.metrics,
@@ -328,11 +365,19 @@ def take_interrupts() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _running(node_home: Path, owner: str) -> Path:
-    """Where a node records the train processes of one server's tasks (servers may share it)."""
-    return node_home / "running" / owner
+def _running(node_home: Path, owner: str, task: str | None = None) -> Path:
+    """Where a node records the train processes of one server's tasks (servers may share it),
+    a folder per task."""
+    folder = node_home / "running" / owner
+    return folder / task if task else folder
 
 
-def end_on_node(node_home: str, owner: str) -> int:
-    """The Ray task recovery runs on every node: end one server's recorded train processes."""
-    return end_recorded(_running(Path(node_home), owner))
+def end_on_node(node_home: str, owner: str, task: str | None = None) -> int:
+    """The Ray task recovery (and a forced kill) runs on every node: end one server's (one
+    task's) recorded train processes."""
+    folder = _running(Path(node_home), owner, task)
+    ended = end_recorded(folder)
+    if task:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    return ended
