@@ -118,16 +118,17 @@ class ContentStore:
         lacking: dict[str, int] = {}  # digest -> declared size, of what the index lacks
         liars = _SizeProblems(tree_digest)
         tops: set[str] = set()
+        fromhex = bytes.fromhex
         for rows in iter_rows(self.reader.tree_pieces(tree_digest)):
             tops |= _top_names(rows)
-            held = self.index.held([bytes.fromhex(digest) for digest, _s, _x, _p in rows])
+            held = self.index.held([fromhex(row[0]) for row in rows])
             for (digest, size, _x, _path), found in zip(rows, held, strict=True):
                 if found is None:
                     lacking[digest] = int(size)
-                elif found[0] == KIND_BLOB:
-                    liars.check(digest, int(size), found[1])
-                else:  # a chunk list: its content's size is in the list
+                elif found[0] != KIND_BLOB:  # a chunk list: its content's size is in the list
                     liars.check(digest, int(size), self.stored_size(digest))
+                elif found[1] != int(size):
+                    liars.check(digest, int(size), found[1])
         absent = self.missing(lacking)  # picks up other writers' packs first
         if absent:
             return absent

@@ -193,16 +193,24 @@ class PackIndex:
     def held(self, digests: Iterable[bytes]) -> list[tuple[int, int] | None]:
         """(kind, size in the index) of each raw digest, None for one not held: a tree's
         entries are checked a block at a time, without a `Location` each (a chunk list's size
-        is that of its list; its content's is in the list)."""
+        is that of its list; its content's is in the list). A tree's files sit in few packs,
+        mostly one after another, so a pack's table is looked up once per run of them."""
         ids, tables = self._ids, self._tables
         found: list[tuple[int, int] | None] = []
+        number, table = -1, None
+        unpack, size = _KIND_SIZE.unpack_from, ENTRY.size
         for slot in map(self._where.get, digests):
-            pack_id = ids[slot >> _SLOT] if slot is not None else None
-            table = tables.get(pack_id) if pack_id is not None else None
-            if slot is None or table is None:
-                found.append(None)  # not held, or forgotten meanwhile (a gc on another thread)
+            if slot is None:
+                found.append(None)  # not held
+                continue
+            if slot >> _SLOT != number:
+                number = slot >> _SLOT
+                pack_id = ids[number]
+                table = tables.get(pack_id) if pack_id is not None else None
+            if table is None:
+                found.append(None)  # forgotten meanwhile (a gc on another thread)
             else:
-                found.append(_KIND_SIZE.unpack_from(table, (slot & _MASK) * ENTRY.size))
+                found.append(unpack(table, (slot & _MASK) * size))
         return found
 
     def __contains__(self, digest: str) -> bool:
