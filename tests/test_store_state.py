@@ -2,6 +2,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from kaos.store import StatCache, scan_folder
@@ -113,3 +115,33 @@ def test_a_failed_background_write_makes_the_cache_give_up_quietly(
     reads = CountingReads(monkeypatch)
     assert len(scan_folder(tmp_path / "b", cache)) == 5  # scans go on...
     assert len(reads.paths) == 5  # ...reading every file (the snapshot is not used any more)
+
+
+def test_a_scan_starts_once_the_last_scans_rows_are_written(tmp_path, kaos_home, monkeypatch):
+    """The walk forks only while no other thread runs: a scan right after another (a source
+    bundle, then the data) must not find the first one's write still going."""
+    for name in ("src", "data"):
+        (tmp_path / name).mkdir()
+        make_old_files(tmp_path / name, 5)
+    write = StatCache._write
+
+    def slow_write(self, db, rows):
+        time.sleep(0.3)
+        write(self, db, rows)
+
+    monkeypatch.setattr(StatCache, "_write", slow_write)
+    seen: list[list[str]] = []
+    walk = scan_module.walk_folder
+
+    def walk_folder(*args, **kwargs):
+        seen.append([thread.name for thread in threading.enumerate()])
+        return walk(*args, **kwargs)
+
+    monkeypatch.setattr(scan_module, "walk_folder", walk_folder)
+    cache = StatCache(kaos_home / "state.db")
+    scan_folder(tmp_path / "src", cache)
+    scan_folder(tmp_path / "data", cache)
+    assert "kaos-stat-cache" not in seen[1]
+    cache.close()
+    with sqlite3.connect(kaos_home / "state.db") as db:
+        assert db.execute("SELECT count(*) FROM state").fetchone() == (10,)

@@ -137,6 +137,9 @@ class StatCache:
             raise failed
 
     def last_scan(self, root: str) -> Snapshot | None:
+        """Asked as a scan begins: the previous scan's rows are written first, so no write
+        thread is left running (the walk forks only while no other thread runs)."""
+        self._settle()
         return self._snapshots.load(root)
 
     def remember_scan(self, root: str, snapshot: Snapshot) -> None:
