@@ -177,13 +177,14 @@ def _scan(
             meter.advance(key[2])
         for (i, found), (raw, data) in zip(unread, _read_all(unread, on_content), strict=True):
             digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = raw
+            hexed, key = raw.hex(), found.key
             if data is not None and on_content is not None:
-                on_content(raw.hex(), data)
-            if found.key[3] < racy_after:
-                fresh.append((found.key, raw.hex()))
+                on_content(hexed, data)
+            if key[3] < racy_after:
+                fresh.append((key, hexed))
             else:
                 racy.append(i)
-            meter.advance(found.key[2])
+            meter.advance(key[2])
         cache.record(fresh)
     meter.finish()
     digest, serialized = _tree_digest(walk.paths, stats, digests, keep=n <= _KEEP_TREE)
