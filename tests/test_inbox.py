@@ -5,7 +5,9 @@ nothing behind, and fall back to HTTP whenever the server cannot see the client'
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -237,3 +239,77 @@ def test_short_writes_resume_where_they_stopped():
     assert [bytes(p) for p in rest_after(pieces, 2)] == [b"c", b"", b"defg", b"h"]
     assert [bytes(p) for p in rest_after(pieces, 5)] == [b"fg", b"h"]
     assert rest_after(pieces, 8) == []
+
+
+def big_pack() -> tuple[str, bytes]:
+    """A pack of 48 MB: its check lasts long enough to be interrupted."""
+    builder = PackBuilder()
+    for _ in range(12):
+        content = os.urandom(4 << 20)
+        builder.add(hash_bytes(content), KIND_BLOB, content)
+    pack_id, data, _index = builder.seal().encode()
+    return pack_id, data
+
+
+def adopt_in_background(server: KaosServer, name: str) -> tuple[threading.Thread, list]:
+    answers: list[httpx.Response] = []
+    url = server.url + "/objects/packs/inbox"
+    thread = threading.Thread(
+        target=lambda: answers.append(httpx.post(url, json={"name": name}, timeout=60))
+    )
+    thread.start()
+    return thread, answers
+
+
+def wait_until_open(pid: int, name: str) -> None:
+    """Until the server process holds `name` open (it is checking it)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            fds = f"/proc/{pid}/fd"
+            if any(os.readlink(f"{fds}/{fd}").endswith(name) for fd in os.listdir(fds)):
+                return
+    raise AssertionError(f"the server never opened {name}")
+
+
+def test_a_pack_truncated_while_the_server_checks_it_neither_ends_it_nor_gets_stored(
+    kaos_server,
+):
+    """The server maps the file it checks: a same-user process truncating it then used to
+    end the server (SIGBUS). Now the truncate waits for the server, which refuses the file."""
+    inbox = kaos_server.home / "store" / "inbox"
+    pack_id, data = big_pack()
+    name = f"{pack_id}-{'5' * 16}.pack"
+    (inbox / name).write_bytes(data)
+    thread, answers = adopt_in_background(kaos_server, name)
+    wait_until_open(kaos_server.proc.pid, name)
+    with contextlib.suppress(FileNotFoundError):  # adopted before the truncate began
+        os.truncate(inbox / name, 100)
+    thread.join(60)
+    assert kaos_server.proc.poll() is None, "the server died"
+    [answer] = answers
+    stored = kaos_server.home / "store" / "packs" / pack_id
+    if answer.status_code == 201:
+        assert stored.read_bytes() == data
+    else:
+        assert answer.status_code == 422, answer.text
+        assert "opened to be changed" in answer.json()["detail"] and not stored.exists()
+    assert os.listdir(inbox) == []
+    assert httpx.get(kaos_server.url + "/health").status_code == 200
+
+
+def test_a_pack_still_open_for_writing_is_stored_as_read_not_as_changed_after(kaos_server):
+    """A file someone still holds open for writing cannot be leased: the server stores the
+    bytes it read and checked, as for an upload, and later writes do not reach the store."""
+    inbox = kaos_server.home / "store" / "inbox"
+    pack_id, data = one_pack(os.urandom(50_000))
+    name = f"{pack_id}-{'6' * 16}.pack"
+    with open(inbox / name, "wb") as writer:
+        writer.write(data)
+        writer.flush()
+        answer = httpx.post(kaos_server.url + "/objects/packs/inbox", json={"name": name})
+        assert answer.status_code == 201 and answer.json() == {"stored": 1}, answer.text
+        writer.truncate(10)
+        writer.write(b"changed")
+    assert os.listdir(inbox) == []
+    assert (kaos_server.home / "store" / "packs" / pack_id).read_bytes() == data

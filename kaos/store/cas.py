@@ -269,9 +269,12 @@ class ContentStore:
             pack_id, index, digests = verify_pack(
                 delivery.view, self.reader.contents, self.stored_size
             )
-            delivery.adopt(self.backend, PACK_PREFIX + pack_id)
-            self.backend.put(INDEX_PREFIX + pack_id, index)
-            self.index.remember(pack_id, index)
+            if delivery.copy is not None:  # not leased: the bytes verified are those stored
+                self.store_pack(pack_id, delivery.copy, index)
+            else:
+                delivery.adopt(self.backend, PACK_PREFIX + pack_id)
+                self.backend.put(INDEX_PREFIX + pack_id, index)
+                self.index.remember(pack_id, index)
             return [digest.hex() for digest in digests]
 
     def verify(

@@ -6,17 +6,23 @@ pack (`verify_pack`, read through a mapping of the file, no copy), then fsyncs a
 into place; the store's format does not change. The client names its file
 `<pack id>-<16 hex>.pack`; the server opens nothing else, never through a symbolic link, and
 refuses a file that has another name too (a hard link): the inbox can neither adopt nor delete
-any other file. Whatever it refuses it removes; files a killed client left behind are swept at
-start-up and by gc (nothing here is ever listed as a pack: its keys are under `inbox/`).
+any other file. A mapped file that shrinks under the check would end the server (SIGBUS), so
+the server maps a file only under a read lease (no one can then open it for writing or truncate
+it: they wait until the lease is let go); a file it cannot lease (open for writing elsewhere, a
+filesystem without leases) is read into memory and stored as an upload is. Whatever it refuses
+it removes; files a killed client left behind are swept at start-up and by gc (nothing here is
+ever listed as a pack: its keys are under `inbox/`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import mmap
 import os
 import re
+import signal
 import stat
 import time
 import traceback
@@ -30,6 +36,9 @@ INBOX = "inbox"  # under the store's root, beside packs/ and index/
 STALE_S = 3600.0  # older files were left by a client killed mid-write
 _NAME = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}\.pack")
 _HTTP = "send the pack with POST /objects/packs"
+# A lease's break is told by a signal: one ignored by default (SIGIO, the default, would end
+# the server); nothing needs telling, the server checks the lease before it adopts the file.
+_LEASE_BREAK_SIGNAL = signal.SIGURG
 
 
 class TooLarge(InputError):
@@ -87,13 +96,18 @@ class Delivery:
         self.fd = -1
         self._map: mmap.mmap | None = None
         self.view = memoryview(b"")  # the file's bytes, once entered
+        self.copy: bytearray | None = None  # the bytes read, when the file could not be leased
         self.adopted = False
 
     def __enter__(self) -> Delivery:
         try:
             self.fd = self._open()
-            self._map = self._mapped()
-            self.view = memoryview(self._map)
+            if _leased(self.fd):
+                self._map = self._mapped()
+                self.view = memoryview(self._map)
+            else:
+                self.copy = self._read()
+                self.view = memoryview(self.copy)
         except BaseException:
             self._close(None)
             raise
@@ -142,6 +156,19 @@ class Delivery:
         flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
         return mmap.mmap(self.fd, size, flags=flags, prot=mmap.PROT_READ)
 
+    def _read(self) -> bytearray:
+        """The file's bytes as they are now (it may still change: only these are stored)."""
+        with open(self.fd, "rb", closefd=False) as f:
+            data = bytearray(f.read(self._max_bytes + 1))
+        if len(data) > self._max_bytes:
+            raise TooLarge(f"pack larger than {self._max_bytes} bytes", "seal smaller packs")
+        return data
+
+    def untouched(self) -> bool:
+        """Whether no one has asked to write or truncate the (leased) file since it was opened:
+        one who did waits for the lease to go, then would change what was verified."""
+        return fcntl.fcntl(self.fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK
+
     def _close(self, exc: BaseException | None) -> None:
         """Unmap (after dropping the views a failed check's traceback still holds), close,
         and remove the file unless it was adopted (its name only: never a link's target)."""
@@ -162,12 +189,24 @@ class Delivery:
             os.close(self._folder)
 
     def adopt(self, backend: LocalBackend, key: str) -> None:
-        """Move the (verified) file into the store as `key`."""
+        """Move the (verified, leased) file into the store as `key`."""
         try:
-            backend.adopt(key, self._folder, self.name, self.fd)
+            backend.adopt(key, self._folder, self.name, self.fd, self.untouched)
         except FileNotFoundError:  # the client removed it meanwhile (interrupted)
             raise NotFound(f"{self.name} left the inbox before it was stored", _HTTP) from None
         self.adopted = True
+
+
+def _leased(fd: int) -> bool:
+    """Take a read lease on the file: False when it is open for writing anywhere or the
+    filesystem has no leases. While held, an open for writing or a truncate waits (at most
+    /proc/sys/fs/lease-break-time, 45 s by default, far longer than a check takes)."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, _LEASE_BREAK_SIGNAL)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError:
+        return False
+    return True
 
 
 def _drop_frames(exc: BaseException | None) -> None:

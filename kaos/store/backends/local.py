@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kaos.errors import IntegrityError, ObjectNotFound
@@ -40,11 +40,13 @@ class LocalBackend:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def adopt(self, key: str, folder: int, name: str, fd: int) -> None:
+    def adopt(
+        self, key: str, folder: int, name: str, fd: int, untouched: Callable[[], bool]
+    ) -> None:
         """Move in a file already verified through `fd` (named `name` in the folder open as
         `folder`, on this store's filesystem): fsynced, renamed to a temporary name, checked to
-        be that very file (not one put in its place since), then renamed to `key`, so readers
-        see all or none, as with `put`."""
+        be that very file (not one put in its place since) and `untouched` (no writer waiting
+        to change it), then renamed to `key`, so readers see all or none, as with `put`."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.fsync(fd)
@@ -54,6 +56,9 @@ class LocalBackend:
             moved, held = os.lstat(tmp), os.fstat(fd)
             if (moved.st_dev, moved.st_ino) != (held.st_dev, held.st_ino):
                 raise IntegrityError(f"{name} was replaced while it was verified", fix=_AGAIN)
+            if not untouched():
+                changed = f"{name} was opened to be changed as it was verified"
+                raise IntegrityError(changed, fix=_AGAIN)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
