@@ -313,3 +313,31 @@ def test_a_pack_still_open_for_writing_is_stored_as_read_not_as_changed_after(ka
         writer.write(b"changed")
     assert os.listdir(inbox) == []
     assert (kaos_server.home / "store" / "packs" / pack_id).read_bytes() == data
+
+
+def test_an_inbox_replaced_by_a_link_is_neither_used_nor_swept(tmp_path):
+    """A store whose inbox is a symbolic link to another folder (made before the server
+    starts): the server tells no client of it, adopts nothing through it, sweeps nothing
+    there (its start-up sweep would remove that folder's old files), and packs go over HTTP."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    (home / "store").mkdir(parents=True)
+    elsewhere.mkdir()
+    os.symlink(elsewhere, home / "store" / "inbox")
+    old = elsewhere / "notes.txt"
+    old.write_text("keep me")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    pack_id, data = one_pack(os.urandom(5000))
+    name = f"{pack_id}-{'9' * 16}.pack"
+    (elsewhere / name).write_bytes(data)
+    server = KaosServer(home)
+    try:
+        assert "inbox" not in httpx.get(server.url + "/health").json()
+        answer = httpx.post(server.url + "/objects/packs/inbox", json={"name": name})
+        assert answer.status_code == 404 and "symbolic link" in answer.json()["detail"]
+        folder = folder_of_files(tmp_path, f"linked {time.time_ns()}")
+        _tree, routes = push(server.url, folder, tmp_path, "out")
+        assert "/objects/packs" in routes and "/objects/packs/inbox" not in routes
+    finally:
+        server.stop()
+    assert sorted(os.listdir(elsewhere)) == sorted([name, "notes.txt"])
+    assert old.read_text() == "keep me" and (elsewhere / name).read_bytes() == data

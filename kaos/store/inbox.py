@@ -59,23 +59,45 @@ def open_inbox(root: Path, stale_s: float = STALE_S) -> Path:
 
 def sweep(folder: Path, cutoff: float, dry_run: bool = False) -> tuple[int, int]:
     """Remove inbox entries last changed before `cutoff` (folders are left alone); returns
-    their count and size."""
+    their count and size. An inbox that is a link to elsewhere is not swept."""
     count = size = 0
     try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
+        fd = open_folder(folder)
+    except (FileNotFoundError, NotADirectoryError, NotFound):
         return 0, 0
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode) or st.st_mtime > cutoff:
+    try:
+        for entry in list(os.scandir(fd)):
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode) or st.st_mtime > cutoff:
+                    continue
+                if not dry_run:
+                    os.unlink(entry.name, dir_fd=fd)
+            except FileNotFoundError:
                 continue
-            if not dry_run:
-                os.unlink(entry.path)
-        except FileNotFoundError:
-            continue
-        count, size = count + 1, size + st.st_size
+            count, size = count + 1, size + st.st_size
+    finally:
+        os.close(fd)
     return count, size
+
+
+def open_folder(folder: Path) -> int:
+    """The inbox folder itself, never a link's target (a link put in its place could have
+    the server sweep, or adopt from, any folder)."""
+    try:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:  # a link: ELOOP, or ENOTDIR as it is not itself a folder
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(folder):
+            raise NotFound(f"the inbox {folder} is a symbolic link", _HTTP) from None
+        raise
+
+
+def is_inbox(folder: Path) -> bool:
+    """Whether `folder` is a folder of its own (not a link), so worth telling clients."""
+    try:
+        return stat.S_ISDIR(os.lstat(folder).st_mode)
+    except OSError:
+        return False
 
 
 class Delivery:
@@ -90,8 +112,8 @@ class Delivery:
         self.name = name
         self._max_bytes = max_bytes
         try:
-            self._folder = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
+            self._folder = open_folder(folder)
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound("this server has no inbox folder", _HTTP) from None
         self.fd = -1
         self._map: mmap.mmap | None = None
@@ -194,6 +216,10 @@ class Delivery:
             backend.adopt(key, self._folder, self.name, self.fd, self.untouched)
         except FileNotFoundError:  # the client removed it meanwhile (interrupted)
             raise NotFound(f"{self.name} left the inbox before it was stored", _HTTP) from None
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            raise NotFound("the inbox is on another filesystem than the store", _HTTP) from None
         self.adopted = True
 
 

@@ -9,7 +9,7 @@ from kaos.errors import InputError, NotFound
 from kaos.server.schemas import MAX_DIGESTS, CompleteOut, MissingOut, PackOut
 from kaos.server.service.parts import Parts
 from kaos.store.backends.local import LocalBackend
-from kaos.store.inbox import inbox_folder
+from kaos.store.inbox import inbox_folder, is_inbox
 from kaos.store.stream import encode_stream
 
 RAW_DIGEST = 16
@@ -51,7 +51,9 @@ class ObjectService:
         if not self._parts.settings.inbox or not is_loopback(client_host):
             return None
         backend = self._parts.store.backend
-        return str(inbox_folder(backend.root)) if isinstance(backend, LocalBackend) else None
+        if not isinstance(backend, LocalBackend) or not is_inbox(inbox_folder(backend.root)):
+            return None
+        return str(inbox_folder(backend.root))
 
     def adopt_pack(self, user: str, name: str) -> PackOut:
         """A pack a client on this machine left in the inbox: verified as an upload is, then
