@@ -341,3 +341,25 @@ def test_an_inbox_replaced_by_a_link_is_neither_used_nor_swept(tmp_path):
         server.stop()
     assert sorted(os.listdir(elsewhere)) == sorted([name, "notes.txt"])
     assert old.read_text() == "keep me" and (elsewhere / name).read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "proxied",
+    [{"Forwarded": "for=192.0.2.60"}, {"X-Real-IP": "192.0.2.60"},
+     {"X-Forwarded-For": "192.0.2.60"}],
+)  # fmt: skip
+def test_a_request_through_a_reverse_proxy_is_neither_told_the_inbox_nor_adopted(
+    kaos_server, proxied
+):
+    """A proxy on this machine connects from a loopback address for a client anywhere."""
+    assert "inbox" in httpx.get(kaos_server.url + "/health").json()
+    assert "inbox" not in httpx.get(kaos_server.url + "/health", headers=proxied).json()
+    inbox = kaos_server.home / "store" / "inbox"
+    pack_id, data = one_pack(os.urandom(3000))
+    name = f"{pack_id}-{'a' * 16}.pack"
+    (inbox / name).write_bytes(data)
+    url = kaos_server.url + "/objects/packs/inbox"
+    answer = httpx.post(url, json={"name": name}, headers=proxied)
+    assert answer.status_code == 404 and "machine" in answer.json()["detail"]
+    assert not (kaos_server.home / "store" / "packs" / pack_id).exists()
+    (inbox / name).unlink()

@@ -2,6 +2,7 @@ from fastapi import APIRouter, Request
 
 from kaos import __version__
 from kaos.server.routes import Objects
+from kaos.server.service.objects import is_local
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +21,9 @@ def health(request: Request, objects: Objects) -> dict[str, str | int | bool]:
         "store_on_disk": not settings.store_url.startswith("s3://"),
     }
     # A client on this machine may leave packs in this folder instead of sending them.
-    inbox = objects.inbox(request.client.host if request.client else None)
+    inbox = objects.inbox(
+        is_local(request.client.host if request.client else None, request.headers)
+    )
     if inbox is not None:
         answer["inbox"] = inbox
     return answer

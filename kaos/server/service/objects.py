@@ -3,7 +3,7 @@ Each call names the user asking (reading content by hash is what access checks g
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from kaos.errors import InputError, NotFound
 from kaos.server.schemas import MAX_DIGESTS, CompleteOut, MissingOut, PackOut
@@ -45,21 +45,26 @@ class ObjectService:
         """A pack built by the client (docs/store-format.md); stored only if fully verified."""
         return PackOut(stored=len(self._parts.store.receive_pack(pack)))
 
-    def inbox(self, client_host: str | None) -> str | None:
-        """The inbox folder, told only to a client on this machine (a loopback address) of a
-        server whose store is a local folder; None when off or for anyone else."""
-        if not self._parts.settings.inbox or not is_loopback(client_host):
+    def inbox(self, local: bool) -> str | None:
+        """The inbox folder, told only to a client on this machine (`is_local`) of a server
+        whose store is a local folder; None when off or for anyone else."""
+        if not self._parts.settings.inbox or not local:
             return None
         backend = self._parts.store.backend
         if not isinstance(backend, LocalBackend) or not is_inbox(inbox_folder(backend.root)):
             return None
         return str(inbox_folder(backend.root))
 
-    def adopt_pack(self, user: str, name: str) -> PackOut:
+    def adopt_pack(self, user: str, name: str, local: bool) -> PackOut:
         """A pack a client on this machine left in the inbox: verified as an upload is, then
         moved into the store; removed if refused."""
         if not self._parts.settings.inbox:
             raise NotFound("this server's inbox is off", "send packs with POST /objects/packs")
+        if not local:
+            raise NotFound(
+                "the inbox is for clients on the server's machine",
+                "send packs with POST /objects/packs",
+            )
         return PackOut(stored=len(self._parts.store.adopt_pack(name, self.max_upload_bytes)))
 
     def complete(self, user: str, digest: str) -> CompleteOut:
@@ -80,6 +85,17 @@ class ObjectService:
         for digest in digests:
             reader.locate(digest)
         return encode_stream(digests, reader.open_content)
+
+
+# Headers a reverse proxy adds: behind one, the client may be anywhere. uvicorn replaces the
+# address by X-Forwarded-For's (from a proxy on 127.0.0.1); Forwarded (RFC 7239) or nginx's
+# X-Real-IP would leave the proxy's own loopback address.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+def is_local(host: str | None, headers: Mapping[str, str]) -> bool:
+    """Whether a request came from this machine: from a loopback address, not via a proxy."""
+    return is_loopback(host) and not any(name in headers for name in PROXY_HEADERS)
 
 
 def is_loopback(host: str | None) -> bool:
