@@ -21,7 +21,7 @@ from kaos.server.service.objects import is_loopback
 from kaos.store.backends.local import LocalBackend
 from kaos.store.cas import ContentStore
 from kaos.store.hashing import hash_bytes
-from kaos.store.inbox import open_inbox
+from kaos.store.inbox import Delivery, open_inbox
 from kaos.store.pack import KIND_BLOB, PackBuilder
 from tests.conftest import KaosServer
 
@@ -363,3 +363,20 @@ def test_a_request_through_a_reverse_proxy_is_neither_told_the_inbox_nor_adopted
     assert answer.status_code == 404 and "machine" in answer.json()["detail"]
     assert not (kaos_server.home / "store" / "packs" / pack_id).exists()
     (inbox / name).unlink()
+
+
+def test_a_closed_file_is_mapped_under_a_lease_and_one_open_for_writing_is_read(tmp_path):
+    """The client closes its file before the server adopts it: that one is mapped, not
+    copied (the inbox's point); only a file still open for writing is read into memory."""
+    folder = open_inbox(tmp_path)
+    pack_id, data = one_pack(os.urandom(4000))
+    name = f"{pack_id}-{'c' * 16}.pack"
+    (folder / name).write_bytes(data)
+    with Delivery(folder, name, 1 << 20) as delivery:
+        assert delivery.copy is None and bytes(delivery.view) == data and delivery.untouched()
+    assert not (folder / name).exists()  # not adopted: removed
+    with open(folder / name, "wb") as writer:
+        writer.write(data)
+        writer.flush()
+        with Delivery(folder, name, 1 << 20) as delivery:
+            assert delivery.copy == data
