@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -100,6 +102,40 @@ def version() -> None:
 
 
 def main() -> None:
+    try:
+        _main()
+    except SystemExit as done:
+        if done.code == 130:  # interrupted: the prompt back at once
+            _exit_at_once(130)
+        _wait_for_background_writes()
+        raise
+    _wait_for_background_writes()
+
+
+def _wait_for_background_writes() -> None:
+    """The stat cache writes its last rows on a thread the interpreter would wait for as it
+    exits, where a Ctrl-C prints a traceback (and a lock held by another process on the
+    cache keeps it waiting): wait here, where a Ctrl-C ends the process at once. Rows cut
+    short are only a cache's: SQLite keeps its database whole."""
+    state = sys.modules.get("kaos.store.state")  # not imported: no stat cache, no writes
+    if state is None:
+        return
+    try:
+        for thread in threading.enumerate():
+            if thread.name == state.WRITER_THREAD:
+                thread.join()
+    except KeyboardInterrupt:
+        _exit_at_once(130)
+
+
+def _exit_at_once(code: int) -> None:
+    """Exit without waiting for background writes (everything else has unwound by now)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _main() -> None:
     try:
         add_groups(sys.argv)
         app()

@@ -60,6 +60,9 @@ class NullStatCache:
         return None
 
 
+WRITER_THREAD = "kaos-stat-cache"  # the name of the thread writing a batch of rows
+
+
 class StatCache:
     """SQLite-backed stat cache under the kaos home folder, with folder snapshots beside it
     (`scans/` next to the database)."""
@@ -116,7 +119,7 @@ class StatCache:
             self._writer = sqlite3.connect(self._path, check_same_thread=False, timeout=30)
             self._writer.execute("PRAGMA synchronous=NORMAL")
         self._writing = threading.Thread(
-            target=self._write, args=(self._writer, rows), name="kaos-stat-cache"
+            target=self._write, args=(self._writer, rows), name=WRITER_THREAD
         )
         self._writing.start()
 
