@@ -380,3 +380,24 @@ def test_a_closed_file_is_mapped_under_a_lease_and_one_open_for_writing_is_read(
         writer.flush()
         with Delivery(folder, name, 1 << 20) as delivery:
             assert delivery.copy == data
+
+
+def test_a_file_where_the_inbox_goes_leaves_the_server_starting_without_one(tmp_path):
+    """A file (not a folder) named `inbox` in the store: the server used to fail to start."""
+    home = tmp_path / "home"
+    (home / "store").mkdir(parents=True)
+    (home / "store" / "inbox").write_text("mine")
+    server = KaosServer(home)
+    try:
+        assert "inbox" not in httpx.get(server.url + "/health").json()
+        pack_id, _data = one_pack(os.urandom(100))
+        name = f"{pack_id}-{'d' * 16}.pack"
+        answer = httpx.post(server.url + "/objects/packs/inbox", json={"name": name})
+        assert answer.status_code == 404 and "no inbox" in answer.json()["detail"]
+        folder = folder_of_files(tmp_path, f"filed {time.time_ns()}")
+        _tree, routes = push(server.url, folder, tmp_path, "out")
+        assert "/objects/packs" in routes and "/objects/packs/inbox" not in routes
+    finally:
+        server.stop()
+    assert (home / "store" / "inbox").read_text() == "mine"
+    assert "kaos: no inbox (File exists" in (tmp_path / f"server-{server.port}.log").read_text()

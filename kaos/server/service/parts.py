@@ -3,6 +3,7 @@ made once at start-up. Only the service modules hold them; routes see services."
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -43,7 +44,14 @@ class Parts:
             settings.store_url, home, settings.s3_endpoint_url, settings.cache_max
         )
         if settings.inbox and isinstance(store.backend, LocalBackend):
-            open_inbox(store.backend.root)  # and sweep what killed clients left in it
+            try:
+                open_inbox(store.backend.root)  # and sweep what killed clients left in it
+            except OSError as exc:  # a file in its place, a read-only store: HTTP only
+                print(
+                    f"kaos: no inbox ({exc.strerror}: {exc.filename}); packs come over HTTP",
+                    file=sys.stderr,
+                    flush=True,
+                )
         catalog = open_catalog(settings.catalog_location)
         logs = JobLogs(home / "logs", catalog)  # shipped to the catalog: every replica reads
         executor = make_executor(settings, store)
