@@ -220,8 +220,9 @@ def test_stale_inbox_files_are_swept_and_never_taken_for_packs(tmp_path):
     assert store.gc([]).temp_files_removed == 1
     assert not stale.exists() and fresh.exists()
     os.utime(fresh, (hours_ago, hours_ago))
-    open_inbox(root)  # a server starting sweeps too
-    assert os.listdir(inbox) == []
+    os.chmod(inbox, 0o777)  # made open to every user by hand
+    open_inbox(root)  # a server starting sweeps too, and closes it to other users again
+    assert os.listdir(inbox) == [] and os.stat(inbox).st_mode & 0o777 == 0o700
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,9 @@ def open_inbox(root: Path, stale_s: float = STALE_S) -> Path:
     """Make the inbox (only this user may enter it) and sweep what killed clients left."""
     folder = inbox_folder(root)
     folder.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(folder)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        os.chmod(folder, 0o700)  # made by hand, open to others: they could take clients' files
     sweep(folder, time.time() - stale_s)
     return folder
 
