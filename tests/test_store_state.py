@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kaos.store import StatCache, scan_folder
 from kaos.store import scan as scan_module
+from kaos.store import state as state_module
 from kaos.store.state import open_stat_cache
 
 
@@ -145,3 +146,29 @@ def test_a_scan_starts_once_the_last_scans_rows_are_written(tmp_path, kaos_home,
     cache.close()
     with sqlite3.connect(kaos_home / "state.db") as db:
         assert db.execute("SELECT count(*) FROM state").fetchone() == (10,)
+
+
+def test_the_writer_gives_up_its_rows_rather_than_wait_for_another_process_lock(
+    tmp_path, kaos_home, monkeypatch
+):
+    """Another process holding the database's write lock (a hung command) must not keep this
+    one waiting SQLite's 30 s at exit: the rows are dropped, the cache gives up quietly."""
+    monkeypatch.setattr(state_module, "WRITE_WAIT_S", 0.2)
+    (tmp_path / "b").mkdir()
+    make_old_files(tmp_path / "b", 5)
+    cache = open_stat_cache(kaos_home / "state.db")
+    holder = sqlite3.connect(kaos_home / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held throughout
+    try:
+        scan_folder(tmp_path / "b", cache)
+        writers = [t for t in threading.enumerate() if t.name == state_module.WRITER_THREAD]
+        for writer in writers:
+            writer.join(timeout=20)
+            assert not writer.is_alive()  # gave up while the lock is still held
+        cache.record([((1, 1, 1, 1), "a" * 32)])  # the failure surfaces: the cache gives up
+        reads = CountingReads(monkeypatch)
+        scan_folder(tmp_path / "b", cache)
+        assert len(reads.paths) == 5
+    finally:
+        holder.rollback()
+        holder.close()

@@ -61,6 +61,9 @@ class NullStatCache:
 
 
 WRITER_THREAD = "kaos-stat-cache"  # the name of the thread writing a batch of rows
+# How long the writer waits for another process's lock on the database before it drops its
+# rows (they are only a cache's; the command would otherwise wait with nothing left to do).
+WRITE_WAIT_S = 5.0
 
 
 class StatCache:
@@ -116,7 +119,9 @@ class StatCache:
             return
         self._settle()
         if self._writer is None:
-            self._writer = sqlite3.connect(self._path, check_same_thread=False, timeout=30)
+            self._writer = sqlite3.connect(
+                self._path, check_same_thread=False, timeout=WRITE_WAIT_S
+            )
             self._writer.execute("PRAGMA synchronous=NORMAL")
         self._writing = threading.Thread(
             target=self._write, args=(self._writer, rows), name=WRITER_THREAD
