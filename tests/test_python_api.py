@@ -93,6 +93,14 @@ def test_a_bundle_of_the_wrong_shape_is_refused_before_anything_is_sent(client, 
     assert ("uploaded", "source") not in client.reporter.events
 
 
+def test_a_parallelism_below_one_is_refused_before_anything_is_sent(client, tmp_path):
+    src = quick_source(tmp_path / "src")
+    with pytest.raises(KaosError, match="parallelism"):
+        client.deploy(source=src, parallelism=0)
+    assert client.workspace()["inputs"]["source"] is None
+    assert ("uploading", "source") not in client.reporter.events
+
+
 def test_a_grid_that_cannot_be_read_is_a_kaos_error_naming_it(client, tmp_path):
     with pytest.raises(KaosError, match="cannot read grid"):
         client.deploy(grid=tmp_path)  # a folder, not a JSON file

@@ -249,6 +249,8 @@ class Client:
             raise KaosError("nothing to deploy", "pass -s SOURCE, -d DATA, -m MANIFEST or -h GRID")
         if data is not None and manifest is not None:
             raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
+        if parallelism < 1:  # the server's rule, checked before anything is uploaded
+            raise KaosError("parallelism (-p) must be at least 1")
         grid_json = read_grid(grid) if grid is not None else None
         manifest_text = read_manifest(manifest) if manifest is not None else None
         from kaos.client.bundles import check_folder
