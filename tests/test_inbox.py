@@ -17,7 +17,7 @@ import pytest
 from kaos.client.http import KaosClient
 from kaos.client.inbox import rest_after
 from kaos.errors import ServerError
-from kaos.server.service.objects import is_loopback
+from kaos.net import is_loopback
 from kaos.store.backends.local import LocalBackend
 from kaos.store.cas import ContentStore
 from kaos.store.hashing import hash_bytes
@@ -316,6 +316,17 @@ def test_a_pack_still_open_for_writing_is_stored_as_read_not_as_changed_after(ka
     assert (kaos_server.home / "store" / "packs" / pack_id).read_bytes() == data
 
 
+def assert_no_inbox(server: KaosServer, tmp_path: Path, name: str, why: str) -> None:
+    """A server without a usable inbox tells no client of one, answers an adopt with 404
+    saying `why`, and a push goes over HTTP."""
+    assert "inbox" not in httpx.get(server.url + "/health").json()
+    answer = httpx.post(server.url + "/objects/packs/inbox", json={"name": name})
+    assert answer.status_code == 404 and why in answer.json()["detail"]
+    folder = folder_of_files(tmp_path, f"without {time.time_ns()}")
+    _tree, routes = push(server.url, folder, tmp_path, "out")
+    assert "/objects/packs" in routes and "/objects/packs/inbox" not in routes
+
+
 def test_an_inbox_replaced_by_a_link_is_neither_used_nor_swept(tmp_path):
     """A store whose inbox is a symbolic link to another folder (made before the server
     starts): the server tells no client of it, adopts nothing through it, sweeps nothing
@@ -332,12 +343,7 @@ def test_an_inbox_replaced_by_a_link_is_neither_used_nor_swept(tmp_path):
     (elsewhere / name).write_bytes(data)
     server = KaosServer(home)
     try:
-        assert "inbox" not in httpx.get(server.url + "/health").json()
-        answer = httpx.post(server.url + "/objects/packs/inbox", json={"name": name})
-        assert answer.status_code == 404 and "symbolic link" in answer.json()["detail"]
-        folder = folder_of_files(tmp_path, f"linked {time.time_ns()}")
-        _tree, routes = push(server.url, folder, tmp_path, "out")
-        assert "/objects/packs" in routes and "/objects/packs/inbox" not in routes
+        assert_no_inbox(server, tmp_path, name, "symbolic link")
     finally:
         server.stop()
     assert sorted(os.listdir(elsewhere)) == sorted([name, "notes.txt"])
@@ -390,14 +396,8 @@ def test_a_file_where_the_inbox_goes_leaves_the_server_starting_without_one(tmp_
     (home / "store" / "inbox").write_text("mine")
     server = KaosServer(home)
     try:
-        assert "inbox" not in httpx.get(server.url + "/health").json()
         pack_id, _data = one_pack(os.urandom(100))
-        name = f"{pack_id}-{'d' * 16}.pack"
-        answer = httpx.post(server.url + "/objects/packs/inbox", json={"name": name})
-        assert answer.status_code == 404 and "no inbox" in answer.json()["detail"]
-        folder = folder_of_files(tmp_path, f"filed {time.time_ns()}")
-        _tree, routes = push(server.url, folder, tmp_path, "out")
-        assert "/objects/packs" in routes and "/objects/packs/inbox" not in routes
+        assert_no_inbox(server, tmp_path, f"{pack_id}-{'d' * 16}.pack", "no inbox")
     finally:
         server.stop()
     assert (home / "store" / "inbox").read_text() == "mine"

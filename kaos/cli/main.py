@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -121,9 +120,7 @@ def _wait_for_background_writes() -> None:
     if state is None:
         return
     try:
-        for thread in threading.enumerate():
-            if thread.name == state.WRITER_THREAD:
-                thread.join()
+        state.wait_for_writes()
     except KeyboardInterrupt:
         _exit_at_once(130)
 

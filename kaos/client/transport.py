@@ -94,15 +94,9 @@ class Transport:
     @property
     def loopback(self) -> bool:
         """Whether the server is on this machine, reached over the loopback interface."""
-        host = self._host.lower()
-        if host == "localhost":
-            return True
-        import ipaddress  # only when a pack is sent: not on every command's start-up
+        from kaos.net import is_loopback
 
-        try:  # an address, not a name that merely starts like one ("127.example.org")
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self._host)
 
     def close(self) -> None:
         with self._lock:

@@ -7,11 +7,11 @@ constant time and never logged or echoed.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kaos.errors import ConfigError, Forbidden, Unauthorized
+from kaos.net import is_loopback
 
 if TYPE_CHECKING:
     from kaos.server.settings import Settings
@@ -110,19 +110,10 @@ def check_exposure(settings: Settings) -> None:
     """Refuse to serve beyond this machine without tokens: whoever reaches an open server can
     run code on it. `--insecure` (KAOS_INSECURE=1) says the network is trusted."""
     tokens = TokenTable.from_settings(settings.token, settings.tokens_file)
-    if tokens.enabled or settings.insecure or _loopback(settings.host):
+    if tokens.enabled or settings.insecure or is_loopback(settings.host):
         return
     raise ConfigError(
         f"refusing to listen on {settings.host} without tokens: anyone who reaches it could "
         "run code on this machine",
         "set --token or --tokens-file (or KAOS_TOKEN), bind 127.0.0.1, or pass --insecure",
     )
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything

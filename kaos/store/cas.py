@@ -157,6 +157,10 @@ class ContentStore:
     def store_pack(self, pack_id: str, data: bytes | bytearray, index: bytes) -> None:
         """Pack first, index second: an index that is visible always names a complete pack."""
         self.backend.put(PACK_PREFIX + pack_id, data)
+        self._publish_index(pack_id, index)
+
+    def _publish_index(self, pack_id: str, index: bytes) -> None:
+        """Make a stored pack's objects visible (to this process and, by the file, others)."""
         self.backend.put(INDEX_PREFIX + pack_id, index)
         self.index.remember(pack_id, index)
 
@@ -273,8 +277,7 @@ class ContentStore:
                 self.store_pack(pack_id, delivery.copy, index)
             else:
                 delivery.adopt(self.backend, PACK_PREFIX + pack_id)
-                self.backend.put(INDEX_PREFIX + pack_id, index)
-                self.index.remember(pack_id, index)
+                self._publish_index(pack_id, index)
             return [digest.hex() for digest in digests]
 
     def verify(

@@ -162,6 +162,14 @@ class StatCache:
                 self._writer.close()
 
 
+def wait_for_writes() -> None:
+    """Wait for every stat cache's background write (a command about to exit: there, unlike
+    in the interpreter's own wait at exit, a Ctrl-C raises KeyboardInterrupt as usual)."""
+    for thread in threading.enumerate():
+        if thread.name == WRITER_THREAD:
+            thread.join()
+
+
 def open_stat_cache(path: Path) -> HashCache:
     """The stat cache, or one that gives up quietly when its disk cannot be written (full,
     read-only): a scan then hashes every file instead of failing."""

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from kaos.server.auth import TokenTable
 from kaos.server.service import Services
 from kaos.server.service.browse import BrowseService
-from kaos.server.service.objects import ObjectService
+from kaos.server.service.objects import ObjectService, is_local
 from kaos.server.service.serving import EndpointService
 from kaos.server.service.store import StoreService
 from kaos.server.service.train import TrainService
@@ -38,6 +38,11 @@ def author(request: Request) -> str:
     return user or authenticate(request)
 
 
+def _from_this_machine(request: Request) -> bool:
+    """Whether the request came from a client on the server's machine (not through a proxy)."""
+    return is_local(request.client.host if request.client else None, request.headers)
+
+
 def _workspaces(request: Request) -> WorkspaceService:
     return services(request).workspaces
 
@@ -63,6 +68,7 @@ def _maintenance(request: Request) -> StoreService:
 
 
 User = Annotated[str, Depends(author)]
+Local = Annotated[bool, Depends(_from_this_machine)]
 Workspaces = Annotated[WorkspaceService, Depends(_workspaces)]
 Training = Annotated[TrainService, Depends(_training)]
 Browsing = Annotated[BrowseService, Depends(_browsing)]

@@ -1,14 +1,13 @@
 from fastapi import APIRouter, Request
 
 from kaos import __version__
-from kaos.server.routes import Objects
-from kaos.server.service.objects import is_local
+from kaos.server.routes import Local, Objects
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(request: Request, objects: Objects) -> dict[str, str | int | bool]:
+def health(request: Request, objects: Objects, local: Local) -> dict[str, str | int | bool]:
     """Liveness, and the limits a client checks before uploading anything."""
     settings = request.app.state.settings
     answer: dict[str, str | int | bool] = {
@@ -21,9 +20,7 @@ def health(request: Request, objects: Objects) -> dict[str, str | int | bool]:
         "store_on_disk": not settings.store_url.startswith("s3://"),
     }
     # A client on this machine may leave packs in this folder instead of sending them.
-    inbox = objects.inbox(
-        is_local(request.client.host if request.client else None, request.headers)
-    )
+    inbox = objects.inbox(local)
     if inbox is not None:
         answer["inbox"] = inbox
     return answer

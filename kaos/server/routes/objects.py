@@ -8,9 +8,8 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from kaos.server.bodies import BufferPool, TooLarge
-from kaos.server.routes import Objects, User
+from kaos.server.routes import Local, Objects, User
 from kaos.server.schemas import CompleteOut, DigestsIn, FetchIn, InboxIn, MissingOut, PackOut
-from kaos.server.service.objects import is_local
 from kaos.store.hashing import is_digest
 
 router = APIRouter(tags=["objects"])
@@ -55,11 +54,10 @@ _BODIES = BufferPool()  # pack bodies are received into buffers used again (kaos
 
 
 @router.post("/objects/packs/inbox", status_code=201)
-def adopt_pack(request: Request, body: InboxIn, objects: Objects, user: User) -> PackOut:
+def adopt_pack(body: InboxIn, objects: Objects, user: User, local: Local) -> PackOut:
     """A pack a client on this machine wrote into the inbox folder `GET /health` told it
     (kaos/store/inbox.py): verified as an upload is, then moved into the store; 404 when the
     server sees no such file (the client then uploads it)."""
-    local = is_local(request.client.host if request.client else None, request.headers)
     return objects.adopt_pack(user, body.name, local)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from kaos.errors import InputError, NotFound
+from kaos.net import is_loopback
 from kaos.server.schemas import MAX_DIGESTS, CompleteOut, MissingOut, PackOut
 from kaos.server.service.parts import Parts
 from kaos.store.backends.local import LocalBackend
@@ -51,9 +52,10 @@ class ObjectService:
         if not self._parts.settings.inbox or not local:
             return None
         backend = self._parts.store.backend
-        if not isinstance(backend, LocalBackend) or not is_inbox(inbox_folder(backend.root)):
+        if not isinstance(backend, LocalBackend):
             return None
-        return str(inbox_folder(backend.root))
+        folder = inbox_folder(backend.root)
+        return str(folder) if is_inbox(folder) else None
 
     def adopt_pack(self, user: str, name: str, local: bool) -> PackOut:
         """A pack a client on this machine left in the inbox: verified as an upload is, then
@@ -96,17 +98,3 @@ PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 def is_local(host: str | None, headers: Mapping[str, str]) -> bool:
     """Whether a request came from this machine: from a loopback address, not via a proxy."""
     return is_loopback(host) and not any(name in headers for name in PROXY_HEADERS)
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether a request came from this machine, by the address it came from."""
-    if not host:
-        return False
-    import ipaddress
-
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack socket
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
