@@ -161,7 +161,11 @@ class SqliteDatabase:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            # Switching a fresh file to WAL wants it alone: two openers switching at once
+            # deadlock, and SQLite then fails one at once ("database is locked") instead of
+            # waiting. Openers on this machine take turns; once the file is WAL, it stays so.
+            with self.lock("connect"):
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA foreign_keys=ON")
