@@ -180,3 +180,40 @@ def test_a_second_server_on_the_same_home_is_refused_and_the_first_stays_stoppab
         stopped = run("server", "stop")
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.strip() == f"kaos server stopped (pid {pid})"
+
+
+def test_a_server_started_ignoring_sigint_keeps_ignoring_it_and_stops_on_sigterm(tmp_path):
+    """A shell script's `kaos server start &` starts with SIGINT ignored, and a Ctrl-C meant for
+    the script's foreground command reaches it too: uvicorn used to replace the ignore with
+    its own handler, so that Ctrl-C stopped the server as well."""
+    import signal
+    import time
+
+    import httpx
+
+    env = {**os.environ, "KAOS_HOME": str(tmp_path)}
+    env.pop("KAOS_TOKEN", None)
+    port = free_port()
+    start = [sys.executable, "-m", "kaos", "server", "start", "--port", str(port), "--no-sandbox"]
+    server = subprocess.Popen(  # as a shell starts a background job: SIGINT ignored
+        ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *start], env=env, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert server.poll() is None and time.time() < deadline, "the server did not start"
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        server.send_signal(signal.SIGINT)
+        time.sleep(1)
+        assert server.poll() is None
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+        server.send_signal(signal.SIGTERM)  # what `kaos server stop` sends
+        assert server.wait(timeout=30) == -signal.SIGTERM  # uvicorn's graceful stop re-raises it
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

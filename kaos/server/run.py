@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kaos.config import server_pid_file
@@ -40,20 +42,41 @@ def serve(overrides: dict[str, Any]) -> None:
         f" catalog: {settings.catalog_shown})",
         flush=True,
     )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_keep_alive=30,  # well past the client's 2 s idle expiry (kaos/client/http.py)
+    )
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            timeout_keep_alive=30,  # well past the client's 2 s idle expiry (kaos/client/http.py)
-        )
+        _server_class()(config).run()
     finally:
         try:
             if json.loads(pid_file.read_text()).get("pid") == os.getpid():
                 pid_file.unlink()
         except (FileNotFoundError, ValueError):
             pass
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class KeepIgnoredSignals(uvicorn.Server):
+        """uvicorn's server, except that SIGINT stays ignored when this process started
+        ignoring it: a shell script's `kaos server start &` does (the shell sets background
+        jobs up so), and a Ctrl-C meant for the script's foreground command then no longer
+        stops the server as well. SIGTERM (`kaos server stop`) stops it either way."""
+
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            with super().capture_signals():
+                if ignored:
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                yield
+
+    return KeepIgnoredSignals
 
 
 def refuse_if_running() -> None:
