@@ -94,7 +94,7 @@ def _push_serve_source(folder: Path, quiet: bool) -> str:
         raise BundleError(f"serve source path not found: {folder}", "check the path you passed")
     if not quiet:
         echo(f"Submitting serve source bundle: {folder}")
-    return context.api(quiet=quiet).upload_folder(folder, "serve source bundle")
+    return context.uploader(quiet=quiet).upload_folder(folder, "serve source bundle")
 
 
 @app.command("list")

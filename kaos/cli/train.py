@@ -63,7 +63,7 @@ def deploy(
     from kaos.cli import context
     from kaos.cli.render import echo, print_json
 
-    client = context.api(quiet=as_json)
+    client = context.uploader(quiet=as_json)
     deployment = client.deploy(
         source,
         data,
@@ -442,7 +442,7 @@ def watch(
     from kaos.cli import context
     from kaos.cli.render import echo
 
-    client = context.api()
+    client = context.uploader()
     watcher = client.watcher(source, data, grid, parallelism, workspace=ws)
     try:
         _show_round(client, watcher.deploy_changes())

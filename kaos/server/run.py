@@ -21,6 +21,7 @@ def serve(overrides: dict[str, Any]) -> None:
     the pid, then serve until stopped."""
     import uvicorn
 
+    from kaos.allocator import reuse_freed_memory
     from kaos.server.app import create_app
     from kaos.server.auth import check_exposure
     from kaos.server.service.parts import check_catalog, check_executor
@@ -94,33 +95,6 @@ def refuse_if_running() -> None:
             f"a kaos server already runs from this KAOS_HOME (pid {pid}, {url})",
             "stop it with 'kaos server stop', or give this server its own KAOS_HOME",
         )
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-KEEP_FREED_BYTES = 256 << 20
-MMAP_FROM_BYTES = 64 << 20
-
-
-def reuse_freed_memory() -> None:
-    """Have glibc's allocator serve the server's large, short-lived buffers (HTTP body
-    chunks, decoded frames, pack bodies) from memory freed before, not from fresh pages: by
-    default each buffer over 128 KiB was mapped anew and the heap's free top given back, so
-    every one cost page faults and zeroed pages (a first deploy of 100k files: server 2.5 ->
-    2.0 CPU s). Up to KEEP_FREED_BYTES of freed memory stays with the process; no-op off
-    glibc."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        libc = None
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):
-        return
-    mallopt(_M_MMAP_THRESHOLD, MMAP_FROM_BYTES)
-    mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
 
 
 def stop() -> int | None:
