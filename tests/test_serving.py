@@ -240,6 +240,28 @@ def test_deploys_that_cannot_serve_fail_with_one_line_and_change_nothing(cli, ka
     assert "endpoint 'one' is stopped" in cli.fails("serve", "rollback", "-n", "one").err
 
 
+def test_a_serve_deploy_records_into_the_workspace_it_checked_or_finds_it_gone(cli, kaos_server):
+    """A serve deploy checks its caller's access first and records the endpoint later: a
+    workspace deleted in between (and perhaps made anew by someone else) got the endpoint
+    anyway. It records under the workspace's lock now, asking again, as a train deploy does."""
+    from kaos.pipeline.catalog import SqliteCatalog
+
+    model = train(cli, rows=3)
+    workspace = cli.ok("workspace", "current", "--json").json()["workspace"]
+    catalog = SqliteCatalog(kaos_server.home / "catalog.db")
+    try:
+        with catalog.workspace_lock(workspace):  # held as `kaos workspace kill` holds it
+            deploying = cli.start("serve", "deploy", "-m", model, "-n", "late")
+            time.sleep(3)  # its checks pass; it waits for the lock to record the endpoint
+            catalog.delete_workspace(workspace)  # refused had the endpoint been recorded
+        late = deploying.finish(timeout=120)
+        assert late.code != 0 and "Traceback" not in late.err
+        assert workspace in late.err and len(late.err.strip().splitlines()) == 1, late.err
+        assert all(e.name != "late" for e in catalog.endpoints())
+    finally:
+        catalog.close()
+
+
 def test_swaps_and_rollback_under_load_fail_no_request(cli, kaos_server):
     small, large = train(cli, rows=3), train(cli, rows=5, source=False)
     cli.ok("serve", "deploy", "-m", small, "-n", "other")  # revisions are numbered per endpoint

@@ -158,10 +158,13 @@ class ServingManager:
         follow: str | None = None,
         options: ServeOptions | None = None,
         unset: Collection[str] = (),
+        recheck: Callable[[], object] | None = None,
     ) -> Endpoint:
         """Serve a model on the endpoint (a new one, or a swap). The options named in `unset`
         were left out of the request: a redeploy keeps the endpoint's (its replicas, batching,
-        resources), a new endpoint takes the defaults."""
+        resources), a new endpoint takes the defaults. `recheck` runs under the workspace's
+        lock, before the endpoint is recorded: the caller's access, asked again (as a train
+        deploy does: the workspace may have been deleted, or made anew by someone else)."""
         options = options or ServeOptions()
         self.catalog.workspace(workspace)
         current = self.catalog.endpoint(workspace, name)
@@ -187,21 +190,30 @@ class ServingManager:
         self._servable(model, options)
         key = (workspace, name)
         with self._endpoint_lock(key):
-            current = self.catalog.endpoint(workspace, name)
-            live = current is not None and current.state == EndpointState.RUNNING
-            if options.port is not None and not (live and self._port_of(current) == options.port):
-                self._check_port(options.port)
-            endpoint = Endpoint(
-                workspace,
-                name,
-                EndpointState.RUNNING if live else EndpointState.STARTING,
-                current.revision if current else None,
-                follow,
-                options,
-                current.created if current else time.time(),
-            )
-            if not live:
-                self.catalog.put_endpoint(endpoint)
+            # Recorded under the workspace's lock, which deleting it takes too: a deploy that
+            # passed its checks records into the workspace it checked, or finds it gone. Once
+            # recorded (STARTING or RUNNING), the workspace cannot be deleted under it.
+            with self.catalog.workspace_lock(workspace):
+                if recheck is not None:
+                    recheck()
+                self.catalog.workspace(workspace)
+                current = self.catalog.endpoint(workspace, name)
+                live = current is not None and current.state == EndpointState.RUNNING
+                if options.port is not None and not (
+                    live and self._port_of(current) == options.port
+                ):
+                    self._check_port(options.port)
+                endpoint = Endpoint(
+                    workspace,
+                    name,
+                    EndpointState.RUNNING if live else EndpointState.STARTING,
+                    current.revision if current else None,
+                    follow,
+                    options,
+                    current.created if current else time.time(),
+                )
+                if not live:
+                    self.catalog.put_endpoint(endpoint)
             return self._move(endpoint, model, Cause.DEPLOY, parent=endpoint.revision)
 
     def rollback(self, workspace: str, name: str) -> Endpoint:

@@ -49,7 +49,15 @@ class EndpointService:
         )
         unset = [k for k, v in given.items() if v is None]
         name = body.name or self._default_name(body.model_id)
-        self._parts.serving.deploy(workspace, name, body.model_id, body.follow, options, unset)
+        self._parts.serving.deploy(
+            workspace,
+            name,
+            body.model_id,
+            body.follow,
+            options,
+            unset,
+            recheck=lambda: guard.workspace(user, workspace, Action.WRITE),
+        )
         return self._detail(self._parts.serving.endpoint(workspace, name))
 
     def all(self, user: str, workspace: str) -> list[EndpointOut]:
