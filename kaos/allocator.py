@@ -16,11 +16,11 @@ def reuse_freed_memory() -> None:
     every one cost page faults and zeroed pages (a first deploy of 100k files: server 2.5 ->
     2.0 CPU s). Up to KEEP_FREED_BYTES of freed memory stays with the process. For processes
     kaos owns (the server, the CLI), never the Python API's host; a no-op off glibc."""
-    import ctypes
-
     try:
+        import ctypes
+
         libc = ctypes.CDLL(None)  # this process's own symbols: no ldconfig to run
-    except OSError:
+    except (ImportError, OSError):  # a Python built without ctypes: nothing to tune
         return
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):

@@ -106,11 +106,18 @@ def test_servers_starting_together_apply_each_migration_once(catalog_place):
     assert [tuple(r) for r in counts] == [(m.version, 1) for m in migrations.migrations()]
 
 
-def test_a_fresh_sqlite_file_is_switched_to_wal_by_one_opener_at_a_time(tmp_path):
+@pytest.mark.parametrize("through_a_link", [False, True])
+def test_a_fresh_sqlite_file_is_switched_to_wal_by_one_opener_at_a_time(tmp_path, through_a_link):
     """Two openers switching a fresh file to WAL at once deadlock inside SQLite, which fails
     one of them at once with 'database is locked' (1 start in ~1,500 under load, before). An
-    opener waits for another process that is setting the file up, then opens it."""
+    opener waits for another process that is setting the file up, then opens it; also when
+    one of them reaches the catalog through a symlink (its locks were beside the link)."""
     path = tmp_path / "catalog.db"
+    opened_as = path
+    if through_a_link:
+        (tmp_path / "link").mkdir()
+        opened_as = tmp_path / "link" / "catalog.db"
+        opened_as.symlink_to(path)
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys; from kaos.pipeline.db import SqliteDatabase\n"
@@ -120,7 +127,7 @@ def test_a_fresh_sqlite_file_is_switched_to_wal_by_one_opener_at_a_time(tmp_path
     )  # fmt: skip
     assert holder.stdout is not None and holder.stdout.readline() == "held\n"
     opened: list[SqliteCatalog] = []
-    opener = threading.Thread(target=lambda: opened.append(SqliteCatalog(path)))
+    opener = threading.Thread(target=lambda: opened.append(SqliteCatalog(opened_as)))
     opener.start()
     opener.join(1.0)
     assert opener.is_alive() and not opened  # waits its turn
@@ -129,6 +136,14 @@ def test_a_fresh_sqlite_file_is_switched_to_wal_by_one_opener_at_a_time(tmp_path
     assert opened and schema_version(opened[0].db) == len(migrations.migrations())
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_catalog_whose_lock_folder_cannot_be_made_names_that_folder(tmp_path):
+    path = tmp_path / "catalog.db"
+    (tmp_path / "catalog.db.locks").write_text("not a folder")
+    with pytest.raises(ConfigError) as refused:
+        SqliteCatalog(path)
+    assert f"cannot open the SQLite catalog {path}: {path}.locks: File exists" in str(refused.value)
 
 
 def test_a_failing_migration_changes_nothing(catalog_place, monkeypatch):

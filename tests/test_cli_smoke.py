@@ -211,8 +211,10 @@ def test_a_server_started_ignoring_sigint_keeps_ignoring_it_and_stops_on_sigterm
         time.sleep(1)
         assert server.poll() is None
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+        assert (tmp_path / "server.pid").exists()
         server.send_signal(signal.SIGTERM)  # what `kaos server stop` sends
         assert server.wait(timeout=30) == -signal.SIGTERM  # uvicorn's graceful stop re-raises it
+        assert not (tmp_path / "server.pid").exists()  # it was left behind, naming a dead pid
     finally:
         if server.poll() is None:
             server.kill()

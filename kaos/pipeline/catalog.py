@@ -783,6 +783,9 @@ class SqliteCatalog(SqlCatalog):
             super().__init__(SqliteDatabase(self.path))
         except (sqlite3.DatabaseError, OSError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
+            where = getattr(exc, "filename", None)  # its lock folder, say, not the file itself
+            if where is not None and Path(where) != self.path:
+                reason = f"{where}: {reason}"
             raise ConfigError(
                 f"cannot open the SQLite catalog {self.path}: {reason}",
                 "pass --catalog (KAOS_CATALOG) a file kaos may create and write, "

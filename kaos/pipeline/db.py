@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import os
 import re
 import sqlite3
 import threading
@@ -194,16 +195,20 @@ class SqliteDatabase:
         """This process's threads queue on a local lock; its holder takes a file lock beside
         the catalog, so servers on one machine sharing the file queue too (and a holder that
         dies lets go with its process)."""
-        with _process_lock(str(self.path.resolve()), key) as outermost:
+        real = self.path.resolve()  # a catalog reached through a symlink: the same locks
+        with _process_lock(str(real), key) as outermost:
             if not outermost:  # this thread holds it already
                 yield
                 return
-            folder = self.path.with_name(self.path.name + ".locks")
+            folder = real.with_name(real.name + ".locks")
             folder.mkdir(exist_ok=True)
             name = hashlib.sha256(key.encode()).hexdigest()[:32]
-            with open(folder / name, "a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
+            fd = os.open(folder / name, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:  # flock needs no right to write: a lock file left read-only still works
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -51,23 +51,31 @@ def serve(overrides: dict[str, Any]) -> None:
         timeout_keep_alive=30,  # well past the client's 2 s idle expiry (kaos/client/http.py)
     )
     try:
-        _server_class()(config).run()
+        _server_class(_forget_pid)(config).run()
     finally:
-        try:
-            if json.loads(pid_file.read_text()).get("pid") == os.getpid():
-                pid_file.unlink()
-        except (FileNotFoundError, ValueError):
-            pass
+        _forget_pid()
 
 
-def _server_class() -> type:
+def _forget_pid() -> None:
+    """Remove this server's pid file (not another's that took the home over)."""
+    pid_file = server_pid_file()
+    try:
+        if json.loads(pid_file.read_text()).get("pid") == os.getpid():
+            pid_file.unlink()
+    except (FileNotFoundError, ValueError):
+        pass
+
+
+def _server_class(on_stop: Callable[[], None]) -> type:
     import uvicorn
 
     class KeepIgnoredSignals(uvicorn.Server):
         """uvicorn's server, except that SIGINT stays ignored when this process started
         ignoring it: a shell script's `kaos server start &` does (the shell sets background
         jobs up so), and a Ctrl-C meant for the script's foreground command then no longer
-        stops the server as well. SIGTERM (`kaos server stop`) stops it either way."""
+        stops the server as well. SIGTERM (`kaos server stop`) stops it either way. `on_stop`
+        runs once serving ends, before uvicorn raises the stopping signal again (a SIGTERM
+        then ends the process where it is, and no `finally` of the caller runs)."""
 
         @contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -75,7 +83,10 @@ def _server_class() -> type:
             with super().capture_signals():
                 if ignored:
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
-                yield
+                try:
+                    yield
+                finally:
+                    on_stop()
 
     return KeepIgnoredSignals
 
