@@ -156,6 +156,10 @@ class SqliteDatabase:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Locks live beside the real file: reached through a symlink, it takes the same ones.
+        real = self.path.resolve()
+        self._lock_key = str(real)
+        self._lock_folder = real.with_name(real.name + ".locks")
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:
@@ -195,15 +199,13 @@ class SqliteDatabase:
         """This process's threads queue on a local lock; its holder takes a file lock beside
         the catalog, so servers on one machine sharing the file queue too (and a holder that
         dies lets go with its process)."""
-        real = self.path.resolve()  # a catalog reached through a symlink: the same locks
-        with _process_lock(str(real), key) as outermost:
+        with _process_lock(self._lock_key, key) as outermost:
             if not outermost:  # this thread holds it already
                 yield
                 return
-            folder = real.with_name(real.name + ".locks")
-            folder.mkdir(exist_ok=True)
+            self._lock_folder.mkdir(exist_ok=True)
             name = hashlib.sha256(key.encode()).hexdigest()[:32]
-            fd = os.open(folder / name, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self._lock_folder / name, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:  # flock needs no right to write: a lock file left read-only still works
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield

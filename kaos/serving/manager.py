@@ -188,33 +188,43 @@ class ServingManager:
             raise ServeError("which model?", "pass -m MODEL_ID (or --follow METRIC)")
         self._check_options(options)
         self._servable(model, options)
-        key = (workspace, name)
-        with self._endpoint_lock(key):
-            # Recorded under the workspace's lock, which deleting it takes too: a deploy that
-            # passed its checks records into the workspace it checked, or finds it gone. Once
-            # recorded (STARTING or RUNNING), the workspace cannot be deleted under it.
-            with self.catalog.workspace_lock(workspace):
-                if recheck is not None:
-                    recheck()
-                self.catalog.workspace(workspace)
-                current = self.catalog.endpoint(workspace, name)
-                live = current is not None and current.state == EndpointState.RUNNING
-                if options.port is not None and not (
-                    live and self._port_of(current) == options.port
-                ):
-                    self._check_port(options.port)
-                endpoint = Endpoint(
-                    workspace,
-                    name,
-                    EndpointState.RUNNING if live else EndpointState.STARTING,
-                    current.revision if current else None,
-                    follow,
-                    options,
-                    current.created if current else time.time(),
-                )
-                if not live:
-                    self.catalog.put_endpoint(endpoint)
+        with self._endpoint_lock((workspace, name)):
+            endpoint = self._record(workspace, name, follow, options, recheck)
             return self._move(endpoint, model, Cause.DEPLOY, parent=endpoint.revision)
+
+    def _record(
+        self,
+        workspace: str,
+        name: str,
+        follow: str | None,
+        options: ServeOptions,
+        recheck: Callable[[], object] | None,
+    ) -> Endpoint:
+        """The endpoint as a deploy leaves it (a new one recorded as STARTING), under the
+        workspace's lock, which deleting it takes too: a deploy that passed its checks records
+        into the workspace it checked, or finds it gone; once recorded, the workspace cannot
+        be deleted under it. The caller holds the endpoint's lock."""
+        with self.catalog.workspace_lock(workspace):
+            if recheck is not None:
+                recheck()  # reads the workspace (404 once gone) and the caller's access to it
+            else:
+                self.catalog.workspace(workspace)
+            current = self.catalog.endpoint(workspace, name)
+            live = current is not None and current.state == EndpointState.RUNNING
+            if options.port is not None and not (live and self._port_of(current) == options.port):
+                self._check_port(options.port)
+            endpoint = Endpoint(
+                workspace,
+                name,
+                EndpointState.RUNNING if live else EndpointState.STARTING,
+                current.revision if current else None,
+                follow,
+                options,
+                current.created if current else time.time(),
+            )
+            if not live:
+                self.catalog.put_endpoint(endpoint)
+            return endpoint
 
     def rollback(self, workspace: str, name: str) -> Endpoint:
         key = (workspace, name)
