@@ -6,6 +6,8 @@ nothing behind, and fall back to HTTP whenever the server cannot see the client'
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import mmap
 import os
 import threading
 import time
@@ -99,6 +101,52 @@ def test_packs_through_the_inbox_store_what_http_uploads_store(
     assert sent <= set(os.listdir(kaos_server.home / "store" / "packs"))  # the very same packs
     answer = httpx.post(http_only_server.url + "/objects/packs/inbox", json={"name": "x"})
     assert answer.status_code == 404 and "off" in answer.json()["detail"]
+
+
+def resident_pages(path: Path) -> int:
+    """How many of the file's pages are in the page cache (mincore on a mapping that touches
+    none of them)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vector = (ctypes.c_ubyte * pages)()
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        start = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(mapped)))
+        try:
+            if libc.mincore(start, ctypes.c_size_t(size), vector) != 0:
+                raise OSError(ctypes.get_errno(), "mincore")
+        finally:
+            del start  # the buffer's export ends before the mapping closes
+    return sum(byte & 1 for byte in vector)
+
+
+@pytest.mark.parametrize("route", ["inbox", "http"])
+def test_a_stored_data_pack_leaves_the_page_cache_and_a_small_one_stays(
+    route, kaos_server, http_only_server, tmp_path
+):
+    """A data set's packs are not kept in the page cache once durable (their pages are reused
+    for the next pack); a small pack, read back at once by a build, is."""
+    server = kaos_server if route == "inbox" else http_only_server
+    packs = server.home / "store" / "packs"
+    large, small = tmp_path / "large", tmp_path / "small"
+    for i in range(48):  # 3 MiB in one pack
+        (large / f"{i:02d}.bin").parent.mkdir(exist_ok=True)
+        (large / f"{i:02d}.bin").write_bytes(os.urandom(64 << 10))
+    (small / "a.txt").parent.mkdir()
+    (small / "a.txt").write_bytes(os.urandom(200 << 10))
+    sizes = {}
+    client = KaosClient(server.url)
+    try:
+        for folder in (large, small):
+            before = set(os.listdir(packs)) if packs.exists() else set()
+            client.push_folder(folder)
+            (new,) = [packs / name for name in set(os.listdir(packs)) - before]
+            sizes[folder.name] = new.stat().st_size, resident_pages(new)
+    finally:
+        client.close()
+    (large_size, large_cached), (small_size, small_cached) = sizes["large"], sizes["small"]
+    assert large_size > 3 << 20 and large_cached == 0
+    assert small_size < 1 << 20 and small_cached > 0
 
 
 def test_names_outside_the_inbox_links_and_hard_links_are_refused_untouched(kaos_server, tmp_path):

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from kaos.errors import InputError, IntegrityError, NotFound
-from kaos.store.backends.local import LocalBackend
+from kaos.store.backends.local import LocalBackend, release_cache
 
 INBOX = "inbox"  # under the store's root, beside packs/ and index/
 STALE_S = 3600.0  # older files were left by a client killed mid-write
@@ -196,7 +196,8 @@ class Delivery:
 
     def _close(self, exc: BaseException | None) -> None:
         """Unmap (after dropping the views a failed check's traceback still holds), close,
-        and remove the file unless it was adopted (its name only: never a link's target)."""
+        and remove the file unless it was adopted (its name only: never a link's target); an
+        adopted pack leaves the page cache, as a large `LocalBackend.put` does."""
         try:
             self.view.release()
             if self._map is not None:
@@ -205,6 +206,8 @@ class Delivery:
                     self._map.close()
                 self._map = None
             if self.fd >= 0:
+                if self.adopted:  # fsynced and (above) unmapped: its pages can go
+                    release_cache(self.fd, os.fstat(self.fd).st_size)
                 os.close(self.fd)
                 self.fd = -1
             if not self.adopted:

@@ -14,6 +14,26 @@ from kaos.store.backends.base import ObjectInfo
 from kaos.store.paths import check_relative_path
 
 _AGAIN = "send it again"
+# Objects this large are packs of a data set, read back (if at all soon) by ranged reads; once
+# durable they leave the page cache (`release_cache`). Smaller ones (refs, locks, indexes, the
+# small pack of a source bundle, which a build reads at once) stay cached.
+RELEASE_FROM = 1 << 20
+
+
+def release_cache(fd: int, size: int) -> None:
+    """Let the kernel take back a written, fsynced (so clean) and unmapped file's pages, when
+    it is `RELEASE_FROM` bytes or more.
+
+    Why: storing a data set writes as much again into the page cache. Released, the pages of
+    one pack are reused for the next, so an ingest neither takes fresh memory for all of it
+    nor pushes the user's working set out of the cache (as borg's SyncFile does). Fresh pages
+    are the dear part on a VM whose host reclaims free guest memory: writing 600 MB into them
+    costs 1.3-1.6 s of system time here, against 0.15 s into reused ones. A read soon after
+    comes from disk. Best effort: a platform without `posix_fadvise` keeps the pages."""
+    if size < RELEASE_FROM:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 class LocalBackend:
@@ -26,7 +46,8 @@ class LocalBackend:
         return self.root / check_relative_path(key)
 
     def put(self, key: str, data: bytes | bytearray) -> None:
-        """Write to a temp file in the same folder, fsync, then rename: readers see all or none."""
+        """Write to a temp file in the same folder, fsync, then rename: readers see all or none.
+        A large object leaves the page cache once durable (`RELEASE_FROM`)."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -35,6 +56,7 @@ class LocalBackend:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+                release_cache(f.fileno(), len(data))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
