@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import mmap
 import os
 import threading
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from kaos.client.http import KaosClient
-from kaos.client.inbox import rest_after
+from kaos.client.inbox import rest_after, write_all
 from kaos.errors import ServerError
 from kaos.net import is_loopback
 from kaos.store.backends.local import LocalBackend
@@ -288,6 +289,26 @@ def test_short_writes_resume_where_they_stopped():
     assert [bytes(p) for p in rest_after(pieces, 2)] == [b"c", b"", b"defg", b"h"]
     assert [bytes(p) for p in rest_after(pieces, 5)] == [b"fg", b"h"]
     assert rest_after(pieces, 8) == []
+
+
+def test_write_all_writes_every_byte_in_order_through_short_writes(tmp_path, monkeypatch):
+    """More pieces than one writev takes, and writes that stop after two pieces or halfway
+    through one: the file is still every piece, in order, once."""
+    pieces: list[bytes | memoryview] = [os.urandom(n) for n in (5, 0, 3000, 1, 7)] * 300
+    real, calls = os.writev, itertools.count()
+
+    def short_writev(fd: int, buffers: list) -> int:
+        first = memoryview(buffers[0])
+        if next(calls) % 3 == 0 and len(first) > 1:
+            return real(fd, [first[: len(first) // 2]])
+        return real(fd, buffers[:2])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    with open(tmp_path / "out", "wb") as f:
+        write_all(f.fileno(), pieces)
+    monkeypatch.undo()
+    assert (tmp_path / "out").read_bytes() == b"".join(pieces)
+    assert next(calls) > len(pieces) // 2  # the writes were short
 
 
 def big_pack() -> tuple[str, bytes]:

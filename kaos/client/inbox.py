@@ -37,11 +37,16 @@ def write_pack(folder: str, pack_id: str, pieces: Sequence[Piece]) -> str:
 
 
 def write_all(fd: int, pieces: Sequence[Piece]) -> None:
-    """Write every piece, a writev call per IOV_MAX of them, resuming after short writes."""
+    """Write every piece, a writev call per IOV_MAX of them, resuming after short writes
+    (only a short write walks its pieces in Python: a pack is a hundred thousand of them)."""
     for start in range(0, len(pieces), IOV_MAX):
         group = list(pieces[start : start + IOV_MAX])
-        while group:
-            group = rest_after(group, os.writev(fd, group))
+        left = sum(map(len, group))
+        while left:
+            done = os.writev(fd, group)
+            left -= done
+            if left:
+                group = rest_after(group, done)
 
 
 def rest_after(group: list[Piece], done: int) -> list[Piece]:
