@@ -56,6 +56,10 @@ class Conflict(KaosError):
     http_status = 409
 
 
+class LockBusy(Conflict):
+    """A catalog lock (a workspace's) stayed held by someone else longer than a request waits."""
+
+
 class StoreBusy(Conflict):
     """Another process holds a lock that conflicts with this operation (e.g. gc vs. writers)."""
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import pytest
 
-from kaos.errors import Ambiguous, NotFound, WorkspaceBusy
+from kaos.errors import Ambiguous, LockBusy, NotFound, WorkspaceBusy
 from kaos.pipeline.catalog import open_catalog
 from kaos.pipeline.inputs import TrainingInputs
 from kaos.pipeline.records import Image, Job, Model
@@ -188,6 +188,42 @@ def test_a_workspace_lock_holds_across_separately_opened_catalogs(catalog_place)
     assert not overlap.is_set()
     with first.workspace_lock("ws"), first.workspace_lock("ws"):  # reentrant in one thread
         pass
+
+
+def test_a_request_waits_for_a_held_workspace_only_so_long_then_is_told_it_is_busy(
+    catalog_place,
+):
+    """Held by another process (another replica, a stuck request) or by another thread of
+    this one, a workspace's lock is waited for `wait_s` at most: the request then fails as
+    busy, naming the workspace, rather than going on after its client has given up."""
+    catalog = catalog_place.open()
+    holder = hold_in_another_process(catalog_place.location, 30)
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(LockBusy, match="workspace 'ws' is busy") as refused,
+            catalog.workspace_lock("ws", wait_s=0.5),
+        ):
+            pytest.fail("entered a lock another process holds")
+        assert refused.value.http_status == 409 and refused.value.fix == "try again in a moment"
+        assert time.monotonic() - started >= 0.5  # it did wait
+        with catalog.workspace_lock("other", wait_s=0.5):  # other workspaces are free
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with catalog.workspace_lock("ws", wait_s=10):  # the holder gone, it is had
+        refused_too = threading.Event()
+
+        def another_thread() -> None:
+            with pytest.raises(LockBusy, match="'ws' is busy"), catalog.workspace_lock("ws", 0.3):
+                pass
+            refused_too.set()
+
+        thread = threading.Thread(target=another_thread)
+        thread.start()
+        thread.join(10)
+        assert refused_too.is_set()  # this process's other threads wait so long too
 
 
 HOLDER = """

@@ -262,6 +262,37 @@ def test_a_serve_deploy_records_into_the_workspace_it_checked_or_finds_it_gone(c
         catalog.close()
 
 
+def test_a_deploy_or_kill_behind_a_held_workspace_fails_as_busy_and_changes_nothing(tmp_path):
+    """Held past the server's KAOS_LOCK_WAIT_S (by another replica, a stuck request), a
+    workspace's train deploy, serve deploy or deletion fails in one line as busy and records
+    nothing, instead of waiting past its client's patience and happening unseen later."""
+    from kaos.pipeline.catalog import SqliteCatalog
+
+    (tmp_path / "home").mkdir()
+    server = KaosServer(tmp_path / "home", env={"KAOS_LOCK_WAIT_S": "1"})
+    catalog = SqliteCatalog(tmp_path / "home" / "catalog.db")
+    try:
+        cli = Cli(tmp_path / "client", tmp_path, server.url)
+        cli.ok("workspace", "create", "-n", "held")
+        model = train(cli, rows=3)
+        write_serve_data(tmp_path / "data", 4)
+        with catalog.workspace_lock("held"):  # as another replica's deploy would hold it
+            for command in (
+                ["train", "deploy", "-d", "data"],
+                ["serve", "deploy", "-m", model, "-n", "busy"],
+                ["workspace", "kill", "-n", "held", "--yes"],
+            ):
+                busy = cli.fails(*command).err.strip().splitlines()[-1]  # after any progress
+                assert busy.startswith("Error: workspace 'held' is busy"), busy
+                assert busy.endswith("(try again in a moment)"), busy
+        assert len(catalog.deploys("held")) == 1 and catalog.endpoints() == []
+        cli.ok("train", "deploy", "-d", "data")  # let go of: deploys go through again
+        assert len(catalog.deploys("held")) == 2
+    finally:
+        catalog.close()
+        server.stop()
+
+
 def test_swaps_and_rollback_under_load_fail_no_request(cli, kaos_server):
     small, large = train(cli, rows=3), train(cli, rows=5, source=False)
     cli.ok("serve", "deploy", "-m", small, "-n", "other")  # revisions are numbered per endpoint

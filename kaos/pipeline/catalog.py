@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Collection, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from kaos.errors import ConfigError, NotFound, WorkspaceBusy
+from kaos.errors import ConfigError, LockBusy, NotFound, WorkspaceBusy
 from kaos.pipeline.browse import Column, ModelQuery, ModelRow
 from kaos.pipeline.db import (
     Args,
@@ -137,7 +137,9 @@ class Catalog(Protocol):
     def check_integrity(self) -> list[str]: ...
     def referenced_trees(self) -> set[str]: ...
     def transaction(self) -> AbstractContextManager[Tx]: ...
-    def workspace_lock(self, name: str) -> AbstractContextManager[None]: ...
+    def workspace_lock(
+        self, name: str, wait_s: float | None = None
+    ) -> AbstractContextManager[None]: ...
 
 
 class SqlCatalog:
@@ -157,10 +159,24 @@ class SqlCatalog:
         locked with SELECT ... FOR UPDATE [SKIP LOCKED], which SQLite ignores)."""
         return cast(AbstractContextManager[Tx], self.db.transaction())
 
-    def workspace_lock(self, name: str) -> AbstractContextManager[None]:
+    @contextmanager
+    def workspace_lock(self, name: str, wait_s: float | None = None) -> Iterator[None]:
         """Held while a deploy plans and records: one at a time per workspace, across every
-        server process on this catalog (PostgreSQL: an advisory lock; SQLite: a file lock)."""
-        return cast(AbstractContextManager[None], self.db.lock(f"workspace:{name}"))
+        server process on this catalog (PostgreSQL: an advisory lock; SQLite: a file lock).
+        A request waits `wait_s` at most (LockBusy): its client gives up after a while, and a
+        deploy that went on after that would happen unseen."""
+        entered = False
+        try:
+            with self.db.lock(f"workspace:{name}", wait_s):
+                entered = True
+                yield
+        except LockBusy:
+            if entered:  # another lock, taken inside
+                raise
+            raise LockBusy(
+                f"workspace {name!r} is busy: another deploy or delete held it for {wait_s:g} s",
+                "try again in a moment",
+            ) from None
 
     def close(self) -> None:
         self.db.close()

@@ -16,13 +16,14 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from kaos.errors import ConfigError
+from kaos.errors import ConfigError, LockBusy
 
 Args = Sequence[Any] | Mapping[str, Any]
 
@@ -119,7 +120,9 @@ class Database(Protocol):
     def reading(self) -> Any:  # a context manager yielding a Tx, no transaction held
         ...
 
-    def lock(self, key: str) -> Any:  # a context manager: one holder of `key` at a time
+    def lock(self, key: str, wait_s: float | None = None) -> Any:
+        """A context manager: one holder of `key` at a time; LockBusy after `wait_s` seconds
+        of waiting (None: as long as it takes)."""
         ...
 
     def close(self) -> None: ...
@@ -133,17 +136,43 @@ _DEPTH: dict[tuple[str, str], int] = {}  # how deep the holding thread is (only 
 
 
 @contextmanager
-def _process_lock(catalog: str, key: str) -> Iterator[bool]:
+def _process_lock(catalog: str, key: str, deadline: float | None) -> Iterator[bool]:
     """This process's lock on `key` (reentrant); True for the holder's outermost hold."""
     with _LOCKS_GUARD:
         lock = _LOCKS.setdefault((catalog, key), threading.RLock())
-    with lock:
+    if not lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+        raise LockBusy(f"{key} is held elsewhere")
+    try:
         depth = _DEPTH.get((catalog, key), 0)
         _DEPTH[catalog, key] = depth + 1
         try:
             yield depth == 0
         finally:
             _DEPTH[catalog, key] = depth
+    finally:
+        lock.release()
+
+
+def _deadline(wait_s: float | None) -> float | None:
+    return None if wait_s is None else time.monotonic() + wait_s
+
+
+def _flock_until(fd: int, key: str, deadline: float | None) -> None:
+    """An exclusive flock; polled (10-100 ms apart) when bounded, flock has no timeout."""
+    if deadline is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    pause = 0.01
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockBusy(f"{key} is held elsewhere") from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.1)
 
 
 class SqliteDatabase:
@@ -195,11 +224,12 @@ class SqliteDatabase:
         yield Tx(self._conn(), self.dialect)
 
     @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str, wait_s: float | None = None) -> Iterator[None]:
         """This process's threads queue on a local lock; its holder takes a file lock beside
         the catalog, so servers on one machine sharing the file queue too (and a holder that
-        dies lets go with its process)."""
-        with _process_lock(self._lock_key, key) as outermost:
+        dies lets go with its process). LockBusy after `wait_s` seconds, if given."""
+        deadline = _deadline(wait_s)
+        with _process_lock(self._lock_key, key, deadline) as outermost:
             if not outermost:  # this thread holds it already
                 yield
                 return
@@ -207,7 +237,7 @@ class SqliteDatabase:
             name = hashlib.sha256(key.encode()).hexdigest()[:32]
             fd = os.open(self._lock_folder / name, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:  # flock needs no right to write: a lock file left read-only still works
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                _flock_until(fd, key, deadline)
                 yield
             finally:
                 os.close(fd)
@@ -286,18 +316,26 @@ class PostgresDatabase:
             yield Tx(conn, self.dialect)
 
     @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str, wait_s: float | None = None) -> Iterator[None]:
         """This process's threads queue on a local lock; its holder takes the advisory lock
         on a connection of its own, so holders and waiters never drain the pool the work
-        inside needs. A holder that dies loses its connection, and with it the lock."""
+        inside needs. A holder that dies loses its connection, and with it the lock.
+        LockBusy after `wait_s` seconds, if given (the server's lock_timeout)."""
         import psycopg
 
-        with _process_lock(self.url, key) as outermost:
+        deadline = _deadline(wait_s)
+        with _process_lock(self.url, key, deadline) as outermost:
             if not outermost:  # this thread holds it already
                 yield
                 return
             with psycopg.connect(self.url, autocommit=True) as conn:
-                conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+                if deadline is not None:
+                    left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+                    conn.execute(f"SET lock_timeout = {left_ms}")
+                try:
+                    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+                except psycopg.errors.LockNotAvailable:
+                    raise LockBusy(f"{key} is held elsewhere") from None
                 yield
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +27,7 @@ from kaos.errors import (
     JobFinished,
     KaosError,
     Killed,
+    LockBusy,
     LockError,
     ObjectNotFound,
 )
@@ -71,6 +72,7 @@ class Pipeline:
         tmp: Path | None = None,
         leases: Leases | None = None,
         replica: Replica | None = None,
+        lock_wait_s: float | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -82,6 +84,7 @@ class Pipeline:
         self.max_parallel = max(1, max_parallel)
         self._slots = threading.BoundedSemaphore(self.max_parallel)
         self._deploy_lock = threading.RLock()
+        self.lock_wait_s = lock_wait_s  # a deploy's wait for the locks (None: as long as it takes)
         self._claim_lock = threading.RLock()  # guards _cancels and _threads with claiming
         self._cancels: dict[str, Cancel] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -159,7 +162,7 @@ class Pipeline:
             change = replace(change, data=tree.digest)
         names = self._bundle_names(change)
         self.catalog.name_bundles({getattr(change, kind): name for kind, name in names.items()})
-        with self._deploy_lock, self.catalog.workspace_lock(workspace):  # every server's
+        with self._deploying(workspace):
             if recheck is not None:
                 recheck()
             current = self.catalog.workspace(workspace).inputs
@@ -200,6 +203,22 @@ class Pipeline:
             self._check_complete(change.data, "data")
             names["data"] = self._bundle_name(change.data, "data")
         return names
+
+    @contextlib.contextmanager
+    def _deploying(self, workspace: str) -> Iterator[None]:
+        """This server's deploy lock, then the workspace's (every server's), each waited for
+        `lock_wait_s` at most: a deploy past its client's patience would happen unseen."""
+        wait = -1 if self.lock_wait_s is None else self.lock_wait_s
+        if not self._deploy_lock.acquire(timeout=wait):
+            raise LockBusy(
+                f"this server is busy: another deploy held it for {wait:g} s",
+                "try again in a moment",
+            )
+        try:
+            with self.catalog.workspace_lock(workspace, self.lock_wait_s):
+                yield
+        finally:
+            self._deploy_lock.release()
 
     def _check_complete(self, digest: str, kind: str) -> None:
         try:

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=15.0, gt=0)  # a dead replica's jobs are taken over after it
     heartbeat_s: float = Field(default=1.0, gt=0)  # lease renewals, kill requests, log shipping
     sandbox: bool = True  # local and ray: every train in bubblewrap (--no-sandbox turns it off)
+    # A request (deploy, serve deploy, workspace kill) waits this long at most for a workspace
+    # another request or replica holds, then fails as busy (409) while its client still waits.
+    lock_wait_s: float = Field(default=60.0, gt=0)
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20
     # Clients on this machine leave packs in the store's inbox folder (kaos/store/inbox.py)

@@ -84,8 +84,10 @@ class ServingManager:
         executor: Any,
         home: Path,
         peers: Callable[[], int] = lambda: 0,
+        lock_wait_s: float | None = None,
     ):
         self.catalog = catalog
+        self.lock_wait_s = lock_wait_s  # for a workspace's lock (None: as long as it takes)
         # Other live server replicas on this catalog: an endpoint lives with the replica it was
         # deployed through, so a replica starting beside others brings back none of theirs.
         self.peers = peers
@@ -204,7 +206,7 @@ class ServingManager:
         workspace's lock, which deleting it takes too: a deploy that passed its checks records
         into the workspace it checked, or finds it gone; once recorded, the workspace cannot
         be deleted under it. The caller holds the endpoint's lock."""
-        with self.catalog.workspace_lock(workspace):
+        with self.catalog.workspace_lock(workspace, self.lock_wait_s):
             if recheck is not None:
                 recheck()  # reads the workspace (404 once gone) and the caller's access to it
             else:

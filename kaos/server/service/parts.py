@@ -61,9 +61,11 @@ class Parts:
             raise ConfigError(str(exc), "set KAOS_LEASE_S to a few heartbeats or more") from None
         pipeline = Pipeline(
             catalog, store, executor, logs, settings.max_parallel, home / "tmp", leases,
-            Replica.here(str(home.resolve()), time.time()),
+            Replica.here(str(home.resolve()), time.time()), settings.lock_wait_s,
         )  # fmt: skip
-        serving = ServingManager(catalog, store, executor, home, pipeline.live_peers)
+        serving = ServingManager(
+            catalog, store, executor, home, pipeline.live_peers, settings.lock_wait_s
+        )
         guard = Guard(catalog, store, tokens)
         return cls(settings, tokens, store, catalog, logs, executor, pipeline, serving, guard)
 

@@ -31,7 +31,7 @@ class WorkspaceService:
     def delete(self, user: str, name: str) -> None:
         """For the owner and admins; refused (409) while one of the workspace's jobs runs.
         Under the workspace's lock, so a deploy in flight records before or finds it gone."""
-        with self._parts.catalog.workspace_lock(name):
+        with self._parts.catalog.workspace_lock(name, self._parts.settings.lock_wait_s):
             self._parts.guard.workspace(user, name, Action.MANAGE)
             self._parts.catalog.delete_workspace(name)
 
