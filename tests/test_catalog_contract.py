@@ -226,6 +226,19 @@ def test_a_request_waits_for_a_held_workspace_only_so_long_then_is_told_it_is_bu
         assert refused_too.is_set()  # this process's other threads wait so long too
 
 
+def test_a_lock_wait_beyond_what_locks_take_is_refused_when_the_server_starts():
+    """'inf' or days would pass `gt=0` and then fail every deploy (threading's timeouts and
+    PostgreSQL's lock_timeout refuse them): the setting stops at an hour."""
+    from pydantic import ValidationError
+
+    from kaos.server.settings import Settings
+
+    assert Settings(lock_wait_s=3600).lock_wait_s == 3600
+    for bad in (float("inf"), 3601, 0, -1):
+        with pytest.raises(ValidationError):
+            Settings(lock_wait_s=bad)
+
+
 HOLDER = """
 import sys, time
 from kaos.pipeline.catalog import open_catalog

@@ -5,6 +5,7 @@ nothing behind, and fall back to HTTP whenever the server cannot see the client'
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 import itertools
@@ -309,6 +310,14 @@ def test_write_all_writes_every_byte_in_order_through_short_writes(tmp_path, mon
     monkeypatch.undo()
     assert (tmp_path / "out").read_bytes() == b"".join(pieces)
     assert next(calls) > len(pieces) // 2  # the writes were short
+
+
+def test_write_all_counts_bytes_not_items_of_a_wider_view(tmp_path):
+    """A view of 4-byte items has len() 3 and 12 bytes: all 12 are written, and it ends."""
+    wide = memoryview(array.array("I", [1, 2, 3]))
+    with open(tmp_path / "out", "wb") as f:
+        write_all(f.fileno(), [wide, b"end"])
+    assert (tmp_path / "out").read_bytes() == wide.tobytes() + b"end"
 
 
 def big_pack() -> tuple[str, bytes]:

@@ -110,7 +110,7 @@ class KaosClient:
         return self._json("GET", f"/workspaces/{_seg(name)}")
 
     def delete_workspace(self, name: str) -> None:
-        self._request("DELETE", f"/workspaces/{_seg(name)}")
+        self._request("DELETE", f"/workspaces/{_seg(name)}", timeout=180)  # KAOS_LOCK_WAIT_S
 
     def share(self, workspace: str, member: str, role: str) -> dict[str, Any]:
         """Give a user a role (reader or writer) on a workspace; returns the workspace."""
@@ -121,7 +121,9 @@ class KaosClient:
         return self._json("DELETE", f"/workspaces/{_seg(workspace)}/shares/{_seg(member)}")
 
     def deploy(self, workspace: str, **body: Any) -> dict[str, Any]:
-        return self._json("POST", f"/workspaces/{_seg(workspace)}/deploy", json=body)
+        return self._json(  # past the server's KAOS_LOCK_WAIT_S (60 s) and the work around it
+            "POST", f"/workspaces/{_seg(workspace)}/deploy", json=body, timeout=180
+        )
 
     def jobs(self, workspace: str, kind: str | None = None) -> list[dict[str, Any]]:
         params = {"kind": kind} if kind else {}

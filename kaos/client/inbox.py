@@ -42,7 +42,7 @@ def write_all(fd: int, pieces: Sequence[Piece]) -> None:
     for start in range(0, len(pieces), IOV_MAX):
         group = list(pieces[start : start + IOV_MAX])
         left = sum(map(len, group))
-        while left:
+        while left > 0:
             done = os.writev(fd, group)
             left -= done
             if left:

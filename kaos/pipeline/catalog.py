@@ -174,7 +174,7 @@ class SqlCatalog:
             if entered:  # another lock, taken inside
                 raise
             raise LockBusy(
-                f"workspace {name!r} is busy: another deploy or delete held it for {wait_s:g} s",
+                f"workspace {name!r} is busy: another deploy or delete holds it",
                 "try again in a moment",
             ) from None
 

@@ -329,9 +329,11 @@ class PostgresDatabase:
                 yield
                 return
             with psycopg.connect(self.url, autocommit=True) as conn:
-                if deadline is not None:
-                    left_ms = max(1, int((deadline - time.monotonic()) * 1000))
-                    conn.execute(f"SET lock_timeout = {left_ms}")
+                # unbounded means unbounded, whatever lock_timeout the role or database sets
+                left_ms = (
+                    0 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
+                )
+                conn.execute(f"SET lock_timeout = {left_ms}")
                 try:
                     conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
                 except psycopg.errors.LockNotAvailable:

@@ -206,16 +206,18 @@ class Pipeline:
 
     @contextlib.contextmanager
     def _deploying(self, workspace: str) -> Iterator[None]:
-        """This server's deploy lock, then the workspace's (every server's), each waited for
-        `lock_wait_s` at most: a deploy past its client's patience would happen unseen."""
+        """This server's deploy lock, then the workspace's (every server's), both within one
+        wait of `lock_wait_s`: a deploy past its client's patience would happen unseen."""
         wait = -1 if self.lock_wait_s is None else self.lock_wait_s
+        deadline = None if self.lock_wait_s is None else time.monotonic() + self.lock_wait_s
         if not self._deploy_lock.acquire(timeout=wait):
             raise LockBusy(
-                f"this server is busy: another deploy held it for {wait:g} s",
+                "this server is busy: another deploy holds its deploy lock",
                 "try again in a moment",
             )
-        try:
-            with self.catalog.workspace_lock(workspace, self.lock_wait_s):
+        try:  # one wait for both locks, not one each: the client's patience is for the request
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with self.catalog.workspace_lock(workspace, left):
                 yield
         finally:
             self._deploy_lock.release()

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     sandbox: bool = True  # local and ray: every train in bubblewrap (--no-sandbox turns it off)
     # A request (deploy, serve deploy, workspace kill) waits this long at most for a workspace
     # another request or replica holds, then fails as busy (409) while its client still waits.
-    lock_wait_s: float = Field(default=60.0, gt=0)
+    # (at most an hour: threading's timeouts and PostgreSQL's lock_timeout, an int of ms,
+    # refuse far larger ones, and 'inf' would fail every deploy)
+    lock_wait_s: float = Field(default=60.0, gt=0, le=3600)
     max_combinations: int = 1000
     max_upload_bytes: int = 256 << 20
     # Clients on this machine leave packs in the store's inbox folder (kaos/store/inbox.py)
