@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # the store's transfer parts load with the first push or down
     from kaos.store.tree import Tree
 
 _MISSING_BATCH = 20_000
+# Deploys, rollbacks and workspace deletions: the server may wait KAOS_LOCK_WAIT_S (60 s) for a
+# workspace another request holds, and a serve deploy starts a process; the default is 60 s.
+_DEPLOY_S = 180
 _FETCH_BATCH = 5_000
 
 
@@ -110,7 +113,7 @@ class KaosClient:
         return self._json("GET", f"/workspaces/{_seg(name)}")
 
     def delete_workspace(self, name: str) -> None:
-        self._request("DELETE", f"/workspaces/{_seg(name)}", timeout=180)  # KAOS_LOCK_WAIT_S
+        self._request("DELETE", f"/workspaces/{_seg(name)}", timeout=_DEPLOY_S)
 
     def share(self, workspace: str, member: str, role: str) -> dict[str, Any]:
         """Give a user a role (reader or writer) on a workspace; returns the workspace."""
@@ -121,8 +124,8 @@ class KaosClient:
         return self._json("DELETE", f"/workspaces/{_seg(workspace)}/shares/{_seg(member)}")
 
     def deploy(self, workspace: str, **body: Any) -> dict[str, Any]:
-        return self._json(  # past the server's KAOS_LOCK_WAIT_S (60 s) and the work around it
-            "POST", f"/workspaces/{_seg(workspace)}/deploy", json=body, timeout=180
+        return self._json(
+            "POST", f"/workspaces/{_seg(workspace)}/deploy", json=body, timeout=_DEPLOY_S
         )
 
     def jobs(self, workspace: str, kind: str | None = None) -> list[dict[str, Any]]:
@@ -165,7 +168,7 @@ class KaosClient:
     def serve_deploy(self, workspace: str, **body: Any) -> dict[str, Any]:
         """Point an endpoint at a model; returns once its new revision answers (or fails)."""
         return self._json(
-            "POST", f"/workspaces/{_seg(workspace)}/endpoints", json=body, timeout=180
+            "POST", f"/workspaces/{_seg(workspace)}/endpoints", json=body, timeout=_DEPLOY_S
         )
 
     def endpoints(self, workspace: str) -> list[dict[str, Any]]:
@@ -176,7 +179,9 @@ class KaosClient:
 
     def serve_rollback(self, workspace: str, name: str) -> dict[str, Any]:
         return self._json(
-            "POST", f"/workspaces/{_seg(workspace)}/endpoints/{_seg(name)}/rollback", timeout=180
+            "POST",
+            f"/workspaces/{_seg(workspace)}/endpoints/{_seg(name)}/rollback",
+            timeout=_DEPLOY_S,
         )
 
     def serve_kill(self, workspace: str, name: str) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def _process_lock(catalog: str, key: str, deadline: float | None) -> Iterator[bo
     """This process's lock on `key` (reentrant); True for the holder's outermost hold."""
     with _LOCKS_GUARD:
         lock = _LOCKS.setdefault((catalog, key), threading.RLock())
-    if not lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+    if not acquire_by(lock, deadline):
         raise LockBusy(f"{key} is held elsewhere")
     try:
         depth = _DEPTH.get((catalog, key), 0)
@@ -153,8 +153,20 @@ def _process_lock(catalog: str, key: str, deadline: float | None) -> Iterator[bo
         lock.release()
 
 
-def _deadline(wait_s: float | None) -> float | None:
+def deadline_after(wait_s: float | None) -> float | None:
+    """When a wait of `wait_s` seconds ends (time.monotonic); None: it never does."""
     return None if wait_s is None else time.monotonic() + wait_s
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """What is left of a wait (never below 0); None for one without end."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def acquire_by(lock: threading.RLock | threading.Lock, deadline: float | None) -> bool:
+    """Take a thread lock, waiting until `deadline` at most (None: as long as it takes)."""
+    left = seconds_left(deadline)
+    return lock.acquire(timeout=-1 if left is None else left)
 
 
 def _flock_until(fd: int, key: str, deadline: float | None) -> None:
@@ -228,7 +240,7 @@ class SqliteDatabase:
         """This process's threads queue on a local lock; its holder takes a file lock beside
         the catalog, so servers on one machine sharing the file queue too (and a holder that
         dies lets go with its process). LockBusy after `wait_s` seconds, if given."""
-        deadline = _deadline(wait_s)
+        deadline = deadline_after(wait_s)
         with _process_lock(self._lock_key, key, deadline) as outermost:
             if not outermost:  # this thread holds it already
                 yield
@@ -323,17 +335,17 @@ class PostgresDatabase:
         LockBusy after `wait_s` seconds, if given (the server's lock_timeout)."""
         import psycopg
 
-        deadline = _deadline(wait_s)
+        deadline = deadline_after(wait_s)
         with _process_lock(self.url, key, deadline) as outermost:
             if not outermost:  # this thread holds it already
                 yield
                 return
             with psycopg.connect(self.url, autocommit=True) as conn:
                 # unbounded means unbounded, whatever lock_timeout the role or database sets
-                left_ms = (
-                    0 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
+                left = seconds_left(deadline)
+                conn.execute(
+                    f"SET lock_timeout = {0 if left is None else max(1, int(left * 1000))}"
                 )
-                conn.execute(f"SET lock_timeout = {left_ms}")
                 try:
                     conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
                 except psycopg.errors.LockNotAvailable:

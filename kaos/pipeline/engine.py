@@ -33,6 +33,7 @@ from kaos.errors import (
 )
 from kaos.pipeline.bundles import data_bundle_name, source_bundle_name
 from kaos.pipeline.catalog import Catalog
+from kaos.pipeline.db import acquire_by, deadline_after, seconds_left
 from kaos.pipeline.envspec import base_only_note, env_spec
 from kaos.pipeline.executor import BuildRequest, Cancel, Executor, JobLog, TrainRequest
 from kaos.pipeline.ids import image_name, model_id, new_job_id
@@ -208,16 +209,14 @@ class Pipeline:
     def _deploying(self, workspace: str) -> Iterator[None]:
         """This server's deploy lock, then the workspace's (every server's), both within one
         wait of `lock_wait_s`: a deploy past its client's patience would happen unseen."""
-        wait = -1 if self.lock_wait_s is None else self.lock_wait_s
-        deadline = None if self.lock_wait_s is None else time.monotonic() + self.lock_wait_s
-        if not self._deploy_lock.acquire(timeout=wait):
+        deadline = deadline_after(self.lock_wait_s)
+        if not acquire_by(self._deploy_lock, deadline):
             raise LockBusy(
                 "this server is busy: another deploy holds its deploy lock",
                 "try again in a moment",
             )
         try:  # one wait for both locks, not one each: the client's patience is for the request
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            with self.catalog.workspace_lock(workspace, left):
+            with self.catalog.workspace_lock(workspace, seconds_left(deadline)):
                 yield
         finally:
             self._deploy_lock.release()

@@ -198,6 +198,7 @@ class Delivery:
         """Unmap (after dropping the views a failed check's traceback still holds), close,
         and remove the file unless it was adopted (its name only: never a link's target); an
         adopted pack leaves the page cache, as a large `LocalBackend.put` does."""
+        size = self.view.nbytes  # the file's, when adopted (leased: it cannot have changed)
         try:
             self.view.release()
             if self._map is not None:
@@ -207,7 +208,7 @@ class Delivery:
                 self._map = None
             if self.fd >= 0:
                 if self.adopted:  # fsynced and (above) unmapped: its pages can go
-                    release_cache(self.fd, os.fstat(self.fd).st_size)
+                    release_cache(self.fd, size)
                 os.close(self.fd)
                 self.fd = -1
             if not self.adopted:
