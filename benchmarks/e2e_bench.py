@@ -1,6 +1,6 @@
 """End-to-end benchmark: the commands users type, timed as subprocesses against a real server.
 
-    python benchmarks/e2e_bench.py [--files 100000] [--runs 3] [--vs-dvc] [--scale]
+    python benchmarks/e2e_bench.py [--files 100000] [--runs 5] [--vs-dvc] [--scale]
                                    [--workdir DIR]
 
 Every figure is the median over `--runs` runs of a real `kaos` process (the installed entry
@@ -9,9 +9,11 @@ point) talking to a real `kaos server start` process on 127.0.0.1, on the store 
 
 - `e2e_first_deploy_s`: `kaos train deploy -d DATA` to a fresh server from a fresh KAOS_HOME
   (every file read, hashed, packed, uploaded, verified and stored).
-- `e2e_noop_deploy_s`: the same command again, nothing changed (once the first deploy's
-  writes are on disk: the kernel's write-back of its ~600 MB, left to run during the noop,
-  doubled the noop's wall time on this machine's disk).
+- `e2e_noop_deploy_s`: the same command again, nothing changed (once every deploy's writes
+  are on disk: the kernel's write-back of ~600 MB, left to run during the noop, doubled the
+  noop's wall time on this machine's disk). The unchanged commands (the bare walk below, this
+  and `dvc status`) are timed in rounds, one of each per round, so a machine that slows down
+  for a minute (this one does, by up to 30%) slows all three alike.
 - `e2e_push_s`: the same command to a fresh server from a KAOS_HOME that has hashed the files
   before (the upload alone).
 - `bare_walk_s`: a minimal Python process doing `scandir` + `stat` over the folder (the floor
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import contextlib
+import functools
 import importlib.util
 import os
 import shutil
@@ -51,7 +54,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -201,6 +204,7 @@ class Client:
         self.env = {**os.environ, "KAOS_HOME": str(home), "NO_COLOR": "1"}
         self.env.pop("KAOS_WORKSPACE", None)
         self.peak_rss_mb = 0.0
+        self.server_rss_mb = 0.0  # the largest of the servers it used before `server`
 
     def use(self, server: Server) -> None:
         self.server = server
@@ -233,18 +237,15 @@ def dataset(root: Path, files: int) -> Path:
     return data
 
 
-def floors(data: Path, runs: int) -> dict[str, float]:
-    env = dict(os.environ)
+def floor(script: str, data: Path) -> Timing:
+    """A minimal Python process running `script` over the folder."""
+    proc = Proc([sys.executable, "-c", script, str(data)], dict(os.environ), data.parent)
+    return Timing(proc.seconds, proc.cpu)
 
-    def python(script: str) -> Timing:
-        proc = Proc([sys.executable, "-c", script, str(data)], env, data.parent)
-        return Timing(proc.seconds, proc.cpu)
 
-    python(_READ_HASH)  # page cache warm, as for kaos
-    return {
-        **medians([python(_WALK) for _ in range(runs)], "bare_walk"),
-        **medians([python(_READ_HASH) for _ in range(runs)], "read_hash_floor"),
-    }
+def read_hash_floor(data: Path, runs: int) -> dict[str, float]:
+    floor(_READ_HASH, data)  # page cache warm, as for kaos
+    return medians([floor(_READ_HASH, data) for _ in range(runs)], "read_hash_floor")
 
 
 def compile_kaos() -> None:
@@ -255,15 +256,16 @@ def compile_kaos() -> None:
         compileall.compile_dir(folder, quiet=1)
 
 
-def bench_kaos(work: Path, data: Path, runs: int) -> dict[str, float]:
-    """First deploy, unchanged redeploys and a push of already hashed files, each on fresh
-    servers; then CLI start-up against the last one."""
+def bench_kaos(
+    work: Path, data: Path, runs: int, live: contextlib.ExitStack
+) -> tuple[dict[str, float], Client]:
+    """First deploys and pushes of already hashed files, each to a fresh server; then CLI
+    start-up against the last one, which is left running (stopped by `live`) with the client
+    that deployed to it, for the unchanged deploys."""
     compile_kaos()
     out: dict[str, float] = {}
     firsts: list[Timing] = []
-    noops: list[Timing] = []
     pushes: list[Timing] = []
-    server_rss = 0.0
     cli = None
     for run in range(runs):
         server = Server(work / f"server-{run}")
@@ -271,32 +273,55 @@ def bench_kaos(work: Path, data: Path, runs: int) -> dict[str, float]:
         cli.use(server)
         try:
             firsts.append(cli.run("train", "deploy", "-d", str(data)))
-            os.sync()  # the first deploy's writes reach the disk before, not during, the noop
-            noops.append(cli.run("train", "deploy", "-d", str(data)))
-            server_rss = max(server_rss, server.peak_rss_mb())
+            cli.server_rss_mb = max(cli.server_rss_mb, server.peak_rss_mb())
         finally:
             server.stop()
         shutil.rmtree(work / f"server-{run}")
     assert cli is not None
     for run in range(runs):
         server = Server(work / f"push-server-{run}")
-        try:
-            cli.use(server)
-            pushes.append(cli.run("train", "deploy", "-d", str(data)))
-            server_rss = max(server_rss, server.peak_rss_mb())
-            if run == runs - 1:
-                out.update(medians([cli.run("--help") for _ in range(5)], "cli_help"))
-                out.update(medians([cli.run("train", "list") for _ in range(5)], "train_list"))
-        finally:
-            server.stop()
-        shutil.rmtree(work / f"push-server-{run}")
+        cli.use(server)
+        if run < runs - 1:
+            try:
+                pushes.append(cli.run("train", "deploy", "-d", str(data)))
+                cli.server_rss_mb = max(cli.server_rss_mb, server.peak_rss_mb())
+            finally:
+                server.stop()
+            shutil.rmtree(work / f"push-server-{run}")
+            continue
+        live.callback(server.stop)
+        pushes.append(cli.run("train", "deploy", "-d", str(data)))
+        out.update(medians([cli.run("--help") for _ in range(5)], "cli_help"))
+        out.update(medians([cli.run("train", "list") for _ in range(5)], "train_list"))
     out.update(medians(firsts, "e2e_first_deploy"))
-    out.update(medians(noops, "e2e_noop_deploy"))
     out.update(medians(pushes, "e2e_push"))
+    return out, cli
+
+
+def bench_unchanged(
+    data: Path, cli: Client, dvc_repo: Path | None, dvc: DvcRunner | None, rounds: int
+) -> dict[str, float]:
+    """The unchanged commands in rounds: the bare walk, `kaos train deploy -d DATA` with
+    nothing changed, and `dvc status`, one of each per round, each once untimed first."""
+    os.sync()  # every deploy's and add's writes reach the disk before, not during, the rounds
+    timed: dict[str, list[Timing]] = {"bare_walk": [], "e2e_noop_deploy": []}
+    commands: dict[str, Callable[[], Timing]] = {
+        "bare_walk": lambda: floor(_WALK, data),
+        "e2e_noop_deploy": lambda: cli.run("train", "deploy", "-d", str(data)),
+    }
+    if dvc is not None and dvc_repo is not None:
+        timed["dvc_status"] = []
+        commands["dvc_status"] = functools.partial(dvc, [dvc.path, "status", "-q"], dvc_repo)
+    for command in commands.values():
+        command()
+    for _ in range(rounds):
+        for name, command in commands.items():
+            timed[name].append(command())
+    out: dict[str, float] = {}
+    for name, timings in timed.items():
+        out.update(medians(timings, name))
     out["peak_rss_mb_cli"] = cli.peak_rss_mb
-    out["peak_rss_mb_server"] = server_rss
-    for run in range(runs):
-        shutil.rmtree(work / f"client-{run}", ignore_errors=True)
+    out["peak_rss_mb_server"] = max(cli.server_rss_mb, cli.server.peak_rss_mb())
     return out
 
 
@@ -312,22 +337,34 @@ def dvc_env(root: Path) -> Path:
     return dvc
 
 
-def bench_dvc(root: Path, work: Path, data: Path, runs: int) -> dict[str, float]:
-    dvc = str(dvc_env(root))
-    # DVC's per-repo state (about 70 MB of hashes at 100k files) goes under the work folder,
-    # removed with it, not left behind in /var/tmp/dvc by every run.
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(work / "dvc-site")}
+class DvcRunner:
+    """DVC's command (from its own venv), with its state kept under the work folder."""
+
+    def __init__(self, root: Path, work: Path) -> None:
+        self.path = str(dvc_env(root))
+        # DVC's per-repo state (about 70 MB of hashes at 100k files) goes under the work
+        # folder, removed with it, not left behind in /var/tmp/dvc by every run.
+        self.env = {
+            **os.environ,
+            "DVC_NO_ANALYTICS": "1",
+            "DVC_SITE_CACHE_DIR": str(work / "dvc-site"),
+        }
+
+    def __call__(self, argv: list[str], cwd: Path) -> Timing:
+        proc = Proc(argv, self.env, cwd)
+        return Timing(proc.seconds, proc.cpu)
+
+
+def bench_dvc(work: Path, data: Path, runs: int, dvc: DvcRunner) -> tuple[dict[str, float], Path]:
+    """`dvc add` of a copy of the files, each in a fresh repository, and `dvc --help`; the
+    last repository is kept (under the work folder) for `dvc status`."""
     copy = work / "dvc-data"
     shutil.copytree(data, copy)
-
-    def run(argv: list[str], cwd: Path) -> Timing:
-        proc = Proc(argv, env, cwd)
-        return Timing(proc.seconds, proc.cpu)
 
     def fresh_repo(i: int) -> Path:
         repo = work / f"dvc-{i}"
         repo.mkdir()
-        Proc([dvc, "init", "--no-scm", "-q"], env, repo)
+        dvc([dvc.path, "init", "--no-scm", "-q"], repo)
         os.rename(copy if i == 0 else work / f"dvc-{i - 1}" / "data", repo / "data")
         if i:
             shutil.rmtree(work / f"dvc-{i - 1}")
@@ -337,26 +374,27 @@ def bench_dvc(root: Path, work: Path, data: Path, runs: int) -> dict[str, float]
     repo = work
     for i in range(runs):
         repo = fresh_repo(i)
-        adds.append(run([dvc, "add", "-q", "data"], repo))
-    os.sync()  # as for kaos: the add's writes reach the disk before, not during, the status
-    run([dvc, "status", "-q"], repo)
+        adds.append(dvc([dvc.path, "add", "-q", "data"], repo))
     out = {
         **medians(adds, "dvc_add"),
-        **medians([run([dvc, "status", "-q"], repo) for _ in range(runs)], "dvc_status"),
-        **medians([run([dvc, "--help"], repo) for _ in range(5)], "dvc_help"),
+        **medians([dvc([dvc.path, "--help"], repo) for _ in range(5)], "dvc_help"),
     }
-    shutil.rmtree(repo)
-    return out
+    return out, repo
 
 
 def bench_size(root: Path, files: int, runs: int, vs_dvc: bool) -> dict[str, float]:
     figure("files", files)
     data = dataset(root, files)
-    with scratch(root, f"run-{files}") as work:
-        out = floors(data, runs)
-        out.update(bench_kaos(work, data, runs))
+    with scratch(root, f"run-{files}") as work, contextlib.ExitStack() as live:
+        out = read_hash_floor(data, runs)
+        kaos, cli = bench_kaos(work, data, runs, live)
+        out.update(kaos)
+        dvc, repo = None, None
         if vs_dvc:
-            out.update(bench_dvc(root, work, data, runs))
+            dvc = DvcRunner(root, work)
+            dvc_figures, repo = bench_dvc(work, data, runs, dvc)
+            out.update(dvc_figures)
+        out.update(bench_unchanged(data, cli, repo, dvc, runs))
     ratios = {
         "noop_vs_walk": ("e2e_noop_deploy", "bare_walk"),
         "first_vs_floor": ("e2e_first_deploy", "read_hash_floor"),
@@ -389,7 +427,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--files", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--vs-dvc", action="store_true", help="also time DVC on the same files")
     parser.add_argument("--scale", action="store_true", help="10k, 100k and 1M files")
     parser.add_argument(

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from kaos import __version__
+from tests.cli import Cli
 from tests.conftest import free_port
 
 
@@ -13,6 +14,34 @@ def test_kaos_console_script_runs():
         [sys.executable, "-m", "kaos", "version"], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == f"kaos {__version__}"
+
+
+def test_an_unchanged_deploy_loads_only_what_it_uses(kaos_server, tmp_path):
+    """Start-up is most of an unchanged deploy (0.15 of 0.35 s at 100,000 files): it loads
+    no chunker (only files over 2 MiB are chunked), no server framework, no terminal toolkit."""
+    (tmp_path / "data" / "features").mkdir(parents=True)
+    (tmp_path / "data" / "features" / "a.csv").write_text("1,2\n")
+    cli = Cli(tmp_path / "home", tmp_path, kaos_server.url)
+    cli.ok("workspace", "create", "-n", "lean")
+    cli.ok("train", "deploy", "-d", "data")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "kaos", "train", "deploy", "-d", "data"],
+        cwd=tmp_path,
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Setting data bundle: /features" in proc.stdout
+    loaded = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert {"kaos", "typer", "http"} <= loaded  # the deploy's imports are seen
+    unused = {"pyfastcdc", "fastapi", "uvicorn", "pydantic", "rich", "httpx", "boto3", "numpy"}
+    assert loaded & unused == set()
 
 
 def test_docker_executor_without_an_engine_is_one_clear_error(tmp_path):

@@ -57,7 +57,8 @@ def test_a_file_changed_between_walk_and_threaded_read_is_refused(
     cache = StatCache(kaos_home / "state.db")
     victims: list[str] = []
 
-    def change_late_files(paths: list[str]) -> None:  # after the walk, before any read
+    def change_late_files(names: str) -> None:  # after the walk, before any read
+        paths = names.split("\n")
         victims.extend((paths[-40], paths[-3]))
         for rel in victims:
             change(root / rel)

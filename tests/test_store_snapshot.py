@@ -152,12 +152,12 @@ def test_a_snapshot_round_trips_its_paths_and_an_empty_folder(tmp_path):
     loaded = snapshots.load("/data")
     assert loaded is not None and len(loaded) == 3
     assert loaded.paths == paths and loaded.digests == digests and loaded.tree == "t" * 32
-    assert loaded.matches(paths, stats)
-    assert not loaded.matches(["a/x.txt", "a/b/y.txt", "z.tx"], stats)
-    assert not loaded.matches([*paths[:2], "z.txt", "w.txt"], stats)
+    assert loaded.matches("\n".join(paths), stats)
+    assert not loaded.matches("a/x.txt\na/b/y.txt\nz.tx", stats)
+    assert not loaded.matches("\n".join([*paths[:2], "z.txt", "w.txt"]), stats)
     snapshots.save("/empty", Snapshot.of([], b"", b"", "e" * 32))
     empty = snapshots.load("/empty")
-    assert empty is not None and empty.paths == [] and empty.matches([], b"")
+    assert empty is not None and empty.paths == [] and empty.matches("", b"")
     assert snapshots.load("/other") is None  # another folder's file name, never its snapshot
 
 

@@ -152,8 +152,8 @@ def test_a_file_changed_during_a_scan_and_push_stops_it_and_its_threads(
     small_files(folder, 600, "v1 ")
     threads = threading.active_count()
 
-    def grow_a_late_file(paths: list[str]) -> None:
-        (folder / paths[-5]).write_text("grown after the walk\n" * 50)
+    def grow_a_late_file(names: str) -> None:
+        (folder / names.split("\n")[-5]).write_text("grown after the walk\n" * 50)
 
     with pytest.raises(BundleError, match="changed while scanning"):
         scan_and_push(folder, destination, vet=grow_a_late_file)

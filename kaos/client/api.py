@@ -191,7 +191,7 @@ class Client:
         shape checked from the file list before anything is read.
         """
         from kaos.client.bundles import Bundle, check_folder
-        from kaos.pipeline.bundles import data_bundle_name
+        from kaos.pipeline.bundles import data_bundle_name_of_walk
 
         self.reporter.uploading(kind, Path(folder))
         if kind != "data":
@@ -201,7 +201,10 @@ class Client:
             bar = self.reporter.bar(f"Compressing {kind} bundle")
             named: list[str] = []  # the name, found once from the file list before any read
             pushed = self.http.push_folder(
-                folder, self._cache(), bar, vet=lambda paths: named.append(data_bundle_name(paths))
+                folder,
+                self._cache(),
+                bar,
+                vet=lambda names: named.append(data_bundle_name_of_walk(names)),
             )
             bar.close()
             bundle = Bundle(kind, Path(folder), pushed.scanned, named[0])

@@ -341,7 +341,7 @@ class KaosClient:
         progress: Progress | None = None,
         vet: PathsHook | None = None,
     ) -> PushReport:
-        """Scan and upload a folder in one pass (each new file read once); `vet(paths)` may
+        """Scan and upload a folder in one pass (each new file read once); `vet(names)` may
         refuse it before anything is read or sent."""
         from kaos.store.transfer import scan_and_push
 

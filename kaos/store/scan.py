@@ -37,7 +37,7 @@ _KEEP_TREE = 250_000
 
 
 ContentHook = Callable[[str, bytes], None]
-PathsHook = Callable[[list[str]], object]
+PathsHook = Callable[[str], object]  # sees the walk's paths, joined by line breaks
 
 
 class ScannedFile(NamedTuple):
@@ -69,7 +69,7 @@ class ScannedFolder:
         self._digests = digests
 
     def __len__(self) -> int:
-        return len(self._walk.paths)
+        return len(self._walk)
 
     @property
     def paths(self) -> list[str]:
@@ -126,8 +126,9 @@ def scan_folder(
     answered by the snapshot alone.
 
     `on_content(digest, data)` sees the bytes of every small file that had to be read, so a
-    caller that stores them needs no second read (a single-pass ingest). `vet(paths)` sees the
-    file list before anything is read, so a bundle of the wrong shape is refused first.
+    caller that stores them needs no second read (a single-pass ingest). `vet(names)` sees the
+    file list (joined by line breaks) before anything is read, so a bundle of the wrong shape
+    is refused first.
     """
     cache, progress = cache or NullStatCache(), progress or NullProgress()
     return _scan(Path(root), cache, progress, allow_empty, on_content, vet)
@@ -144,14 +145,14 @@ def _scan(
     real = os.path.realpath(root)
     last = cache.last_scan(real)  # its size says early whether a split walk pays
     walk = walk_folder(root, expect=len(last) if last is not None else 0)
-    if not walk.paths and not allow_empty:
+    if not len(walk) and not allow_empty:
         raise BundleError(f"bundle is empty: {root}", "put the bundle's files in that folder")
     if vet is not None:
-        vet(walk.paths)
-    if last is not None and last.matches(walk.paths, walk.stats):
+        vet(walk.names)
+    if last is not None and last.matches(walk.names, walk.stats):
         return ScannedFolder(root, walk, last.digests, last.tree or "")
     racy_after = time.time_ns() - _RACY_WINDOW_NS
-    n = len(walk.paths)
+    n = len(walk)
     digests = bytearray(n * DIGEST_SIZE)
     rest: Sequence[int] = (
         last.vouch(walk.paths, walk.stats, digests) if last is not None else range(n)
@@ -192,9 +193,9 @@ def _scan(
         kept = bytearray(digests)
         for i in racy:
             kept[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = UNKNOWN
-        cache.remember_scan(real, Snapshot.of(walk.paths, bytes(stats), bytes(kept), None))
+        cache.remember_scan(real, Snapshot(walk.names, bytes(stats), bytes(kept), None))
     else:
-        cache.remember_scan(real, Snapshot.of(walk.paths, bytes(stats), bytes(digests), digest))
+        cache.remember_scan(real, Snapshot(walk.names, bytes(stats), bytes(digests), digest))
     return ScannedFolder(root, walk, bytes(digests), digest, serialized)
 
 

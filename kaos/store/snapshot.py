@@ -47,9 +47,10 @@ class Snapshot:
         millisecond where 100,000 took 12 (and takes half the memory)."""
         return self.names.split("\n") if self.stats else []
 
-    def matches(self, paths: list[str], stats: bytes | bytearray) -> bool:
-        """The walk found exactly what this snapshot recorded (compared as arrays, in C)."""
-        return self.tree is not None and self.stats == stats and "\n".join(paths) == self.names
+    def matches(self, names: str, stats: bytes | bytearray) -> bool:
+        """The walk (its paths joined by line breaks) found exactly what this snapshot
+        recorded: compared as a string and a bytes array, in C."""
+        return self.tree is not None and self.stats == stats and names == self.names
 
     def vouch(self, paths: list[str], stats: bytes | bytearray, into: bytearray) -> list[int]:
         """Copy into `into` the digest of every walked entry whose stat record is unchanged;

@@ -173,7 +173,7 @@ def scan_and_push(
     """Scan a folder and push it in one pass: every small file read to be hashed is offered to
     the destination right away, in batches (one "which do you lack?" per batch), and packed
     and uploaded on the writer's threads while the scan goes on. A first push thus reads each
-    file once; an unchanged folder still costs its walk and one question. `vet(paths)` may
+    file once; an unchanged folder still costs its walk and one question. `vet(names)` may
     refuse the folder before anything is read or sent. `level`: the packs' zstd level, None to
     send them raw."""
     with _fewer_collections(), StoreWriter(destination, uploads=uploads, level=level) as writer:
