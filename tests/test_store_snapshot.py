@@ -4,6 +4,8 @@ every kind of change is still seen."""
 import os
 from pathlib import Path
 
+import pytest
+
 from kaos.store import NullStatCache, StatCache, scan_folder
 from kaos.store import scan as scan_module
 from kaos.store.snapshot import SnapshotDir
@@ -112,12 +114,17 @@ def test_recently_modified_files_are_read_again_until_they_are_old(
     assert reads.paths == []
 
 
-def test_a_damaged_snapshot_is_ignored(tmp_path, kaos_home, monkeypatch):
+@pytest.mark.parametrize(
+    "damage",
+    [lambda data: b"\x00garbage", lambda data: b"", lambda data: data[: len(data) // 2]],
+    ids=["garbage", "empty", "truncated"],
+)
+def test_a_damaged_snapshot_is_ignored(tmp_path, kaos_home, damage):
     root = bundle(tmp_path / "b")
     cache = StatCache(kaos_home / "state.db")
     first = scan_folder(root, cache)
     for snapshot in (kaos_home / "scans").iterdir():
-        snapshot.write_bytes(b"\x00garbage")
+        snapshot.write_bytes(damage(snapshot.read_bytes()))
     assert SnapshotDir(kaos_home / "scans").load(os.path.realpath(root)) is None
     again = scan_folder(root, cache)  # the stat database still answers
     assert again.digest == first.digest

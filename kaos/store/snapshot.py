@@ -11,6 +11,7 @@ no tree digest.
 from __future__ import annotations
 
 import marshal
+import mmap
 import os
 import struct
 import tempfile
@@ -88,9 +89,13 @@ class SnapshotDir:
     def load(self, root: str) -> Snapshot | None:
         """The last snapshot of `root` (a real path), or None when there is none or it is
         unreadable: it is a cache, so anything odd means "scan as if for the first time"."""
-        try:
-            data = self._file(root).read_bytes()
-            version, recorded, names, stats, digests, tree = marshal.loads(data)
+        try:  # unmarshalled from a mapping: no read buffer of the file's size (8 MB, 2,000
+            # fresh pages at 100,000 files, on every unchanged deploy)
+            with (
+                open(self._file(root), "rb") as f,
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view,
+            ):
+                version, recorded, names, stats, digests, tree = marshal.loads(view)
         except (OSError, ValueError, EOFError, TypeError):
             return None
         if (
