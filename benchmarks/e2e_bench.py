@@ -159,6 +159,13 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        try:
+            self._wait_until_up()
+        except BaseException:  # not left running when it fails to start or the bench stops
+            self.stop()
+            raise
+
+    def _wait_until_up(self) -> None:
         deadline = time.time() + 60
         while True:
             try:
@@ -190,21 +197,32 @@ class Server:
         return f"server log ({self.log_path}, kept), last {len(tail)} lines:\n" + "\n".join(tail)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
         self.log.close()
+
+
+class Peaks:
+    """The largest resident sets seen in one size's run: of any CLI command, of any server."""
+
+    def __init__(self) -> None:
+        self.cli_mb = 0.0
+        self.server_mb = 0.0
+
+    def server(self, server: Server) -> None:
+        self.server_mb = max(self.server_mb, server.peak_rss_mb())
 
 
 class Client:
     """The `kaos` command with its own KAOS_HOME, pointed at one server."""
 
-    def __init__(self, home: Path, cwd: Path) -> None:
+    def __init__(self, home: Path, cwd: Path, peaks: Peaks) -> None:
         self.home = home
         self.cwd = cwd
         self.env = {**os.environ, "KAOS_HOME": str(home), "NO_COLOR": "1"}
         self.env.pop("KAOS_WORKSPACE", None)
-        self.peak_rss_mb = 0.0
-        self.server_rss_mb = 0.0  # the largest of the servers it used before `server`
+        self.peaks = peaks
 
     def use(self, server: Server) -> None:
         self.server = server
@@ -218,7 +236,7 @@ class Client:
             proc = Proc([KAOS, *argv], self.env, self.cwd)
         except SystemExit as exc:  # the server's side of the failure, before it is stopped
             raise SystemExit(f"{exc}\n{self.server.log_tail()}") from None
-        self.peak_rss_mb = max(self.peak_rss_mb, proc.rss_mb)
+        self.peaks.cli_mb = max(self.peaks.cli_mb, proc.rss_mb)
         return Timing(proc.seconds, proc.cpu + self.server.cpu() - before)
 
 
@@ -257,7 +275,7 @@ def compile_kaos() -> None:
 
 
 def bench_kaos(
-    work: Path, data: Path, runs: int, live: contextlib.ExitStack
+    work: Path, data: Path, runs: int, peaks: Peaks, live: contextlib.ExitStack
 ) -> tuple[dict[str, float], Client]:
     """First deploys and pushes of already hashed files, each to a fresh server; then CLI
     start-up against the last one, which is left running (stopped by `live`) with the client
@@ -269,30 +287,31 @@ def bench_kaos(
     cli = None
     for run in range(runs):
         server = Server(work / f"server-{run}")
-        cli = Client(work / f"client-{run}", work)
-        cli.use(server)
         try:
+            cli = Client(work / f"client-{run}", work, peaks)
+            cli.use(server)
             firsts.append(cli.run("train", "deploy", "-d", str(data)))
-            cli.server_rss_mb = max(cli.server_rss_mb, server.peak_rss_mb())
+            peaks.server(server)
         finally:
             server.stop()
         shutil.rmtree(work / f"server-{run}")
     assert cli is not None
     for run in range(runs):
+        last = run == runs - 1
         server = Server(work / f"push-server-{run}")
-        cli.use(server)
-        if run < runs - 1:
-            try:
-                pushes.append(cli.run("train", "deploy", "-d", str(data)))
-                cli.server_rss_mb = max(cli.server_rss_mb, server.peak_rss_mb())
-            finally:
+        if last:
+            live.callback(server.stop)
+        try:
+            cli.use(server)
+            pushes.append(cli.run("train", "deploy", "-d", str(data)))
+            peaks.server(server)
+        finally:
+            if not last:
                 server.stop()
+        if not last:
             shutil.rmtree(work / f"push-server-{run}")
-            continue
-        live.callback(server.stop)
-        pushes.append(cli.run("train", "deploy", "-d", str(data)))
-        out.update(medians([cli.run("--help") for _ in range(5)], "cli_help"))
-        out.update(medians([cli.run("train", "list") for _ in range(5)], "train_list"))
+    out.update(medians([cli.run("--help") for _ in range(5)], "cli_help"))
+    out.update(medians([cli.run("train", "list") for _ in range(5)], "train_list"))
     out.update(medians(firsts, "e2e_first_deploy"))
     out.update(medians(pushes, "e2e_push"))
     return out, cli
@@ -320,8 +339,9 @@ def bench_unchanged(
     out: dict[str, float] = {}
     for name, timings in timed.items():
         out.update(medians(timings, name))
-    out["peak_rss_mb_cli"] = cli.peak_rss_mb
-    out["peak_rss_mb_server"] = max(cli.server_rss_mb, cli.server.peak_rss_mb())
+    cli.peaks.server(cli.server)
+    out["peak_rss_mb_cli"] = cli.peaks.cli_mb
+    out["peak_rss_mb_server"] = cli.peaks.server_mb
     return out
 
 
@@ -387,7 +407,7 @@ def bench_size(root: Path, files: int, runs: int, vs_dvc: bool) -> dict[str, flo
     data = dataset(root, files)
     with scratch(root, f"run-{files}") as work, contextlib.ExitStack() as live:
         out = read_hash_floor(data, runs)
-        kaos, cli = bench_kaos(work, data, runs, live)
+        kaos, cli = bench_kaos(work, data, runs, Peaks(), live)
         out.update(kaos)
         dvc, repo = None, None
         if vs_dvc:
