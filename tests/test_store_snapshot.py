@@ -155,14 +155,14 @@ def test_a_snapshot_round_trips_its_paths_and_an_empty_folder(tmp_path):
     paths = ["a/x.txt", "a/b/y.txt", "z.txt"]
     stats = b"".join(STAT.pack(1, i, 10 * i, 5, i % 2) for i in range(3))
     digests = bytes(range(3 * DIGEST_SIZE))
-    snapshots.save("/data", Snapshot.of(paths, stats, digests, "t" * 32))
+    snapshots.save("/data", Snapshot("\n".join(paths), stats, digests, "t" * 32))
     loaded = snapshots.load("/data")
     assert loaded is not None and len(loaded) == 3
     assert loaded.paths == paths and loaded.digests == digests and loaded.tree == "t" * 32
     assert loaded.matches("\n".join(paths), stats)
     assert not loaded.matches("a/x.txt\na/b/y.txt\nz.tx", stats)
     assert not loaded.matches("\n".join([*paths[:2], "z.txt", "w.txt"]), stats)
-    snapshots.save("/empty", Snapshot.of([], b"", b"", "e" * 32))
+    snapshots.save("/empty", Snapshot("", b"", b"", "e" * 32))
     empty = snapshots.load("/empty")
     assert empty is not None and empty.paths == [] and empty.matches("", b"")
     assert snapshots.load("/other") is None  # another folder's file name, never its snapshot

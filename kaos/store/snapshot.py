@@ -35,10 +35,6 @@ class Snapshot:
     digests: bytes  # one raw xxh3-128 digest per path; UNKNOWN where not vouched for
     tree: str | None  # the folder's tree digest, when every entry is vouched for
 
-    @classmethod
-    def of(cls, paths: list[str], stats: bytes, digests: bytes, tree: str | None) -> Snapshot:
-        return cls("\n".join(paths), stats, digests, tree)
-
     def __len__(self) -> int:
         return len(self.stats) // STAT.size
 
@@ -77,6 +73,11 @@ class Snapshot:
         return rest
 
 
+def path_count(names: str) -> int:
+    """How many paths a line-break-joined string holds (none when it is empty)."""
+    return names.count("\n") + 1 if names else 0
+
+
 class SnapshotDir:
     """Snapshots under one folder (KAOS_HOME/scans), one file per scanned folder."""
 
@@ -105,7 +106,7 @@ class SnapshotDir:
             or not isinstance(stats, bytes)
             or not isinstance(digests, bytes)
             or len(stats) % STAT.size
-            or (names.count("\n") + 1 if names else 0) != len(stats) // STAT.size
+            or path_count(names) != len(stats) // STAT.size
             or len(digests) != len(stats) // STAT.size * DIGEST_SIZE
             or not (tree is None or isinstance(tree, str))
         ):

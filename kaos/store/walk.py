@@ -35,7 +35,7 @@ from typing import NoReturn
 
 from kaos.errors import BundleError, UnsafePathError
 from kaos.store.ignore import IgnoreRules
-from kaos.store.snapshot import STAT
+from kaos.store.snapshot import STAT, path_count
 
 SPLIT_FROM = 20_000  # files still to walk from which a second process pays for its fork (2-7 ms)
 
@@ -207,10 +207,7 @@ class _Walker:
             return False
         if not (isinstance(names, str) and isinstance(stats, bytes) and isinstance(special, list)):
             return False
-        if (
-            len(stats) % STAT.size
-            or (names.count("\n") + 1 if names else 0) != len(stats) // STAT.size
-        ):
+        if len(stats) % STAT.size or path_count(names) != len(stats) // STAT.size:
             return False
         if names:
             self.chunks.append(names)
