@@ -49,7 +49,7 @@ class ClientConfig:
 
 
 def stat_cache_path() -> Path:
-    """The client's stat cache: (device, inode, size, mtime) -> digest, so rescans read little."""
+    """The client's stat cache: a file's stat record -> its digest, so rescans read little."""
     return kaos_home() / "state.db"
 
 

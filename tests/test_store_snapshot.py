@@ -2,6 +2,7 @@
 every kind of change is still seen."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,31 @@ def test_an_executable_bit_change_is_seen(tmp_path, kaos_home):
     assert after.tree.get("d0/f3.txt").executable
 
 
+@pytest.mark.parametrize("answered_by", ["snapshot", "database"])
+def test_a_rewrite_whose_mtime_was_put_back_is_seen(tmp_path, kaos_home, answered_by):
+    """Same inode, same size, the old mtime restored (`touch -r`, `rsync -t`, a tool keeping
+    times): only the ctime, which no user can set, tells that the content changed."""
+    root = bundle(tmp_path / "b")
+    victim = root / "d1" / "f4.txt"
+    cache = StatCache(kaos_home / "state.db")
+    before = scan_folder(root, cache)
+    if answered_by == "database":
+        for snapshot in (kaos_home / "scans").iterdir():
+            snapshot.unlink()
+    old = victim.stat()
+    for _ in range(100):  # past the file system's clock tick, so the ctime moves
+        time.sleep(0.01)
+        victim.write_text("CONTENT 4")
+        os.utime(victim, ns=(old.st_atime_ns, old.st_mtime_ns))
+        if victim.stat().st_ctime_ns != old.st_ctime_ns:
+            break
+    now = victim.stat()
+    assert (now.st_ino, now.st_size, now.st_mtime_ns) == (old.st_ino, old.st_size, old.st_mtime_ns)
+    after = scan_folder(root, cache)
+    assert after.tree.get("d1/f4.txt").digest != before.tree.get("d1/f4.txt").digest
+    assert after.digest == scan_folder(root, NullStatCache()).digest != before.digest
+
+
 def test_recently_modified_files_are_read_again_until_they_are_old(
     tmp_path, kaos_home, monkeypatch
 ):
@@ -153,7 +179,7 @@ def test_a_snapshot_round_trips_its_paths_and_an_empty_folder(tmp_path):
 
     snapshots = SnapshotDir(tmp_path / "scans")
     paths = ["a/x.txt", "a/b/y.txt", "z.txt"]
-    stats = b"".join(STAT.pack(1, i, 10 * i, 5, i % 2) for i in range(3))
+    stats = b"".join(STAT.pack(1, i, 10 * i, 5, 6, i % 2) for i in range(3))
     digests = bytes(range(3 * DIGEST_SIZE))
     snapshots.save("/data", Snapshot("\n".join(paths), stats, digests, "t" * 32))
     loaded = snapshots.load("/data")
@@ -174,11 +200,13 @@ def test_a_snapshot_of_another_layout_is_ignored(tmp_path):
     from kaos.store.snapshot import STAT
 
     snapshots = SnapshotDir(tmp_path / "scans")
-    stats = STAT.pack(1, 2, 3, 4, 0)
-    # version 1 kept the paths as a list; a count that disagrees with the records is damage
+    stats = STAT.pack(1, 2, 3, 4, 5, 0)
+    # version 1 kept the paths as a list, version 2's records had no ctime; a count that
+    # disagrees with the records is damage
     for stale in (
         (1, "/d", ["a/x"], stats, bytes(16), "t"),
-        (2, "/d", "a/x\na/y", stats, bytes(16), "t"),
+        (2, "/d", "a/x", stats[:-9] + stats[-1:], bytes(16), "t"),
+        (3, "/d", "a/x\na/y", stats, bytes(16), "t"),
     ):
         (tmp_path / "scans").mkdir(exist_ok=True)
         snapshots._file("/d").write_bytes(marshal.dumps(stale))

@@ -172,3 +172,35 @@ def test_the_writer_gives_up_its_rows_rather_than_wait_for_another_process_lock(
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_a_database_made_without_ctimes_is_remade_not_trusted(tmp_path, kaos_home, monkeypatch):
+    """A stat cache from before ctimes were kept: its rows cannot vouch for a file, so the
+    table is remade (it is only a cache) and the files are read once."""
+    (tmp_path / "b").mkdir()
+    make_old_files(tmp_path / "b", 3)
+    kaos_home.mkdir(parents=True, exist_ok=True)
+    path = kaos_home / "state.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE state (dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER,"
+            " digest TEXT, PRIMARY KEY (dev, ino)) WITHOUT ROWID"
+        )
+        for p in (tmp_path / "b").iterdir():
+            st = p.stat()
+            db.execute(
+                "INSERT INTO state VALUES (?,?,?,?,?)",
+                (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "0" * 32),  # a wrong digest
+            )
+    db.close()
+    reads = CountingReads(monkeypatch)
+    cache = StatCache(path)
+    tree = scan_folder(tmp_path / "b", cache).tree
+    cache.close()  # its rows written
+    assert sorted(reads.paths) == ["f0.txt", "f1.txt", "f2.txt"]
+    assert "0" * 32 not in {entry.digest for entry in tree.entries}
+    reads.paths.clear()
+    for snapshot in (kaos_home / "scans").iterdir():
+        snapshot.unlink()
+    assert scan_folder(tmp_path / "b", StatCache(path)).tree == tree
+    assert reads.paths == []  # the remade table answers

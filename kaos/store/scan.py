@@ -92,7 +92,7 @@ class ScannedFolder:
             digests = raw[start * DIGEST_SIZE : end * DIGEST_SIZE].hex()
             yield [
                 (paths[i], digests[(i - start) * 32 : (i - start + 1) * 32], size, executable != 0)
-                for i, (_dev, _ino, size, _mtime, executable) in enumerate(
+                for i, (_dev, _ino, size, _mtime, _ctime, executable) in enumerate(
                     STAT.iter_unpack(stats[start * size_at : end * size_at]), start
                 )
             ]
@@ -172,7 +172,7 @@ def _scan(
             digest = known.get(key)
             if digest is None:
                 path = walk.paths[i]
-                unread.append((i, ScannedFile(path, prefix + path, key, record[4] != 0)))
+                unread.append((i, ScannedFile(path, prefix + path, key, record[5] != 0)))
                 continue
             digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = bytes.fromhex(digest)
             meter.advance(key[2])
@@ -200,7 +200,7 @@ def _scan(
 
 
 def _key(record: tuple[int, ...]) -> StatKey:
-    return record[0], record[1], record[2], record[3]
+    return record[0], record[1], record[2], record[3], record[4]
 
 
 def _tree_digest(
@@ -225,7 +225,7 @@ def _tree_pieces(
     hexes, size_at, unpack = digests.hex(), STAT.size, STAT.unpack_from
     lines: list[str] = []
     for i in sorted(range(len(paths)), key=paths.__getitem__):
-        _dev, _ino, size, _mtime, executable = unpack(stats, i * size_at)
+        _dev, _ino, size, _mtime, _ctime, executable = unpack(stats, i * size_at)
         lines.append(entry_line(paths[i], hexes[i * 32 : i * 32 + 32], size, executable != 0))
         if len(lines) == 4096:
             yield "".join(lines).encode("utf-8")

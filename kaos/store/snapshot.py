@@ -2,7 +2,8 @@
 
 A rescan compares its walk with the snapshot as two flat arrays (paths, packed stat records):
 when they are equal the recorded tree digest holds without reading a file or building one
-object per entry; otherwise each entry whose stat record is unchanged keeps its recorded digest.
+object per entry; otherwise each entry whose stat record (with its ctime, so a rewrite whose
+mtime was put back is seen) is unchanged keeps its recorded digest.
 Entries modified within the racy window of the scan that recorded them are not vouched for (a
 change within the same mtime tick would go unseen), and a snapshot holding any such entry has
 no tree digest.
@@ -22,10 +23,10 @@ from pathlib import Path
 
 from kaos.store.hashing import hash_bytes
 
-STAT = struct.Struct("<QQqqB")  # device, inode, size, mtime_ns, executable
+STAT = struct.Struct("<QQqqqB")  # device, inode, size, mtime_ns, ctime_ns, executable
 DIGEST_SIZE = 16
 UNKNOWN = bytes(DIGEST_SIZE)  # a digest slot the snapshot does not vouch for
-_VERSION = 2  # 1 kept the paths as a list
+_VERSION = 3  # 1 kept the paths as a list, 2 had no ctime
 
 
 @dataclass(frozen=True)

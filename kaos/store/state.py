@@ -1,4 +1,5 @@
-"""The stat cache: (device, inode, size, mtime_ns) -> content hash, as DVC's state database.
+"""The stat cache: (device, inode, size, mtime_ns, ctime_ns) -> content hash, as DVC's state
+database (with git's ctime: a rewrite whose mtime was put back still changes the ctime).
 
 Rescanning an unchanged folder then reads no file contents. A folder scanned before is answered
 by its snapshot (`kaos.store.snapshot`, one file per folder, compared as arrays); the database
@@ -17,7 +18,8 @@ from typing import Protocol
 from kaos.store.snapshot import Snapshot, SnapshotDir
 
 _MAX_GAP = 64  # inodes between two files before a new range starts
-StatKey = tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
+StatKey = tuple[int, int, int, int, int]  # (device, inode, size, mtime_ns, ctime_ns)
+_SCHEMA = 2  # the database's user_version; 1 (or none) had no ctime column
 
 
 class HashCache(Protocol):
@@ -77,15 +79,32 @@ class StatCache:
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS state ("
-            " dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,"
-            " PRIMARY KEY (dev, ino)) WITHOUT ROWID"
-        )
+        self._create()
         self._path = path
         self._writer: sqlite3.Connection | None = None  # its own, so lookups never wait for it
         self._writing: threading.Thread | None = None
         self._failed: BaseException | None = None
+
+    def _create(self) -> None:
+        """Make the table, or remake it when an older kaos made it with other columns (it is a
+        cache: its rows are dropped, not migrated)."""
+        db = self._db
+        if db.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA:
+            return
+        db.execute("BEGIN IMMEDIATE")  # one process remakes it; the others then see it made
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA:
+                db.execute("DROP TABLE IF EXISTS state")
+                db.execute(
+                    "CREATE TABLE state ("
+                    " dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER,"
+                    " ctime_ns INTEGER, digest TEXT, PRIMARY KEY (dev, ino)) WITHOUT ROWID"
+                )
+                db.execute(f"PRAGMA user_version = {_SCHEMA}")
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
 
     def lookup(self, keys: Iterable[StatKey]) -> dict[StatKey, str]:
         by_dev: dict[int, dict[int, StatKey]] = {}
@@ -96,13 +115,13 @@ class StatCache:
             for dev, wanted in by_dev.items():
                 for low, high in _inode_runs(sorted(wanted)):
                     rows = self._db.execute(
-                        "SELECT ino, size, mtime_ns, digest FROM state"
+                        "SELECT ino, size, mtime_ns, ctime_ns, digest FROM state"
                         " WHERE dev = ? AND ino BETWEEN ? AND ?",
                         (dev, low, high),
                     ).fetchall()
-                    for ino, size, mtime_ns, digest in rows:
+                    for ino, size, mtime_ns, ctime_ns, digest in rows:
                         asked = wanted.get(ino)
-                        if asked is not None and asked[2] == size and asked[3] == mtime_ns:
+                        if asked is not None and asked[2:] == (size, mtime_ns, ctime_ns):
                             found[asked] = digest
         return found
 
@@ -114,7 +133,7 @@ class StatCache:
         again (the cache only saves work). The thread is not a daemon, so the process ends
         once the rows are written; a failed write is raised by the next `record` or `close`
         (where a best-effort cache gives up)."""
-        rows = [(k[0], k[1], k[2], k[3], d) for k, d in items]
+        rows = [(*k, d) for k, d in items]
         if not rows:
             return
         self._settle()
@@ -128,10 +147,10 @@ class StatCache:
         )
         self._writing.start()
 
-    def _write(self, db: sqlite3.Connection, rows: list[tuple[int, int, int, int, str]]) -> None:
+    def _write(self, db: sqlite3.Connection, rows: list[tuple[int | str, ...]]) -> None:
         try:
             with db:
-                db.executemany("INSERT OR REPLACE INTO state VALUES (?,?,?,?,?)", rows)
+                db.executemany("INSERT OR REPLACE INTO state VALUES (?,?,?,?,?,?)", rows)
         except BaseException as exc:  # handed to the caller's thread by _settle
             self._failed = exc
 

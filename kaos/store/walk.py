@@ -184,7 +184,12 @@ class _Walker:
                         continue
                     keep(name)
                     stats += pack(
-                        st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode & 0o100
+                        st.st_dev,
+                        st.st_ino,
+                        st.st_size,
+                        st.st_mtime_ns,
+                        st.st_ctime_ns,
+                        st.st_mode & 0o100,
                     )
         finally:
             os.close(fd)
