@@ -2,6 +2,7 @@
 every kind of change is still seen."""
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -156,21 +157,38 @@ def test_a_damaged_snapshot_is_ignored(tmp_path, kaos_home, damage):
     assert again.digest == first.digest
 
 
-def test_a_file_removed_while_scanning_is_one_clear_error(tmp_path, monkeypatch):
-    import pytest
+def _removed(root: Path) -> None:
+    (root / "d1" / "f1.txt").unlink()
 
+
+def _made_a_folder(root: Path) -> None:
+    (root / "d1" / "f1.txt").unlink()
+    (root / "d1" / "f1.txt").mkdir()
+
+
+def _parent_made_a_file(root: Path) -> None:
+    shutil.rmtree(root / "d1")
+    (root / "d1").write_text("now a file")
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [(_removed, "removed"), (_made_a_folder, "changed"), (_parent_made_a_file, "changed")],
+    ids=["removed", "made-a-folder", "parent-made-a-file"],
+)
+def test_a_file_changed_while_scanning_is_one_clear_error(tmp_path, monkeypatch, change, said):
     from kaos.errors import BundleError
 
     root = bundle(tmp_path / "b")
     real_walk = scan_module.walk_folder
 
-    def walk_then_remove(folder, **kwargs):
+    def walk_then_change(folder, **kwargs):
         walk = real_walk(folder, **kwargs)
-        (root / "d1" / "f1.txt").unlink()  # gone between the walk and the read
+        change(root)  # between the walk and the read
         return walk
 
-    monkeypatch.setattr(scan_module, "walk_folder", walk_then_remove)
-    with pytest.raises(BundleError, match=r"removed while scanning: d1/f1\.txt"):
+    monkeypatch.setattr(scan_module, "walk_folder", walk_then_change)
+    with pytest.raises(BundleError, match=rf"{said} while scanning: d1/f1\.txt"):
         scan_folder(root, NullStatCache())
 
 

@@ -255,6 +255,8 @@ def _hash_one(f: ScannedFile, keep: bool = False) -> tuple[bytes, bytes | None]:
             size, raw = len(data), xxhash.xxh3_128_digest(data)
     except FileNotFoundError:
         raise BundleError(f"file removed while scanning: {f.path}", "scan again") from None
+    except (IsADirectoryError, NotADirectoryError):  # it, or a folder above it, is now the other
+        raise BundleError(f"file changed while scanning: {f.path}", "scan again") from None
     if size != f.key[2]:
         raise BundleError(f"file changed while scanning: {f.path}", "scan again")
     return raw, data if keep else None
