@@ -188,7 +188,7 @@ def test_a_file_changed_while_scanning_is_one_clear_error(tmp_path, monkeypatch,
         return walk
 
     monkeypatch.setattr(scan_module, "walk_folder", walk_then_change)
-    with pytest.raises(BundleError, match=rf"{said} while scanning: d1/f1\.txt"):
+    with pytest.raises(BundleError, match=rf"{said} while scanning: d1/f\d+\.txt"):
         scan_folder(root, NullStatCache())
 
 
