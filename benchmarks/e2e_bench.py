@@ -113,9 +113,10 @@ def medians(timings: list[Timing], name: str) -> dict[str, float]:
 
 def disk_read_mb() -> float:
     """MB read from block devices (disks, and zram swap) since boot, by every process (Linux:
-    /proc/diskstats counts 512-byte sectors; 0 where it cannot be read)."""
+    /proc/diskstats counts 512-byte sectors; 0 where it cannot be read). A device built on
+    others (LVM, md) is left out: its reads are counted on the disks beneath."""
     try:
-        disks = set(os.listdir("/sys/block"))
+        disks = {d for d in os.listdir("/sys/block") if not os.listdir(f"/sys/block/{d}/slaves")}
         rows = [line.split() for line in Path("/proc/diskstats").read_text().splitlines()]
     except OSError:
         return 0.0

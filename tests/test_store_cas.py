@@ -245,6 +245,18 @@ def test_linked_checkout_is_not_poisoned_by_edits(store, tmp_path):
     assert (again / "run.sh").read_text() == "#!/bin/sh\necho hi\n"
 
 
+def test_a_same_size_edit_with_the_seal_put_back_is_not_served(store, tmp_path):
+    """Written through a link, its size kept and its mtime set back to the seal (0), as
+    `cp -p` from another checkout does: the mode made writable for the write still tells."""
+    tree = store.push(scan_folder(make_bundle(tmp_path / "src", n=2))).tree
+    target = store.checkout(tree, tmp_path / "one", link=True) / "run.sh"
+    os.chmod(target, 0o755)
+    target.write_text("#!/bin/sh\necho HI\n")
+    os.utime(target, ns=(0, 0))
+    again = store.checkout(tree, tmp_path / "two", link=True)
+    assert (again / "run.sh").read_text() == "#!/bin/sh\necho hi\n"
+
+
 def test_interrupted_upload_leaves_nothing_visible(store, tmp_path, monkeypatch):
     src = make_bundle(tmp_path / "src", n=5)
     calls = []

@@ -171,14 +171,57 @@ def _parent_made_a_file(root: Path) -> None:
     (root / "d1").write_text("now a file")
 
 
+def _linked_outside(root: Path) -> None:
+    """A symlink to a file outside the bundle, of the same size (the walk refuses one)."""
+    secret = root.parent / "secret.txt"
+    secret.write_text("SECRET!!!")
+    (root / "d1" / "f1.txt").unlink()
+    (root / "d1" / "f1.txt").symlink_to(secret)
+
+
+def _parent_linked_outside(root: Path) -> None:
+    outside = root.parent / "outside"
+    shutil.copytree(root / "d1", outside)
+    for p in outside.iterdir():
+        p.write_text("X" * len(p.read_text()))
+    shutil.rmtree(root / "d1")
+    (root / "d1").symlink_to(outside)
+
+
+def _made_a_fifo(root: Path) -> None:
+    (root / "d1" / "f1.txt").unlink()
+    os.mkfifo(root / "d1" / "f1.txt")
+
+
+@pytest.mark.parametrize("read_as", ["small", "large"])  # read whole, or streamed
 @pytest.mark.parametrize(
     ("change", "said"),
-    [(_removed, "removed"), (_made_a_folder, "changed"), (_parent_made_a_file, "changed")],
-    ids=["removed", "made-a-folder", "parent-made-a-file"],
+    [
+        (_removed, "removed"),
+        (_made_a_folder, "changed"),
+        (_parent_made_a_file, "changed"),
+        (_linked_outside, "changed"),
+        (_parent_linked_outside, "changed"),
+        (_made_a_fifo, "changed"),
+    ],
+    ids=[
+        "removed",
+        "made-a-folder",
+        "parent-made-a-file",
+        "linked-outside",
+        "parent-linked-outside",
+        "made-a-fifo",
+    ],
 )
-def test_a_file_changed_while_scanning_is_one_clear_error(tmp_path, monkeypatch, change, said):
+def test_a_file_changed_while_scanning_is_one_clear_error(
+    tmp_path, monkeypatch, change, said, read_as
+):
+    """Whatever took the walked file's place is never read: a file outside the bundle could
+    otherwise be uploaded under the bundle's name, and a fifo would block the scan."""
     from kaos.errors import BundleError
 
+    if read_as == "large":
+        monkeypatch.setattr(scan_module, "_SMALL_FILE", 0)
     root = bundle(tmp_path / "b")
     real_walk = scan_module.walk_folder
 

@@ -204,3 +204,21 @@ def test_a_database_made_without_ctimes_is_remade_not_trusted(tmp_path, kaos_hom
         snapshot.unlink()
     assert scan_folder(tmp_path / "b", StatCache(path)).tree == tree
     assert reads.paths == []  # the remade table answers
+
+
+def test_a_damaged_database_is_made_again(tmp_path, kaos_home, monkeypatch):
+    """Garbage where the database was (a crash of the disk, a stray copy) would otherwise
+    switch the stat cache off for good: it is only a cache, so it is made again."""
+    (tmp_path / "b").mkdir()
+    make_old_files(tmp_path / "b", 3)
+    kaos_home.mkdir(parents=True, exist_ok=True)
+    path = kaos_home / "state.db"
+    path.write_bytes(b"not a database at all, " * 100)
+    cache = open_stat_cache(path)
+    first = scan_folder(tmp_path / "b", cache)
+    state_module.wait_for_writes()
+    for snapshot in (kaos_home / "scans").iterdir():
+        snapshot.unlink()  # so the database alone must answer
+    reads = CountingReads(monkeypatch)
+    again = scan_folder(tmp_path / "b", open_stat_cache(path))
+    assert reads.paths == [] and again.digest == first.digest

@@ -64,11 +64,16 @@ def read_small(path: str, size: int) -> bytes:
     reads short only at its end; O_NONBLOCK keeps a fifo swapped in from blocking."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        data = os.read(fd, size + 1)
-        while len(data) < size and (more := os.read(fd, size + 1 - len(data))):
-            data += more
+        return read_fd(fd, size)
     except BlockingIOError:
         return b""  # not a regular file any more: refused as changed
     finally:
         os.close(fd)
+
+
+def read_fd(fd: int, size: int) -> bytes:
+    """At most `size + 1` bytes of an open file (see `read_small`)."""
+    data = os.read(fd, size + 1)
+    while len(data) < size and (more := os.read(fd, size + 1 - len(data))):
+        data += more
     return data

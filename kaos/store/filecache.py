@@ -1,7 +1,9 @@
 """A local cache of whole files by hash, from which folders are materialised by hardlink.
 
 Cached files are read-only and stamped with mtime 0: a file that was written to through a
-hardlink shows a different mtime or size, and is then discarded instead of served. Their access
+hardlink shows a different mtime, size or mode (made writable to be written), and is then
+discarded instead of served. (Jobs see these files through read-only mounts; a process
+outside one that writes a file without changing its mode, size or mtime is not caught.) Their access
 time is set on every use, so with a size limit (`KAOS_CACHE_MAX`) the least recently used go
 first; a job that hardlinked a file keeps its link when the cache lets go of it.
 """
@@ -14,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from stat import S_IMODE
 from typing import BinaryIO
 
 _SEALED_MTIME_NS = 0
@@ -64,7 +67,11 @@ class FileCache:
             st = path.stat()
         except FileNotFoundError:
             return None
-        if st.st_size == size and st.st_mtime_ns == _SEALED_MTIME_NS:
+        if (
+            st.st_size == size
+            and st.st_mtime_ns == _SEALED_MTIME_NS
+            and S_IMODE(st.st_mode) == _mode(executable)
+        ):
             self._touch(path)
             return path
         path.unlink(missing_ok=True)  # modified through a link: never serve it
@@ -78,10 +85,15 @@ class FileCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 fill(f)
-            os.chmod(tmp, 0o555 if executable else 0o444)
+            os.chmod(tmp, _mode(executable))
             os.utime(tmp, ns=(time.time_ns(), _SEALED_MTIME_NS))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+def _mode(executable: bool) -> int:
+    """A cached file's mode: read-only, for everyone."""
+    return 0o555 if executable else 0o444

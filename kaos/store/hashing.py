@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -18,14 +19,19 @@ def hash_bytes(data: bytes | bytearray | memoryview) -> str:
 
 def hash_file(path: str | Path) -> tuple[str, int]:
     """Hash a file by streaming it; returns (digest, size). Never loads it whole."""
+    with open(path, "rb", buffering=0) as f:
+        return hash_fd(f.fileno())
+
+
+def hash_fd(fd: int) -> tuple[str, int]:
+    """Hash an open file from where it stands to its end; returns (digest, size)."""
     hasher = xxhash.xxh3_128()
     size = 0
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(_READ_SIZE)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            hasher.update(view[:n])
-            size += n
+    buf = bytearray(_READ_SIZE)
+    view = memoryview(buf)
+    while n := os.readv(fd, [buf]):
+        hasher.update(view[:n])
+        size += n
     return hasher.hexdigest(), size
 
 

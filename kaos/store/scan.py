@@ -7,18 +7,20 @@ walk plus two comparisons, and a `Tree` of entry objects is built only when some
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
+from stat import S_ISREG
 from typing import NamedTuple
 
 import xxhash
 
 from kaos.errors import BundleError
-from kaos.store.ahead import read_ahead, read_small
-from kaos.store.hashing import hash_file
+from kaos.store.ahead import read_ahead, read_fd
+from kaos.store.hashing import hash_fd
 from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.snapshot import DIGEST_SIZE, STAT, UNKNOWN, Snapshot
 from kaos.store.state import HashCache, NullStatCache, StatKey
@@ -246,17 +248,44 @@ def _hash_one(f: ScannedFile, keep: bool = False) -> tuple[bytes, bytes | None]:
     """A file's raw digest, and its content when `keep` and it is small (read whole); a file
     whose size is not the walk's is refused (it changed while being scanned)."""
     data: bytes | None = None
+    fd = _open_walked(f)
     try:
         if f.key[2] > _SMALL_FILE:
-            digest, size = hash_file(f.abspath)
+            digest, size = hash_fd(fd)
             raw = bytes.fromhex(digest)
         else:
-            data = read_small(f.abspath, f.key[2])
+            data = read_fd(fd, f.key[2])
             size, raw = len(data), xxhash.xxh3_128_digest(data)
+    finally:
+        os.close(fd)
+    if size != f.key[2]:
+        raise _changed(f)
+    return raw, data if keep else None
+
+
+# What opening a walked file gives when something else took its place: a folder above it made
+# a file, a symlink loop, a socket.
+_REPLACED = (errno.ENOTDIR, errno.ELOOP, errno.ENXIO, errno.EISDIR)
+
+
+def _open_walked(f: ScannedFile) -> int:
+    """The walked file, opened, if it still is the file the walk saw (the same device and
+    inode, a regular file): one swapped after the walk for a symlink to a file outside the
+    bundle, a fifo or a folder is never read, and a fifo never blocks the scan."""
+    try:
+        fd = os.open(f.abspath, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise BundleError(f"file removed while scanning: {f.path}", "scan again") from None
-    except (IsADirectoryError, NotADirectoryError):  # it, or a folder above it, is now the other
-        raise BundleError(f"file changed while scanning: {f.path}", "scan again") from None
-    if size != f.key[2]:
-        raise BundleError(f"file changed while scanning: {f.path}", "scan again")
-    return raw, data if keep else None
+    except OSError as exc:
+        if exc.errno in _REPLACED:
+            raise _changed(f) from None
+        raise
+    st = os.fstat(fd)
+    if not S_ISREG(st.st_mode) or st.st_ino != f.key[1] or st.st_dev != f.key[0]:
+        os.close(fd)
+        raise _changed(f)
+    return fd
+
+
+def _changed(f: ScannedFile) -> BundleError:
+    return BundleError(f"file changed while scanning: {f.path}", "scan again")

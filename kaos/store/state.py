@@ -9,6 +9,7 @@ answers for the rest (moved folders, new paths), by primary key in inode ranges,
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -191,7 +192,22 @@ def wait_for_writes() -> None:
 
 def open_stat_cache(path: Path) -> HashCache:
     """The stat cache, or one that gives up quietly when its disk cannot be written (full,
-    read-only): a scan then hashes every file instead of failing."""
+    read-only): a scan then hashes every file instead of failing. A damaged database (not
+    SQLite's any more) is removed and made again: it is only a cache."""
+    try:
+        return _BestEffort(StatCache(path))
+    except sqlite3.OperationalError:  # locked, read-only, no room: left alone
+        return NullStatCache()
+    except sqlite3.DatabaseError:  # "file is not a database", "malformed"
+        for damaged in (
+            path,
+            path.with_name(path.name + "-wal"),
+            path.with_name(path.name + "-shm"),
+        ):
+            with contextlib.suppress(OSError):
+                damaged.unlink()
+    except (sqlite3.Error, OSError):
+        return NullStatCache()
     try:
         return _BestEffort(StatCache(path))
     except (sqlite3.Error, OSError):
