@@ -420,3 +420,20 @@ def test_a_tree_found_complete_is_asked_again_once_another_replica_deleted_its_p
     assert not store.complete(scanned.digest)  # asked again, so the push below is not skipped
     assert store.push(scanned).files_sent == 31
     assert store.complete(scanned.digest)
+
+
+@pytest.mark.parametrize("was_large", [False, True])
+def test_a_fifo_put_in_a_hashed_files_place_is_refused_not_waited_on(store, tmp_path, was_large):
+    """Between a scan and its upload: opening a fifo for reading would wait for a writer."""
+    from kaos.store.chunking import FILE_CHUNKS
+
+    src = tmp_path / "src"
+    src.mkdir()
+    victim = src / "data.bin"
+    victim.write_bytes(b"x" * (FILE_CHUNKS.threshold + 1 if was_large else 10))
+    digest = scan_folder(src).tree.get("data.bin").digest
+    victim.unlink()
+    os.mkfifo(victim)
+    with store.writer() as w, pytest.raises(BundleError, match="changed since it was hashed"):
+        w.put_file(victim, digest)
+    assert store.missing([digest]) == {digest}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from pyfastcdc import FastCDC
@@ -38,12 +38,11 @@ def split_buffer(data: bytes | memoryview, params: ChunkParams) -> Iterator[memo
         yield chunk.data
 
 
-def split_file(path: str, params: ChunkParams) -> Iterator[memoryview]:
-    """Chunks of a file read as a stream (not mmap, whose touched pages count as the process's
-    memory): a 2 GiB file is never held in memory."""
-    with open(path, "rb", buffering=0) as f:
-        for chunk in params.chunker().cut_stream(f):
-            yield chunk.data
+def split_file(f: BinaryIO, params: ChunkParams) -> Iterator[memoryview]:
+    """Chunks of an open file read as a stream (not mmap, whose touched pages count as the
+    process's memory): a 2 GiB file is never held in memory."""
+    for chunk in params.chunker().cut_stream(f):
+        yield chunk.data
 
 
 def split_pieces(pieces: Iterable[bytes], params: ChunkParams) -> Iterator[memoryview]:

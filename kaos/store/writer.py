@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import xxhash
@@ -140,15 +141,21 @@ class StoreWriter:
     def put_file(self, path: str | Path, digest: str | None = None) -> str:
         """Store a file, chunked when large; `digest` (if given) must match what is read."""
         path = os.fspath(path)
-        if os.stat(path).st_size <= FILE_CHUNKS.threshold:
-            with open(path, "rb") as f:
+        # Opened without blocking and checked to be a regular file: a fifo put in the file's
+        # place since it was hashed is refused, not waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb", buffering=0) as f:
+            st = os.fstat(fd)
+            if not S_ISREG(st.st_mode):
+                raise BundleError(f"file changed since it was hashed: {path}", "deploy again")
+            if st.st_size <= FILE_CHUNKS.threshold:
                 data = f.read()
-            actual = hash_bytes(data)
-            _check_unchanged(path, digest, actual)
-            if not self.has(actual):
-                self.add_raw(actual, KIND_BLOB, data)
-            return actual
-        actual = self._put_chunked(split_file(path, FILE_CHUNKS))
+                actual = hash_bytes(data)
+                _check_unchanged(path, digest, actual)
+                if not self.has(actual):
+                    self.add_raw(actual, KIND_BLOB, data)
+                return actual
+            actual = self._put_chunked(split_file(f, FILE_CHUNKS))
         _check_unchanged(path, digest, actual)
         return actual
 
