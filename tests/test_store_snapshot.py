@@ -272,3 +272,39 @@ def test_a_snapshot_of_another_layout_is_ignored(tmp_path):
         (tmp_path / "scans").mkdir(exist_ok=True)
         snapshots._file("/d").write_bytes(marshal.dumps(stale))
         assert snapshots.load("/d") is None
+
+
+def test_a_file_made_a_symlink_after_it_was_listed_lends_the_walk_no_identity(
+    tmp_path, monkeypatch
+):
+    """Between the folder's listing (a regular file) and its stat, the file becomes a symlink
+    to a file outside the bundle: the stat does not follow it, so the link is judged as a
+    symlink (refused) instead of the walk recording the outside file's inode."""
+    from kaos.errors import UnsafePathError
+    from kaos.store import walk as walk_module
+
+    root = bundle(tmp_path / "b")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET!!!")
+    real_scandir = walk_module.os.scandir
+
+    class Swapping:
+        def __init__(self, fd):
+            self._it = real_scandir(fd)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._it.close()
+
+        def __iter__(self):
+            for entry in self._it:
+                if entry.name == "f1.txt":  # listed as a file, then swapped
+                    (root / "d1" / "f1.txt").unlink()
+                    (root / "d1" / "f1.txt").symlink_to(secret)
+                yield entry
+
+    monkeypatch.setattr(walk_module.os, "scandir", Swapping)
+    with pytest.raises(UnsafePathError, match=r"symlink points outside the bundle: d1/f1\.txt"):
+        scan_folder(root, NullStatCache())

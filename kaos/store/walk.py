@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from stat import S_ISDIR, S_ISREG
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import NoReturn
 
 from kaos.errors import BundleError, UnsafePathError
@@ -172,11 +172,15 @@ class _Walker:
                             pending.append((os.path.join(folder, name), rel + "/"))
                         continue
                     else:
-                        try:
-                            st = entry.stat()
+                        try:  # not followed: a file swapped for a symlink since it was
+                            # listed must not lend the walk its target's identity
+                            st = entry.stat(follow_symlinks=False)
                         except OSError as exc:  # named by its full path, as before the fd
                             path = os.path.join(folder, name)
                             raise type(exc)(exc.errno, exc.strerror, path) from None
+                        if S_ISLNK(st.st_mode):
+                            rel = prefix + name
+                            st = _inside_symlink_stat(os.path.join(folder, name), root_real, rel)
                     if skips_file is not None and skips_file(prefix + name):
                         continue
                     if not S_ISREG(st.st_mode):
