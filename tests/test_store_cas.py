@@ -437,3 +437,22 @@ def test_a_fifo_put_in_a_hashed_files_place_is_refused_not_waited_on(store, tmp_
     with store.writer() as w, pytest.raises(BundleError, match="changed since it was hashed"):
         w.put_file(victim, digest)
     assert store.missing([digest]) == {digest}
+
+
+def test_a_large_file_swapped_before_its_upload_sends_none_of_the_other_content(store, tmp_path):
+    """Its chunks would go before the whole file's digest is known: it is hashed first."""
+    from kaos.store.chunking import FILE_CHUNKS
+
+    src = tmp_path / "src"
+    src.mkdir()
+    victim = src / "big.bin"
+    victim.write_bytes(random.Random(1).randbytes(FILE_CHUNKS.threshold * 2))
+    digest = scan_folder(src).tree.get("big.bin").digest
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(random.Random(2).randbytes(FILE_CHUNKS.threshold * 2))
+    victim.unlink()
+    victim.symlink_to(outside)
+    before = {info.key for info in store.backend.list("")}
+    with store.writer() as w, pytest.raises(BundleError, match="changed since it was hashed"):
+        w.put_file(victim, digest)
+    assert {info.key for info in store.backend.list("")} == before

@@ -22,7 +22,7 @@ import xxhash
 
 from kaos.errors import BundleError, IntegrityError
 from kaos.store.chunking import FILE_CHUNKS, ChunkParams, split_buffer, split_file, split_pieces
-from kaos.store.hashing import hash_bytes
+from kaos.store.hashing import hash_bytes, hash_fd
 from kaos.store.locks import StoreLocks
 from kaos.store.pack import (
     KIND_BLOB,
@@ -155,6 +155,9 @@ class StoreWriter:
                 if not self.has(actual):
                     self.add_raw(actual, KIND_BLOB, data)
                 return actual
+            if digest is not None:  # hashed first: content from elsewhere is never sent
+                _check_unchanged(path, digest, hash_fd(fd)[0])
+                f.seek(0)
             actual = self._put_chunked(split_file(f, FILE_CHUNKS))
         _check_unchanged(path, digest, actual)
         return actual
