@@ -26,7 +26,7 @@ from kaos.store.progress import NullProgress, Progress, Throttled
 from kaos.store.scan import PathsHook, ScannedFolder, scan_folder
 from kaos.store.state import HashCache
 from kaos.store.tree import Tree
-from kaos.store.writer import Level, StoreWriter
+from kaos.store.writer import Level, StoreWriter, changed_since_hashed
 
 
 class Destination(Protocol):
@@ -107,7 +107,7 @@ def _push_files(
         done += len(batch)
         for (path, digest, size), data in zip(small, read_ahead(_read, small, _size), strict=True):
             if hash_bytes(data) != digest:
-                raise BundleError(f"file changed since it was hashed: {path}", "deploy again")
+                raise changed_since_hashed(path)
             if not writer.has(digest):  # a copy of it went already
                 writer.add_raw(digest, KIND_BLOB, data)
                 meter.advance(size)

@@ -147,7 +147,7 @@ class StoreWriter:
         with open(fd, "rb", buffering=0) as f:
             st = os.fstat(fd)
             if not S_ISREG(st.st_mode):
-                raise BundleError(f"file changed since it was hashed: {path}", "deploy again")
+                raise changed_since_hashed(path)
             if st.st_size <= FILE_CHUNKS.threshold:
                 data = f.read()
                 actual = hash_bytes(data)
@@ -244,4 +244,9 @@ class StoreWriter:
 
 def _check_unchanged(path: str, expected: str | None, actual: str) -> None:
     if expected is not None and expected != actual:
-        raise BundleError(f"file changed since it was hashed: {path}", "deploy again")
+        raise changed_since_hashed(path)
+
+
+def changed_since_hashed(path: str) -> BundleError:
+    """A file's content (or kind) is not what its scan hashed: it changed in between."""
+    return BundleError(f"file changed since it was hashed: {path}", "deploy again")
