@@ -163,24 +163,22 @@ class _Walker:
                     name = entry.name
                     if bad_name(name) is not None:  # the prefix's names were checked before
                         _refuse_name(prefix + name)
-                    if entry.is_symlink():
-                        rel = prefix + name
-                        st = _inside_symlink_stat(os.path.join(folder, name), root_real, rel)
-                    elif entry.is_dir():
+                    if entry.is_dir(follow_symlinks=False):
                         rel = prefix + name
                         if not rules.skips_dir(name, rel):
                             pending.append((os.path.join(folder, name), rel + "/"))
                         continue
-                    else:
+                    st = None
+                    if not entry.is_symlink():
                         try:  # not followed: a file swapped for a symlink since it was
                             # listed must not lend the walk its target's identity
                             st = entry.stat(follow_symlinks=False)
                         except OSError as exc:  # named by its full path, as before the fd
                             path = os.path.join(folder, name)
                             raise type(exc)(exc.errno, exc.strerror, path) from None
-                        if S_ISLNK(st.st_mode):
-                            rel = prefix + name
-                            st = _inside_symlink_stat(os.path.join(folder, name), root_real, rel)
+                    if st is None or S_ISLNK(st.st_mode):  # listed as a link, or made one since
+                        path, rel = os.path.join(folder, name), prefix + name
+                        st = _inside_symlink_stat(path, root_real, rel)
                     if skips_file is not None and skips_file(prefix + name):
                         continue
                     if not S_ISREG(st.st_mode):
