@@ -18,9 +18,9 @@ point) talking to a real `kaos server start` process on 127.0.0.1, on the store 
   before (the upload alone).
 - `bare_walk_s`: a minimal Python process doing `scandir` + `stat` over the folder (the floor
   of any "has anything changed?"); `read_hash_floor_s`: one that also reads and xxh3-hashes
-  every file, page cache warm (the floor of a first deploy). Every command that reads all the
-  files (the floor, a first deploy, a push, `dvc add`) runs right after they are read in on two
-  threads (`warm`): this VM takes back page cache untouched for a minute.
+  every file, page cache warm (the floor of a first deploy). The files stay in the page cache
+  while a size is timed (`page_cache_held`): helper processes map them, as this VM takes back
+  page cache that no process maps and none touched for a minute.
 - `cli_help_s`, `train_list_s`: start-up of `kaos --help` and `kaos train list`.
 - `peak_rss_mb_cli`, `peak_rss_mb_server`: the largest resident set of any CLI process and of
   the server (the kernel's high-water marks).
@@ -60,7 +60,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -95,6 +94,25 @@ def walk(path):
                 with open(entry.path, "rb") as f:
                     xxhash.xxh3_128_hexdigest(f.read())
 walk(sys.argv[1])
+"""
+
+_HOLD = """
+import ctypes, mmap, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_long]
+failed = ctypes.c_void_p(-1).value
+held = 0
+for path in sys.stdin.buffer.read().split(b"\\0"):
+    fd = os.open(path, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+    flags = mmap.MAP_SHARED | mmap.MAP_POPULATE  # read in now; never unmapped until exit
+    if size and libc.mmap(None, size, mmap.PROT_READ, flags, fd, 0) != failed:
+        held += size
+    os.close(fd)
+print(held, flush=True)
+time.sleep(1e9)
 """
 
 
@@ -278,24 +296,42 @@ def dataset(root: Path, files: int) -> Path:
     return data
 
 
-def warm(data: Path) -> None:
-    """Read every file of `data` on two threads just before a command that reads them all, so it
-    finds them in the page cache as a user who just made or used them does. This VM takes back
-    page cache untouched for a minute (a DAMON pageout scheme): without this, a million-file
-    push read 930 MB from disk (its `*_disk_read_mb`), with it 436 MB. Reading a million files
-    in takes longer than that minute, so at that size some still come from disk."""
-    paths = [os.path.join(top, name) for top, _dirs, names in os.walk(data) for name in names]
-    step = 1000
-    groups = [paths[i : i + step] for i in range(0, len(paths), step)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(_read_all, groups))
-
-
-def _read_all(paths: list[str]) -> None:
-    for path in paths:
-        with open(path, "rb", buffering=0) as f:
-            while f.read(1 << 20):
-                pass
+@contextlib.contextmanager
+def page_cache_held(*folders: Path) -> Iterator[None]:
+    """Hold every file of `folders` in the page cache while the block runs, as a user's files
+    stay in it on a machine with memory to spare. This VM runs a DAMON pageout scheme that takes
+    back page cache untouched for a minute, but only pages no process has mapped: helper
+    processes map every file (a read-only shared mapping, read in at once), so the commands
+    timed find them cached however long they take (a million-file first deploy takes longer
+    than that minute, and its last files had left the cache). The commands read them as they
+    would anyway; `*_disk_read_mb` shows whether the files stayed."""
+    paths = [
+        os.path.join(top, name).encode()
+        for folder in folders
+        for top, _dirs, names in os.walk(folder)
+        for name in names
+    ]
+    per_process = 60_000  # a process may hold at most vm.max_map_count (65,530) mappings
+    holders = []
+    try:
+        for i in range(0, len(paths), per_process):
+            holder = subprocess.Popen(
+                [sys.executable, "-c", _HOLD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            holders.append(holder)
+            assert holder.stdin is not None
+            holder.stdin.write(b"\0".join(paths[i : i + per_process]))
+            holder.stdin.close()
+        paths.clear()  # not kept through the timed commands
+        held = sum(int(holder.stdout.readline() or 0) for holder in holders if holder.stdout)
+        figure("page_cache_held_mb", held / 1e6, "MB")
+        yield
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
 
 
 def floor(script: str, data: Path) -> Timing:
@@ -305,11 +341,7 @@ def floor(script: str, data: Path) -> Timing:
 
 
 def read_hash_floor(data: Path, runs: int) -> dict[str, float]:
-    timings = []
-    for _ in range(runs):
-        warm(data)  # page cache warm, as for kaos
-        timings.append(floor(_READ_HASH, data))
-    return medians(timings, "read_hash_floor")
+    return medians([floor(_READ_HASH, data) for _ in range(runs)], "read_hash_floor")
 
 
 def compile_kaos() -> None:
@@ -336,7 +368,6 @@ def bench_kaos(
         try:
             cli = Client(work / f"client-{run}", work, peaks)
             cli.use(server)
-            warm(data)
             firsts.append(cli.run("train", "deploy", "-d", str(data)))
             peaks.server(server)
         finally:
@@ -350,7 +381,6 @@ def bench_kaos(
             live.callback(server.stop)
         try:
             cli.use(server)
-            warm(data)
             pushes.append(cli.run("train", "deploy", "-d", str(data)))
             peaks.server(server)
         finally:
@@ -423,11 +453,14 @@ class DvcRunner:
         return Timing(proc.seconds, proc.cpu, proc.disk_mb)
 
 
-def bench_dvc(work: Path, data: Path, runs: int, dvc: DvcRunner) -> tuple[dict[str, float], Path]:
+def bench_dvc(
+    work: Path, data: Path, runs: int, dvc: DvcRunner, live: contextlib.ExitStack
+) -> tuple[dict[str, float], Path]:
     """`dvc add` of a copy of the files, each in a fresh repository, and `dvc --help`; the
     last repository is kept (under the work folder) for `dvc status`."""
     copy = work / "dvc-data"
     shutil.copytree(data, copy)
+    live.enter_context(page_cache_held(copy))  # held through the renames below
 
     def fresh_repo(i: int) -> Path:
         repo = work / f"dvc-{i}"
@@ -442,7 +475,6 @@ def bench_dvc(work: Path, data: Path, runs: int, dvc: DvcRunner) -> tuple[dict[s
     repo = work
     for i in range(runs):
         repo = fresh_repo(i)
-        warm(repo / "data")
         adds.append(dvc([dvc.path, "add", "-q", "data"], repo))
     out = {
         **medians(adds, "dvc_add"),
@@ -455,13 +487,14 @@ def bench_size(root: Path, files: int, runs: int, vs_dvc: bool) -> dict[str, flo
     figure("files", files)
     data = dataset(root, files)
     with scratch(root, f"run-{files}") as work, contextlib.ExitStack() as live:
+        live.enter_context(page_cache_held(data))
         out = read_hash_floor(data, runs)
         kaos, cli = bench_kaos(work, data, runs, Peaks(), live)
         out.update(kaos)
         dvc, repo = None, None
         if vs_dvc:
             dvc = DvcRunner(root, work)
-            dvc_figures, repo = bench_dvc(work, data, runs, dvc)
+            dvc_figures, repo = bench_dvc(work, data, runs, dvc, live)
             out.update(dvc_figures)
         out.update(bench_unchanged(data, cli, repo, dvc, runs))
     ratios = {

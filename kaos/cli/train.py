@@ -150,7 +150,9 @@ def list_(ws: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
 
     client = context.api()
     name = client.workspace_name(ws)
-    builds, trains = client.jobs("build", name), client.jobs("train", name)
+    jobs = client.jobs(workspace=name)  # one request: start-up is most of this command's time
+    builds = [j for j in jobs if j["kind"] == "build"]
+    trains = [j for j in jobs if j["kind"] == "train"]
     if as_json:
         print_json({"building": builds, "training": trains})
         return
