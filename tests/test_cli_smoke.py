@@ -44,6 +44,31 @@ def test_an_unchanged_deploy_loads_only_what_it_uses(kaos_server, tmp_path):
     assert loaded & unused == set()
 
 
+def test_train_list_loads_no_deploy_parts(kaos_server, tmp_path):
+    """`train list` is start-up plus one request: it loads the HTTP client, not the scan, the
+    store or the parsing of deploy inputs."""
+    cli = Cli(tmp_path / "home", tmp_path, kaos_server.url)
+    cli.ok("workspace", "create", "-n", "lean")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "kaos", "train", "list"],
+        cwd=tmp_path,
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "No jobs yet in workspace lean" in proc.stdout
+    loaded = {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "kaos.client.http" in loaded  # the command's imports are seen
+    deploy_only = {"kaos.client.inputs", "kaos.client.bundles", "kaos.store.scan"}
+    assert loaded & deploy_only == set()
+
+
 def test_docker_executor_without_an_engine_is_one_clear_error(tmp_path):
     env = {**os.environ, "KAOS_HOME": str(tmp_path), "DOCKER_HOST": "unix:///nonexistent.sock"}
     result = subprocess.run(

@@ -24,21 +24,14 @@ from typing import TYPE_CHECKING, Any
 from kaos.client.events import Reporter, Silent
 from kaos.client.follow import follow_jobs
 from kaos.client.http import KaosClient
-from kaos.client.inputs import (
-    DeployChange,
-    GridArg,
-    check_grid_size,
-    read_grid,
-    read_manifest,
-    resources_json,
-)
 from kaos.client.local import connect
 from kaos.config import ClientConfig, kaos_home, stat_cache_path
 from kaos.errors import KaosError, NoWorkspace
 from kaos.pipeline.states import JobState
 
-if TYPE_CHECKING:  # scanning parts load with the first scan (not for `kaos train list`)
+if TYPE_CHECKING:  # scanning and input parts load with the first deploy, not `train list`
     from kaos.client.bundles import Bundle
+    from kaos.client.inputs import DeployChange, GridArg
     from kaos.client.watch import Watcher
     from kaos.store.state import HashCache
 
@@ -254,6 +247,14 @@ class Client:
             raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
         if parallelism < 1:  # the server's rule, checked before anything is uploaded
             raise KaosError("parallelism (-p) must be at least 1")
+        from kaos.client.inputs import (
+            DeployChange,
+            check_grid_size,
+            read_grid,
+            read_manifest,
+            resources_json,
+        )
+
         grid_json = read_grid(grid) if grid is not None else None
         manifest_text = read_manifest(manifest) if manifest is not None else None
         from kaos.client.bundles import check_folder
