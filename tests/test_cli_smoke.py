@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,21 +25,9 @@ def test_an_unchanged_deploy_loads_only_what_it_uses(kaos_server, tmp_path):
     cli = Cli(tmp_path / "home", tmp_path, kaos_server.url)
     cli.ok("workspace", "create", "-n", "lean")
     cli.ok("train", "deploy", "-d", "data")
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "kaos", "train", "deploy", "-d", "data"],
-        cwd=tmp_path,
-        env=cli.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Setting data bundle: /features" in proc.stdout
-    loaded = {
-        line.rsplit("|", 1)[1].strip().split(".")[0]
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
+    out, modules = _imports(cli, tmp_path, "train", "deploy", "-d", "data")
+    assert "Setting data bundle: /features" in out
+    loaded = {name.split(".")[0] for name in modules}
     assert {"kaos", "typer", "http"} <= loaded  # the deploy's imports are seen
     unused = {"pyfastcdc", "fastapi", "uvicorn", "pydantic", "rich", "httpx", "boto3", "numpy"}
     assert loaded & unused == set()
@@ -49,24 +38,30 @@ def test_train_list_loads_no_deploy_parts(kaos_server, tmp_path):
     store or the parsing of deploy inputs."""
     cli = Cli(tmp_path / "home", tmp_path, kaos_server.url)
     cli.ok("workspace", "create", "-n", "lean")
+    out, loaded = _imports(cli, tmp_path, "train", "list")
+    assert "No jobs yet in workspace lean" in out
+    assert "kaos.client.http" in loaded  # the command's imports are seen
+    deploy_only = {"kaos.client.inputs", "kaos.client.bundles", "kaos.store.scan"}
+    assert loaded & deploy_only == set()
+
+
+def _imports(cli: Cli, cwd: Path, *argv: str) -> tuple[str, set[str]]:
+    """Run `kaos ARGV` with -X importtime: its output and the modules it imported."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "kaos", "train", "list"],
-        cwd=tmp_path,
+        [sys.executable, "-X", "importtime", "-m", "kaos", *argv],
+        cwd=cwd,
         env=cli.env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "No jobs yet in workspace lean" in proc.stdout
     loaded = {
         line.rsplit("|", 1)[1].strip()
         for line in proc.stderr.splitlines()
         if line.startswith("import time:") and "|" in line
     }
-    assert "kaos.client.http" in loaded  # the command's imports are seen
-    deploy_only = {"kaos.client.inputs", "kaos.client.bundles", "kaos.store.scan"}
-    assert loaded & deploy_only == set()
+    return proc.stdout, loaded
 
 
 def test_docker_executor_without_an_engine_is_one_clear_error(tmp_path):

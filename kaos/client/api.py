@@ -247,6 +247,7 @@ class Client:
             raise KaosError("deploy either a data folder (-d) or a manifest (-m), not both")
         if parallelism < 1:  # the server's rule, checked before anything is uploaded
             raise KaosError("parallelism (-p) must be at least 1")
+        from kaos.client.bundles import check_folder
         from kaos.client.inputs import (
             DeployChange,
             check_grid_size,
@@ -257,8 +258,6 @@ class Client:
 
         grid_json = read_grid(grid) if grid is not None else None
         manifest_text = read_manifest(manifest) if manifest is not None else None
-        from kaos.client.bundles import check_folder
-
         name = self.workspace_name(workspace)
         check_folder("source", Path(source) if source is not None else None)
         check_folder("data", Path(data) if data is not None else None)
