@@ -112,3 +112,23 @@ def _append(seen: list[tuple[str, bytes]]) -> scan_module.ContentHook:
 
 def _entries(scanned: scan_module.ScannedFolder) -> list[tuple[str, str, int, bool]]:
     return [entry for batch in scanned.files() for entry in batch]
+
+
+def test_every_batch_is_looked_up_before_the_first_is_recorded(tmp_path, kaos_home, monkeypatch):
+    """A lookup scans inode ranges that the scan's own new rows fall in: asked after a record,
+    it would fetch them all again (quadratic at a million files)."""
+    root = many_files(tmp_path / "b")
+    monkeypatch.setattr(scan_module, "_BATCH", 100)  # 7 batches
+    cache = StatCache(kaos_home / "state.db")
+    calls: list[str] = []
+    lookup, record = cache.lookup, cache.record
+    monkeypatch.setattr(cache, "lookup", lambda keys: calls.append("lookup") or lookup(keys))
+    monkeypatch.setattr(cache, "record", lambda rows: calls.append("record") or record(rows))
+    first = scan_folder(root, cache)
+    assert calls == ["lookup"] * 7 + ["record"] * 7
+    os.utime(root / "d0" / "f0000.txt", (OLD + 1, OLD + 1))  # one file changed
+    (kaos_home / "scans").rename(kaos_home / "scans-gone")  # no snapshot: the database answers
+    calls.clear()
+    again = scan_folder(root, cache)
+    assert calls == ["lookup"] * 7 + ["record"]  # one file read, one row recorded
+    assert again.digest == first.digest

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kaos.errors import BundleError, UnsafePathError
-from kaos.store import NullStatCache, Tree, TreeEntry, scan_folder
+from kaos.store import NullStatCache, StatCache, Tree, TreeEntry, scan_folder
 from kaos.store import scan as scan_module
 from kaos.store import tree as tree_module
 from kaos.store.tree import HEADER, iter_entries
@@ -149,17 +149,27 @@ def test_an_ignore_file_that_is_not_utf8_is_refused_with_the_fix(tmp_path):
 
 
 def test_a_tree_streamed_in_any_pieces_parses_as_a_whole(tmp_path):
+    bundle = tmp_path / "bundle"
     for i in range(300):
-        (tmp_path / f"d{i % 7}" / f"f{i}.txt").parent.mkdir(exist_ok=True)
-        (tmp_path / f"d{i % 7}" / f"f{i}.txt").write_text(f"file {i % 3}")
-    scanned = scan_folder(tmp_path)
+        (bundle / f"d{i % 7}" / f"f{i}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (bundle / f"d{i % 7}" / f"f{i}.txt").write_text(f"file {i % 3}")
+        os.utime(bundle / f"d{i % 7}" / f"f{i}.txt", (1e9, 1e9))  # not racily clean
+    scanned = scan_folder(bundle)
     data = scanned.tree.serialize()
     assert b"".join(scanned.serialized()) == data  # what a push uploads, kept from the hashing
     assert b"".join(scanned.serialized()) == data  # and again: the kept pieces are not used up
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(scan_module, "_KEEP_TREE", 299)  # too many files to keep: made again
-        made_again = scan_folder(tmp_path)
-    assert b"".join(made_again.serialized()) == data  # made from the arrays
+        patch.setattr(scan_module, "_KEEP_TREE", 299)  # too many files to keep as made
+        compressed = scan_folder(bundle)
+    assert b"".join(compressed.serialized()) == data  # kept compressed, unpacked on demand
+    assert b"".join(compressed.serialized()) == data
+    cache = StatCache(tmp_path / "home" / "state.db")
+    scan_folder(bundle, cache)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scan_module, "_hash_one", None)  # answered by the snapshot: nothing read
+        unchanged = scan_folder(bundle, cache)
+    assert b"".join(unchanged.serialized()) == data  # made from the arrays
+    cache.close()
     for size in (1, 7, 64, 4096, len(data)):
         pieces = [data[i : i + size] for i in range(0, len(data), size)]
         assert tuple(iter_entries(pieces)) == scanned.tree.entries
