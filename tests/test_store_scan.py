@@ -1,5 +1,6 @@
 """The scan's reads: files are read on a few threads, yet digests, the order contents are handed
-on and the refusal of a file that changes while being read are as a one-thread read's."""
+on (by inode) and the refusal of a file that changes while being read are as a one-thread
+read's."""
 
 import os
 import threading
@@ -27,12 +28,14 @@ def many_files(root: Path, n: int = FILES) -> Path:
     return root
 
 
-def test_a_threaded_scan_hands_on_every_file_in_walk_order_with_its_digest(tmp_path, kaos_home):
+def test_a_threaded_scan_hands_on_every_file_in_inode_order_with_its_digest(tmp_path, kaos_home):
     root = many_files(tmp_path / "b")
     seen: list[tuple[str, bytes]] = []
     scanned = scan_folder(root, StatCache(kaos_home / "state.db"), on_content=_append(seen))
     assert len(seen) == FILES
-    for (path, digest, size, _x), (got, data) in zip(_entries(scanned), seen, strict=True):
+    by_inode = sorted(_entries(scanned), key=lambda entry: (root / entry[0]).stat().st_ino)
+    assert by_inode != _entries(scanned)  # the walk's order is another (folder by folder)
+    for (path, digest, size, _x), (got, data) in zip(by_inode, seen, strict=True):
         content = (root / path).read_bytes()
         assert got == digest == xxhash.xxh3_128_hexdigest(content)
         assert data == content and size == len(content)
@@ -59,13 +62,14 @@ def test_a_file_changed_between_walk_and_threaded_read_is_refused(
 
     def change_late_files(names: str) -> None:  # after the walk, before any read
         paths = names.split("\n")
-        victims.extend((paths[-40], paths[-3]))
+        late = (paths[-40], paths[-3])
+        victims.extend(sorted(late, key=lambda rel: (root / rel).stat().st_ino))  # read order
         for rel in victims:
             change(root / rel)
 
     with pytest.raises(BundleError) as refused:
         scan_folder(root, cache, vet=change_late_files)
-    assert refused.value.message == f"file {message}: {victims[0]}"  # the first in walk order
+    assert refused.value.message == f"file {message}: {victims[0]}"  # the first read
     assert cache.last_scan(os.path.realpath(root)) is None  # nothing half-scanned is kept
 
 
