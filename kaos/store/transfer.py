@@ -195,8 +195,8 @@ def scan_and_push(
 class _Offer:
     """Collects (digest, content) pairs from a scan and hands them on a batch at a time: two
     threads ask the destination which it lacks (a server busy verifying packs is slow to
-    answer, so questions overlap) and one packs what it lacks, batch after batch in walk
-    order. The scan waits for neither, only for a free place when `_QUEUED` batches are
+    answer, so questions overlap) and one packs what it lacks, batch after batch in the
+    order read. The scan waits for neither, only for a free place when `_QUEUED` batches are
     already waiting. Until `flush` returns, only these threads touch the writer."""
 
     _FILES = 2_000
@@ -254,7 +254,7 @@ class _Offer:
     def _pack(
         self, digests: list[str], contents: list[bytes], asked: Future[set[str]]
     ) -> tuple[int, int]:
-        """On the packing thread: add what the destination lacks, in walk order, once each
+        """On the packing thread: add what the destination lacks, in the order read, once each
         (an earlier batch, asked about at the same time, may have added it already)."""
         absent = asked.result()
         writer = self._writer
