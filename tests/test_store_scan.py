@@ -1,6 +1,6 @@
-"""The scan's reads: files are read on a few threads, yet digests, the order contents are handed
-on (by inode) and the refusal of a file that changes while being read are as a one-thread
-read's."""
+"""The scan's reads: files on disk are read on a few threads, files in the page cache on the
+scan's own; either way digests, the order contents are handed on (by inode) and the refusal of
+a file that changes while being read are as a one-thread read's."""
 
 import os
 import threading
@@ -11,12 +11,34 @@ import pytest
 import xxhash
 
 from kaos.errors import BundleError
-from kaos.store import NullStatCache, StatCache, scan_folder
+from kaos.store import NullStatCache, StatCache, ahead, scan_folder
 from kaos.store import scan as scan_module
-from kaos.store.ahead import in_order
+from kaos.store.ahead import in_order, in_page_cache, read_ahead
 
 OLD = 1_600_000_000
-FILES = 700  # about 11 groups of 64: the threaded path
+FILES = 700  # about 11 groups of 64: enough for threads
+
+
+@pytest.fixture(params=["cached", "on disk"])
+def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Both ways a scan reads (on its own thread, or on reader threads), whatever the page
+    cache holds; returns the names of the threads the files were read on."""
+    cached = request.param == "cached"
+    monkeypatch.setattr(ahead, "in_page_cache", lambda files: cached)
+    threads: list[str] = []
+    hash_one = scan_module._hash_one
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return hash_one(*args, **kwargs)
+
+    monkeypatch.setattr(scan_module, "_hash_one", recorded)
+    return threads
+
+
+def _read_on_threads(threads: list[str]) -> bool:
+    assert threads, "nothing was read"
+    return all(name.startswith("kaos-read") for name in threads)
 
 
 def many_files(root: Path, n: int = FILES) -> Path:
@@ -28,10 +50,13 @@ def many_files(root: Path, n: int = FILES) -> Path:
     return root
 
 
-def test_a_threaded_scan_hands_on_every_file_in_inode_order_with_its_digest(tmp_path, kaos_home):
+def test_a_scan_hands_on_every_file_in_inode_order_with_its_digest(
+    tmp_path, kaos_home, reading, request
+):
     root = many_files(tmp_path / "b")
     seen: list[tuple[str, bytes]] = []
     scanned = scan_folder(root, StatCache(kaos_home / "state.db"), on_content=_append(seen))
+    assert _read_on_threads(reading) == ("on disk" in request.node.callspec.id)
     assert len(seen) == FILES
     by_inode = sorted(_entries(scanned), key=lambda entry: (root / entry[0]).stat().st_ino)
     assert by_inode != _entries(scanned)  # the walk's order is another (folder by folder)
@@ -53,8 +78,8 @@ def test_a_threaded_scan_hands_on_every_file_in_inode_order_with_its_digest(tmp_
     ],
     ids=["grown", "shrunk", "removed", "fifo"],
 )
-def test_a_file_changed_between_walk_and_threaded_read_is_refused(
-    tmp_path, kaos_home, change, message
+def test_a_file_changed_between_walk_and_read_is_refused(
+    tmp_path, kaos_home, change, message, reading
 ):
     root = many_files(tmp_path / "b")
     cache = StatCache(kaos_home / "state.db")
@@ -71,6 +96,71 @@ def test_a_file_changed_between_walk_and_threaded_read_is_refused(
         scan_folder(root, cache, vet=change_late_files)
     assert refused.value.message == f"file {message}: {victims[0]}"  # the first read
     assert cache.last_scan(os.path.realpath(root)) is None  # nothing half-scanned is kept
+
+
+def _on_tmpfs(path: Path) -> bool:
+    """Whether `path` is on a tmpfs (its pages are the file: they cannot be dropped)."""
+    best, kind = "", ""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _device, point, fstype, *_ = line.split()
+        if str(path).startswith(point.rstrip("/") + "/") and len(point) > len(best):
+            best, kind = point, fstype
+    return kind == "tmpfs"
+
+
+def _drop_from_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # only clean pages are dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+needs_nowait = pytest.mark.skipif(
+    not hasattr(os, "RWF_NOWAIT"), reason="the page-cache probe needs Linux's RWF_NOWAIT"
+)
+
+
+@needs_nowait
+def test_the_page_cache_probe_tells_cached_files_from_files_on_disk(tmp_path):
+    if _on_tmpfs(tmp_path):
+        pytest.skip("tmp_path is on a tmpfs, whose pages cannot be dropped to the disk")
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 100_000)
+    assert in_page_cache([(str(f), 100_000)])  # just written
+    _drop_from_page_cache(f)
+    assert not in_page_cache([(str(f), 100_000)])
+    f.read_bytes()
+    assert in_page_cache([(str(f), 100_000)])
+    empty = tmp_path / "empty"
+    empty.touch()
+    assert in_page_cache([(str(empty), 0)])
+    assert not in_page_cache([(str(tmp_path / "gone"), 10)])  # cannot tell: the read refuses
+    os.mkfifo(tmp_path / "fifo")
+    assert not in_page_cache([(str(tmp_path / "fifo"), 0)])  # never blocks
+
+
+@needs_nowait
+def test_files_on_disk_are_read_on_threads_and_cached_ones_inline(tmp_path):
+    if _on_tmpfs(tmp_path):
+        pytest.skip("tmp_path is on a tmpfs, whose pages cannot be dropped to the disk")
+    root = many_files(tmp_path / "b")
+    files = sorted(str(p) for p in root.rglob("*.txt"))
+
+    def read(path: str) -> tuple[str, bytes]:
+        return threading.current_thread().name, Path(path).read_bytes()
+
+    def size(path: str) -> int:
+        return os.path.getsize(path)
+
+    cached = list(read_ahead(read, files, size, str))
+    assert {name for name, _ in cached} == {threading.current_thread().name}
+    for path in files[len(files) // 2 :]:  # half on disk: not taken for a cached folder
+        _drop_from_page_cache(Path(path))
+    from_disk = list(read_ahead(read, files, size, str))
+    assert all(name.startswith("kaos-read") for name, _ in from_disk)
+    assert [data for _, data in from_disk] == [data for _, data in cached]
 
 
 def test_reading_ahead_stays_bounded_and_keeps_order():

@@ -1,9 +1,14 @@
 """Reading many files on a few threads, results in the files' order.
 
-Reading a small file is mostly system-call time (open, read, close), which releases the GIL:
-a few threads keep the kernel busy while the caller's Python consumes what was read. Files go
+Reading a small file from disk is mostly waiting (open, read, close), which releases the GIL:
+a few threads keep the disk busy while the caller's Python consumes what was read. Files go
 to the threads in groups (one call per group, not per file), and at most a few groups are in
 flight, so memory stays bounded however many files there are.
+
+Files already in the page cache are read on the caller's thread instead: nothing then waits,
+and threads would only hand the GIL back and forth at every system call (a 100k-file first
+deploy of cached files: 5.8 s read inline against 6.3 s on two readers, 15 of 16 runs
+faster; with the caches dropped, threads stay ahead: 14.3 s against 16.7 for one reader).
 """
 
 from __future__ import annotations
@@ -21,11 +26,18 @@ R = TypeVar("R")
 READERS = 2  # threads reading files
 GROUP_FILES, GROUP_BYTES = 64, 1 << 20  # files read per call on a reader thread
 AHEAD = 8  # groups in flight: what is read ahead of the caller stays a few MiB
+PROBES = 16  # files, spread over the run, looked for in the page cache before it is read
 
 
-def read_ahead(fn: Callable[[T], R], items: Sequence[T], size: Callable[[T], int]) -> Iterator[R]:
+def read_ahead(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    size: Callable[[T], int],
+    path: Callable[[T], str],
+) -> Iterator[R]:
     """`map(fn, items)` with the calls made on reader threads, a group of items per call
-    (`size(item)`: the bytes it reads), unless there are too few items to pay for threads."""
+    (`size(item)`: the bytes it reads, `path(item)`: the file), unless there are too few
+    items to pay for threads or the files are in the page cache (sampled)."""
     groups: list[list[T]] = [[]]
     held = 0
     for item in items:
@@ -34,10 +46,42 @@ def read_ahead(fn: Callable[[T], R], items: Sequence[T], size: Callable[[T], int
             held = 0
         groups[-1].append(item)
         held += size(item)
-    if len(groups) < 2:
-        return map(fn, groups[0])
+    if len(groups) < 2 or in_page_cache(_sample(items, path, size)):
+        return map(fn, items)
     results = in_order(lambda group: [fn(item) for item in group], groups, READERS, AHEAD)
     return itertools.chain.from_iterable(results)
+
+
+def _sample(
+    items: Sequence[T], path: Callable[[T], str], size: Callable[[T], int]
+) -> list[tuple[str, int]]:
+    """(path, size) of `PROBES` items spread evenly over the run (a folder cached in part is
+    then seldom taken for a cached one)."""
+    step = max(len(items) // PROBES, 1)
+    return [(path(item), size(item)) for item in items[::step][:PROBES]]
+
+
+def in_page_cache(files: Iterable[tuple[str, int]]) -> bool:
+    """Whether the last byte of each (path, size) is in the page cache, so reading the file
+    would not wait for the disk (Linux's RWF_NOWAIT; a file read once is cached whole or at
+    least to its end). False wherever it cannot be told: another system, a filesystem
+    without it, a file gone or not regular (the read that follows refuses those)."""
+    nowait = getattr(os, "RWF_NOWAIT", None)
+    if nowait is None:
+        return False
+    byte = bytearray(1)
+    for name, size in files:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            os.preadv(fd, [byte], max(size - 1, 0), nowait)
+        except OSError:  # BlockingIOError: on the disk only; EOPNOTSUPP, ESPIPE: cannot tell
+            return False
+        finally:
+            os.close(fd)
+    return True
 
 
 def in_order(fn: Callable[[T], R], items: Iterable[T], workers: int, ahead: int) -> Iterator[R]:

@@ -293,7 +293,12 @@ def _read_all(
 ) -> Iterator[tuple[bytes, bytes | None]]:
     """(raw digest, content or None) of each file, in order, read on a few threads."""
     keep = on_content is not None
-    return read_ahead(lambda item: _hash_one(item[1], keep), files, lambda item: item[1].key[2])
+    return read_ahead(
+        lambda item: _hash_one(item[1], keep),
+        files,
+        lambda item: item[1].key[2],
+        lambda item: item[1].abspath,
+    )
 
 
 def _hash_one(f: ScannedFile, keep: bool = False) -> tuple[bytes, bytes | None]:

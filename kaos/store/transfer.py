@@ -105,7 +105,8 @@ def _push_files(
             else:
                 small.append((scanned.abspath(path), digest, size))
         done += len(batch)
-        for (path, digest, size), data in zip(small, read_ahead(_read, small, _size), strict=True):
+        read = read_ahead(_read, small, _size, _path)
+        for (path, digest, size), data in zip(small, read, strict=True):
             if hash_bytes(data) != digest:
                 raise changed_since_hashed(path)
             if not writer.has(digest):  # a copy of it went already
@@ -125,6 +126,10 @@ def _read(file: tuple[str, str, int]) -> bytes:
 
 def _size(file: tuple[str, str, int]) -> int:
     return file[2]
+
+
+def _path(file: tuple[str, str, int]) -> str:
+    return file[0]
 
 
 def _absent_files(scanned: ScannedFolder, writer: StoreWriter) -> tuple[bytearray, int]:
