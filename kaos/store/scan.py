@@ -291,7 +291,8 @@ def _tree_pieces(
 def _read_all(
     files: list[tuple[int, ScannedFile]], on_content: ContentHook | None
 ) -> Iterator[tuple[bytes, bytes | None]]:
-    """(raw digest, content or None) of each file, in order, read on a few threads."""
+    """(raw digest, content or None) of each file, in order: read on this thread when the
+    files are in the page cache, else on a few threads (`read_ahead`)."""
     keep = on_content is not None
     return read_ahead(
         lambda item: _hash_one(item[1], keep),
