@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -107,8 +109,30 @@ def main() -> None:
         if done.code == 130:  # interrupted: the prompt back at once
             _exit_at_once(130)
         _wait_for_background_writes()
+        _exit_without_teardown(done.code)
         raise
     _wait_for_background_writes()
+    _exit_without_teardown(0)
+
+
+def _exit_without_teardown(code: object) -> None:
+    """End the command without the interpreter's teardown, which frees every module and object
+    one at a time: 30 ms of a 0.6 s unchanged deploy of 100,000 files, 20 ms of `train list`.
+    The OS takes the memory back at once. What an exit must do is still done: atexit handlers
+    run and output is flushed. Only a plain exit code ends here, and only while no other
+    thread runs (the interpreter would wait for one); otherwise the normal exit follows. An
+    open SQLite database is left as a killed process leaves it: whole, its last commits in
+    its write-ahead log."""
+    code = 0 if code is None else code
+    if not isinstance(code, int) or threading.active_count() != 1:
+        return
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: the normal exit reports it
+        return
+    os._exit(code)
 
 
 def _wait_for_background_writes() -> None:
