@@ -3,6 +3,7 @@ scan's own; either way digests, the order contents are handed on (by inode) and 
 a file that changes while being read are as a one-thread read's."""
 
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -210,21 +211,38 @@ def _entries(scanned: scan_module.ScannedFolder) -> list[tuple[str, str, int, bo
     return [entry for batch in scanned.files() for entry in batch]
 
 
-def test_every_batch_is_looked_up_before_the_first_is_recorded(tmp_path, kaos_home, monkeypatch):
+def test_every_batch_is_looked_up_before_and_recorded_after_the_reads(
+    tmp_path, kaos_home, monkeypatch
+):
     """A lookup scans inode ranges that the scan's own new rows fall in: asked after a record,
-    it would fetch them all again (quadratic at a million files)."""
+    it would fetch them all again (quadratic at a million files). The rows are recorded once,
+    after the last read: SQLite's inserts on a thread beside the reads slowed them."""
     root = many_files(tmp_path / "b")
     monkeypatch.setattr(scan_module, "_BATCH", 100)  # 7 batches
     cache = StatCache(kaos_home / "state.db")
     calls: list[str] = []
-    lookup, record = cache.lookup, cache.record
+    lookup, record, read_all = cache.lookup, cache.record, scan_module._read_all
+
+    def recorded(items):
+        rows = list(items)
+        calls.append(f"record {len(rows)}")
+        record(rows)
+
+    def reads(files, on_content):
+        calls.append("read")
+        return read_all(files, on_content)
+
     monkeypatch.setattr(cache, "lookup", lambda keys: calls.append("lookup") or lookup(keys))
-    monkeypatch.setattr(cache, "record", lambda rows: calls.append("record") or record(rows))
+    monkeypatch.setattr(cache, "record", recorded)
+    monkeypatch.setattr(scan_module, "_read_all", reads)
     first = scan_folder(root, cache)
-    assert calls == ["lookup"] * 7 + ["record"] * 7
+    assert calls == ["lookup"] * 7 + ["read"] * 7 + ["record 700"]
     os.utime(root / "d0" / "f0000.txt", (OLD + 1, OLD + 1))  # one file changed
     (kaos_home / "scans").rename(kaos_home / "scans-gone")  # no snapshot: the database answers
     calls.clear()
     again = scan_folder(root, cache)
-    assert calls == ["lookup"] * 7 + ["record"]  # one file read, one row recorded
+    assert calls == ["lookup"] * 7 + ["read", "record 1"]  # one file read, one row recorded
     assert again.digest == first.digest
+    cache.close()
+    with sqlite3.connect(kaos_home / "state.db") as db:
+        assert db.execute("SELECT count(*) FROM state").fetchone() == (700,)

@@ -10,6 +10,7 @@ answers for the rest (moved folders, new paths), by primary key in inode ranges,
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -26,7 +27,9 @@ _SCHEMA = 2  # the database's user_version; 1 (or none) had no ctime column
 class HashCache(Protocol):
     def lookup(self, keys: Iterable[StatKey]) -> dict[StatKey, str]: ...
 
-    def record(self, items: Iterable[tuple[StatKey, str]]) -> None: ...
+    def record(self, items: Iterable[tuple[StatKey, str]]) -> None:
+        """Remember these digests; `items` may be consumed on another thread after the call
+        returns, so it must read only what nothing changes."""
 
     def last_scan(self, root: str) -> Snapshot | None: ...
 
@@ -127,16 +130,18 @@ class StatCache:
         return found
 
     def record(self, items: Iterable[tuple[StatKey, str]]) -> None:
-        """Write in the background, one batch at a time, on a connection of its own: a first
-        scan's 100k rows cost 0.15-0.3 s (the insert and SQLite's checkpoints), which then
-        overlap the reading of the next batch and the upload that follows instead of stalling
-        them. A lookup meanwhile may miss rows still being written; the file is then read
-        again (the cache only saves work). The thread is not a daemon, so the process ends
-        once the rows are written; a failed write is raised by the next `record` or `close`
-        (where a best-effort cache gives up)."""
-        rows = [(*k, d) for k, d in items]
-        if not rows:
+        """Write in the background, on a connection of its own: a first scan's 100k rows cost
+        0.15-0.3 s (the insert and SQLite's checkpoints), which then overlap what follows (the
+        push of the tree, the server's answer) instead of stalling it. The rows are made from
+        `items` on that thread, as they are written. A lookup meanwhile may miss rows still
+        being written; the file is then read again (the cache only saves work). The thread is
+        not a daemon, so the process ends once the rows are written; a failed write is raised
+        by the next `record` or `close` (where a best-effort cache gives up)."""
+        pending = iter(items)
+        first = next(pending, None)
+        if first is None:
             return
+        rows = ((*k, d) for k, d in itertools.chain((first,), pending))
         self._settle()
         if self._writer is None:
             self._writer = sqlite3.connect(
@@ -148,7 +153,7 @@ class StatCache:
         )
         self._writing.start()
 
-    def _write(self, db: sqlite3.Connection, rows: list[tuple[int | str, ...]]) -> None:
+    def _write(self, db: sqlite3.Connection, rows: Iterable[tuple[int | str, ...]]) -> None:
         try:
             with db:
                 db.executemany("INSERT OR REPLACE INTO state VALUES (?,?,?,?,?,?)", rows)
