@@ -211,6 +211,31 @@ def _entries(scanned: scan_module.ScannedFolder) -> list[tuple[str, str, int, bo
     return [entry for batch in scanned.files() for entry in batch]
 
 
+def test_a_scan_that_fails_keeps_the_rows_of_the_files_it_read(tmp_path, kaos_home, monkeypatch):
+    """The rows are recorded after the reads; a scan cut short (a file changed, an upload
+    failed) still records what it read, so the next scan does not read it again."""
+    root = many_files(tmp_path / "b")
+    monkeypatch.setattr(scan_module, "_BATCH", 100)  # the failure falls mid-batch
+    monkeypatch.setattr(ahead, "in_page_cache", lambda files: True)  # read in order, here
+    hash_one, read = scan_module._hash_one, []
+
+    def failing(f, keep=False):
+        if len(read) == 450:
+            raise BundleError(f"file changed while scanning: {f.path}", "scan again")
+        result = hash_one(f, keep)
+        read.append(f.key)
+        return result
+
+    monkeypatch.setattr(scan_module, "_hash_one", failing)
+    cache = StatCache(kaos_home / "state.db")
+    with pytest.raises(BundleError, match="changed while scanning"):
+        scan_folder(root, cache)
+    cache.close()
+    with sqlite3.connect(kaos_home / "state.db") as db:
+        rows = db.execute("SELECT dev, ino, size, mtime_ns, ctime_ns FROM state").fetchall()
+    assert sorted(rows) == sorted(read) and len(rows) == 450
+
+
 def test_every_batch_is_looked_up_before_and_recorded_after_the_reads(
     tmp_path, kaos_home, monkeypatch
 ):

@@ -8,13 +8,25 @@ if TYPE_CHECKING:
     from kaos.client import Client, KaosClient
 
 
+_made: list[Client] = []  # this command's clients, closed as it ends
+
+
 def api(quiet: bool = False) -> Client:
     """The client for the configured server (or the local one, started if need be, which is
     said in one line); `quiet` (for --json) draws no bars or narration."""
     from kaos.cli.render import TerminalReporter
     from kaos.client import Client
 
-    return Client(reporter=TerminalReporter(narrate=not quiet))
+    client = Client(reporter=TerminalReporter(narrate=not quiet))
+    _made.append(client)
+    return client
+
+
+def close_clients() -> None:
+    """Close every client this command made: the command ends without the interpreter's
+    teardown, which used to close them (and with them the stat cache's database)."""
+    while _made:
+        _made.pop().close()
 
 
 def uploader(quiet: bool = False) -> Client:

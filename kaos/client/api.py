@@ -104,8 +104,12 @@ class Client:
         return {"endpoint": config.endpoint, "server_version": health.get("version")}
 
     def close(self) -> None:
+        """Close the connection to the server and the stat cache (its rows written first)."""
         if self._http is not None:
             self._http.close()
+        if self._stat_cache is not None:
+            self._stat_cache.close()
+            self._stat_cache = None
 
     # -- workspaces -------------------------------------------------------------------------
     def workspace_name(self, explicit: str | None = None) -> str:

@@ -169,21 +169,25 @@ def _scan(
     unread = _in_inode_order(_look_up(rest, stats, cache, digests, meter), stats)
     racy: list[int] = []
     fresh = array("q")  # files read and older than the racy window: the stat cache's rows
-    for start in range(0, len(unread), _BATCH):  # batches keep memory flat at a million files
-        files: list[tuple[int, ScannedFile]] = []
-        for i in unread[start : start + _BATCH]:
-            record, path = STAT.unpack_from(stats, i * size_at), walk.paths[i]
-            files.append((i, ScannedFile(path, prefix + path, _key(record), record[5] != 0)))
-        for (i, found), (raw, data) in zip(files, _read_all(files, on_content), strict=True):
-            digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = raw
-            key = found.key
-            if data is not None and on_content is not None:
-                on_content(raw.hex(), data)
-            if key[3] < racy_after:
-                fresh.append(i)
-            else:
-                racy.append(i)
-            meter.advance(key[2])
+    try:
+        for start in range(0, len(unread), _BATCH):  # batches: memory flat at a million files
+            files: list[tuple[int, ScannedFile]] = []
+            for i in unread[start : start + _BATCH]:
+                record, path = STAT.unpack_from(stats, i * size_at), walk.paths[i]
+                files.append((i, ScannedFile(path, prefix + path, _key(record), record[5] != 0)))
+            for (i, found), (raw, data) in zip(files, _read_all(files, on_content), strict=True):
+                digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = raw
+                key = found.key
+                if data is not None and on_content is not None:
+                    on_content(raw.hex(), data)
+                if key[3] < racy_after:
+                    fresh.append(i)
+                else:
+                    racy.append(i)
+                meter.advance(key[2])
+    except BaseException:  # a file changed, an upload failed: what was read is not read again
+        cache.record(_stat_rows(bytes(stats), bytes(digests), fresh))
+        raise
     meter.finish()
     digest, serialized = _tree_digest(walk.paths, stats, digests, compress=n > _KEEP_TREE)
     stats_now, digests_now = bytes(stats), bytes(digests)

@@ -28,12 +28,15 @@ class HashCache(Protocol):
     def lookup(self, keys: Iterable[StatKey]) -> dict[StatKey, str]: ...
 
     def record(self, items: Iterable[tuple[StatKey, str]]) -> None:
-        """Remember these digests; `items` may be consumed on another thread after the call
-        returns, so it must read only what nothing changes."""
+        """Remember these digests. `items` may be read on another thread after the call
+        returns: it must read only what nothing changes, and reading it must not fail."""
 
     def last_scan(self, root: str) -> Snapshot | None: ...
 
     def remember_scan(self, root: str, snapshot: Snapshot) -> None: ...
+
+    def close(self) -> None:
+        """Finish the writes and let the storage go (a database closed leaves no log behind)."""
 
 
 def _inode_runs(inodes: list[int]) -> Iterator[tuple[int, int]]:
@@ -63,6 +66,9 @@ class NullStatCache:
         return None
 
     def remember_scan(self, root: str, snapshot: Snapshot) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -137,7 +143,8 @@ class StatCache:
         thread, as they are written. A lookup meanwhile may miss rows still
         being written; the file is then read again (the cache only saves work). The thread is
         not a daemon, so the process ends once the rows are written; a failed write is raised
-        by the next `record` or `close` (where a best-effort cache gives up)."""
+        by the next `record` or `close` (where a best-effort cache gives up). `items` is read
+        on the writer's thread from its second row on (see `HashCache.record`)."""
         pending = iter(items)
         first = next(pending, None)
         if first is None:
@@ -180,6 +187,10 @@ class StatCache:
         self._snapshots.save(root, snapshot)
 
     def close(self) -> None:
+        """Wait for the rows being written, then close both connections: the last one closed
+        folds SQLite's write-ahead log into the database and removes it. A process that ends
+        without closing leaves the log (7 MB after 100,000 new rows, 72 MB after a million),
+        which every later open reads back: 40-215 ms a command at a million rows."""
         try:
             self._settle()
         finally:
@@ -254,3 +265,8 @@ class _BestEffort:
             self._cache.remember_scan(root, snapshot)
         except (sqlite3.Error, OSError):
             self._give_up()
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error, OSError):
+            self._cache.close()
+        self._give_up()  # closed: nothing more is cached
