@@ -236,6 +236,21 @@ def test_a_scan_that_fails_keeps_the_rows_of_the_files_it_read(tmp_path, kaos_ho
     assert sorted(rows) == sorted(read) and len(rows) == 450
 
 
+def test_a_cache_that_cannot_record_does_not_hide_why_the_scan_failed(tmp_path, monkeypatch):
+    root = many_files(tmp_path / "b", 20)
+
+    class Unwritable(NullStatCache):
+        def record(self, items):
+            raise RuntimeError("the cache's own failure")
+
+    def changed(f, keep=False):
+        raise BundleError(f"file changed while scanning: {f.path}", "scan again")
+
+    monkeypatch.setattr(scan_module, "_hash_one", changed)
+    with pytest.raises(BundleError, match="changed while scanning"):
+        scan_folder(root, Unwritable())
+
+
 def test_every_batch_is_looked_up_before_and_recorded_after_the_reads(
     tmp_path, kaos_home, monkeypatch
 ):

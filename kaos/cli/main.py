@@ -120,8 +120,12 @@ def _finish() -> None:
     then the command's clients (the stat cache's database with them)."""
     _wait_for_background_writes()
     context = sys.modules.get("kaos.cli.context")  # not imported: no client made
-    if context is not None:
+    if context is None:
+        return
+    try:
         context.close_clients()
+    except KeyboardInterrupt:  # as while waiting for the writes: the prompt back at once
+        _exit_at_once(130)
 
 
 def _exit_without_teardown(code: object) -> None:

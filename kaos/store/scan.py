@@ -7,6 +7,7 @@ walk plus two comparisons, and a `Tree` of entry objects is built only when some
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -186,7 +187,8 @@ def _scan(
                     racy.append(i)
                 meter.advance(key[2])
     except BaseException:  # a file changed, an upload failed: what was read is not read again
-        cache.record(_stat_rows(bytes(stats), bytes(digests), fresh))
+        with contextlib.suppress(Exception):  # the scan's own error is the one to raise
+            cache.record(_stat_rows(bytes(stats), bytes(digests), fresh))
         raise
     meter.finish()
     digest, serialized = _tree_digest(walk.paths, stats, digests, compress=n > _KEEP_TREE)
