@@ -140,11 +140,11 @@ class StatCache:
         0.15-0.3 s on a quiet machine (the insert and SQLite's checkpoints), which then overlap
         what follows (the scan records them after its reads: the push of the tree, the
         server's answer) instead of stalling it. The rows are made from `items` on that
-        thread, as they are written. A lookup meanwhile may miss rows still
-        being written; the file is then read again (the cache only saves work). The thread is
-        not a daemon, so the process ends once the rows are written; a failed write is raised
-        by the next `record` or `close` (where a best-effort cache gives up). `items` is read
-        on the writer's thread from its second row on (see `HashCache.record`)."""
+        thread, as they are written. A lookup meanwhile may miss rows still being written;
+        the file is then read again (the cache only saves work). The thread is not a daemon,
+        so the process ends once the rows are written; a failed write is raised by the next
+        `record` or `close` (where a best-effort cache gives up). `items` is read on the
+        writer's thread from its second row on (see `HashCache.record`)."""
         pending = iter(items)
         first = next(pending, None)
         if first is None:
