@@ -16,7 +16,7 @@ def test_add_folder_reads_each_small_file_once_and_round_trips(tmp_path, kaos_ho
     (src / "big.csv").write_text("1,2,3,4,5,6,7,8\n" * 400_000)  # chunked, streamed from disk
     opened: list[str] = []
     real_open, real_os_open = open, os.open
-    probing = threading.local()  # the page-cache probe peeks at a byte: no read of the content
+    probing = threading.local()  # the page-cache probe opens files: no read of the content
     real_probe = ahead_module.in_page_cache
 
     def probe(files):

@@ -14,7 +14,8 @@ import xxhash
 from kaos.errors import BundleError
 from kaos.store import NullStatCache, StatCache, ahead, scan_folder
 from kaos.store import scan as scan_module
-from kaos.store.ahead import in_order, in_page_cache, read_ahead
+from kaos.store.ahead import in_order, read_ahead
+from tests.page_cache import drop_from_page_cache
 
 OLD = 1_600_000_000
 FILES = 700  # about 11 groups of 64: enough for threads
@@ -103,51 +104,7 @@ def test_a_file_changed_between_walk_and_read_is_refused(
     assert cache.last_scan(os.path.realpath(root)) is None  # nothing half-scanned is kept
 
 
-def _skip_unless_probed_here(folder: Path) -> None:
-    """Skip where the probe cannot tell (no RWF_NOWAIT on this filesystem: tmpfs, NFS, FUSE):
-    it then always answers "on disk", which is right there, but nothing here can be shown."""
-    written = folder / "written"
-    written.write_bytes(b"x" * 10_000)
-    if not in_page_cache([(str(written), 10_000)]):
-        pytest.skip(f"the page-cache probe cannot tell on {folder}'s filesystem (no RWF_NOWAIT)")
-    written.unlink()
-
-
-def _drop_from_page_cache(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # only clean pages are dropped
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-needs_nowait = pytest.mark.skipif(
-    not hasattr(os, "RWF_NOWAIT"), reason="the page-cache probe needs Linux's RWF_NOWAIT"
-)
-
-
-@needs_nowait
-def test_the_page_cache_probe_tells_cached_files_from_files_on_disk(tmp_path):
-    _skip_unless_probed_here(tmp_path)
-    f = tmp_path / "f"
-    f.write_bytes(b"x" * 100_000)
-    assert in_page_cache([(str(f), 100_000)])  # just written
-    _drop_from_page_cache(f)
-    assert not in_page_cache([(str(f), 100_000)])
-    f.read_bytes()
-    assert in_page_cache([(str(f), 100_000)])
-    empty = tmp_path / "empty"
-    empty.touch()
-    assert in_page_cache([(str(empty), 0)])
-    assert not in_page_cache([(str(tmp_path / "gone"), 10)])  # cannot tell: the read refuses
-    os.mkfifo(tmp_path / "fifo")
-    assert not in_page_cache([(str(tmp_path / "fifo"), 0)])  # never blocks
-
-
-@needs_nowait
 def test_files_on_disk_are_read_on_threads_and_cached_ones_inline(tmp_path):
-    _skip_unless_probed_here(tmp_path)
     root = many_files(tmp_path / "b")
     files = sorted(str(p) for p in root.rglob("*.txt"))
 
@@ -160,7 +117,7 @@ def test_files_on_disk_are_read_on_threads_and_cached_ones_inline(tmp_path):
     cached = list(read_ahead(read, files, size, str))
     assert {name for name, _ in cached} == {threading.current_thread().name}
     for path in files[len(files) // 2 :]:  # half on disk: not taken for a cached folder
-        _drop_from_page_cache(Path(path))
+        drop_from_page_cache(Path(path))
     from_disk = list(read_ahead(read, files, size, str))
     assert all(name.startswith("kaos-read") for name, _ in from_disk)
     assert [data for _, data in from_disk] == [data for _, data in cached]

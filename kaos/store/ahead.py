@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from kaos.store.pagecache import in_page_cache
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -60,31 +62,6 @@ def _sample(
     then seldom taken for a cached one)."""
     step = max(len(items) // PROBES, 1)
     return [(path(item), size(item)) for item in items[::step][:PROBES]]
-
-
-def in_page_cache(files: Iterable[tuple[str, int]]) -> bool:
-    """Whether the last byte of each (path, size) is in the page cache, so reading the file
-    would not wait for the disk (Linux's RWF_NOWAIT; a file read once is cached whole or at
-    least to its end). False wherever it cannot be told: another system, a filesystem
-    without it (tmpfs, NFS, FUSE), a file gone, a fifo or socket. A probe only picks the
-    threads: a file that shrank or is a device may pass it, and the read that follows
-    refuses those."""
-    nowait = getattr(os, "RWF_NOWAIT", None)
-    if nowait is None:
-        return False
-    byte = bytearray(1)
-    for name, size in files:
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
-            return False
-        try:
-            os.preadv(fd, [byte], max(size - 1, 0), nowait)
-        except (OSError, NotImplementedError):  # BlockingIOError: on the disk only;
-            return False  # EOPNOTSUPP, ESPIPE, or a Python built without preadv2: cannot tell
-        finally:
-            os.close(fd)
-    return True
 
 
 def in_order(fn: Callable[[T], R], items: Iterable[T], workers: int, ahead: int) -> Iterator[R]:
