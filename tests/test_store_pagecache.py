@@ -10,7 +10,7 @@ import pytest
 
 from kaos.store import pagecache
 from kaos.store.pagecache import in_page_cache
-from tests.page_cache import drop_from_page_cache, exact_probe_or_skip
+from tests.page_cache import drop_from_page_cache, exact_probe_or_skip, probe_tells_or_skip
 
 
 def written(path: Path, size: int) -> tuple[str, int]:
@@ -19,7 +19,7 @@ def written(path: Path, size: int) -> tuple[str, int]:
 
 
 def test_the_probe_tells_cached_files_from_files_on_disk(tmp_path):
-    exact_probe_or_skip()
+    probe_tells_or_skip(tmp_path)
     f = written(tmp_path / "f", 100_000)
     g = written(tmp_path / "g", 30_000)
     assert in_page_cache([f, g])  # just written
@@ -39,6 +39,7 @@ def test_the_probe_tells_cached_files_from_files_on_disk(tmp_path):
 
 
 def test_what_cannot_be_read_from_the_cache_is_never_taken_for_cached(tmp_path):
+    probe_tells_or_skip(tmp_path)
     (tmp_path / "empty").touch()
     assert in_page_cache([(str(tmp_path / "empty"), 0)])  # nothing to wait for
     assert not in_page_cache([(str(tmp_path / "gone"), 10)])
@@ -47,14 +48,20 @@ def test_what_cannot_be_read_from_the_cache_is_never_taken_for_cached(tmp_path):
     assert not in_page_cache([(str(tmp_path), 0)])  # a folder
 
 
-def test_files_in_memory_are_cached():
-    exact_probe_or_skip()
-    shm = Path("/dev/shm")
+def test_a_filesystem_that_cannot_read_without_waiting_is_never_taken_for_cached():
+    count = exact_probe_or_skip()
+    shm = Path("/dev/shm")  # tmpfs stands in for NFS and FUSE, which refuse RWF_NOWAIT too
     if not (os.path.ismount(shm) and os.access(shm, os.W_OK)):
-        pytest.skip("no writable tmpfs at /dev/shm to write a file in memory to")
+        pytest.skip("no writable tmpfs at /dev/shm to write a file to")
     f = shm / f"kaos-test-{os.getpid()}"
     try:
-        assert in_page_cache([written(f, 50_000)])  # the older probe cannot tell on tmpfs
+        name, size = written(f, 50_000)
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            assert count(fd, size) == 13  # every page counted as cached
+        finally:
+            os.close(fd)
+        assert not in_page_cache([(name, size)])  # yet its reads are not promised not to wait
     finally:
         f.unlink()
 
@@ -90,13 +97,13 @@ def test_the_older_probe_tells_a_file_on_disk_though_not_every_time(tmp_path, ol
     assert not older_probe([(str(tmp_path / "fifo"), 0)])
 
 
-def test_a_filesystem_that_cannot_count_is_asked_as_older_kernels(tmp_path, monkeypatch):
+def test_a_file_cachestat_refuses_is_asked_with_the_read_alone(tmp_path, monkeypatch):
     f = written(tmp_path / "f", 10_000)
     asked: list[int] = []
 
-    def cannot_count(fd: int) -> int:
+    def cannot_count(fd: int, length: int) -> int:
         asked.append(fd)
-        raise OSError(95, "Operation not supported")  # EOPNOTSUPP, as on hugetlbfs
+        raise PermissionError(1, "Operation not permitted")  # a file neither owned nor writable
 
     monkeypatch.setattr(pagecache, "_cachestat", lambda: cannot_count)
     answer = in_page_cache([f])

@@ -15,7 +15,7 @@ from kaos.errors import BundleError
 from kaos.store import NullStatCache, StatCache, ahead, scan_folder
 from kaos.store import scan as scan_module
 from kaos.store.ahead import in_order, read_ahead
-from tests.page_cache import drop_from_page_cache
+from tests.page_cache import drop_from_page_cache, probe_tells_or_skip
 
 OLD = 1_600_000_000
 FILES = 700  # about 11 groups of 64: enough for threads
@@ -105,6 +105,7 @@ def test_a_file_changed_between_walk_and_read_is_refused(
 
 
 def test_files_on_disk_are_read_on_threads_and_cached_ones_inline(tmp_path):
+    probe_tells_or_skip(tmp_path)
     root = many_files(tmp_path / "b")
     files = sorted(str(p) for p in root.rglob("*.txt"))
 
