@@ -98,7 +98,7 @@ def test_the_files_still_to_walk_are_estimated_from_the_snapshot_or_the_walk_so_
 
 
 def refused_as_serially(
-    root: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception], match: str = ""
+    root: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception], match: str | None = None
 ) -> str:
     """The split walk (one fork) refuses `root` with the serial walk's exact error; returns it."""
     with pytest.raises(error, match=match) as serial:
