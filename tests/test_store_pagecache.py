@@ -34,6 +34,14 @@ def test_the_probe_tells_cached_files_from_files_on_disk(tmp_path):
     finally:
         os.close(fd)
     assert not in_page_cache([f])  # cached in part (its head) is on disk
+    drop_from_page_cache(tmp_path / "f")
+    fd = os.open(f[0], os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        os.pread(fd, 1, f[1] - 1)
+    finally:
+        os.close(fd)
+    assert not in_page_cache([f])  # and its end alone (which the read alone takes for all)
     Path(f[0]).read_bytes()
     assert in_page_cache([f, g])
 
